@@ -1,0 +1,81 @@
+"""Exceptions raised by litetasks.
+
+The hierarchy::
+
+    LiteTasksError
+      ConfigurationError      bad OPTIONS, CLI arguments or settings
+      StoreError              the queue file cannot be opened, read or written
+        SchemaVersionError    the file was written by a newer litetasks
+      JobNotFound             no job has the given id
+      LeaseLost               a worker tried to settle a job it no longer owns
+
+Errors recorded on a task (in ``TaskResult.errors``) rather than raised:
+
+    WorkerLost                the worker running the task died (kill -9, OOM, power loss)
+    TaskNotAllowed            a stored row names something that is not a task of this backend
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ConfigurationError",
+    "JobNotFound",
+    "LeaseLost",
+    "LiteTasksError",
+    "SchemaVersionError",
+    "StoreError",
+    "TaskNotAllowed",
+    "WorkerLost",
+]
+
+
+class LiteTasksError(Exception):
+    """Base class of every error litetasks raises."""
+
+
+class ConfigurationError(LiteTasksError):
+    """The configuration (OPTIONS, CLI arguments, settings) is invalid."""
+
+
+class StoreError(LiteTasksError):
+    """The queue file cannot be opened, read or written."""
+
+    def __init__(self, message: str, *, path: str = "") -> None:
+        super().__init__(message)
+        self.path = path
+
+
+class SchemaVersionError(StoreError):
+    """The queue file has a schema version this litetasks does not know."""
+
+    def __init__(self, message: str, *, path: str, found: int, supported: int) -> None:
+        super().__init__(message, path=path)
+        self.found = found
+        self.supported = supported
+
+
+class JobNotFound(LiteTasksError):
+    """No job has the given id."""
+
+    def __init__(self, job_id: str) -> None:
+        super().__init__(f"No job with id {job_id!r}.")
+        self.job_id = job_id
+
+
+class LeaseLost(LiteTasksError):
+    """A worker tried to settle a job that it no longer owns."""
+
+    def __init__(self, job_id: str, worker_id: str) -> None:
+        super().__init__(
+            f"Job {job_id!r} is no longer owned by worker {worker_id!r}; its outcome was discarded."
+        )
+        self.job_id = job_id
+        self.worker_id = worker_id
+
+
+class WorkerLost(LiteTasksError):
+    """The worker running the task stopped without recording an outcome."""
+
+
+class TaskNotAllowed(LiteTasksError):
+    """A stored row names something that is not a task this backend may run."""

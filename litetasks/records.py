@@ -1,0 +1,111 @@
+"""The vocabulary shared by the store, the worker and the backend: plain values, stdlib only."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+__all__ = ["ErrorRecord", "JobRecord", "JobState", "NewJob", "Outcome", "WorkerRecord"]
+
+
+class JobState(str, enum.Enum):
+    """The state of a stored job; the values are Django's ``TaskResultStatus`` values."""
+
+    READY = "READY"
+    RUNNING = "RUNNING"
+    FAILED = "FAILED"
+    SUCCESSFUL = "SUCCESSFUL"
+
+    def __str__(self) -> str:
+        return self.value
+
+    @property
+    def is_finished(self) -> bool:
+        return self in (JobState.FAILED, JobState.SUCCESSFUL)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ErrorRecord:
+    """One failed attempt: the exception's class path and its formatted traceback."""
+
+    exception_class_path: str
+    traceback: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NewJob:
+    """A job to enqueue. Times are integer microseconds since the Unix epoch (UTC).
+
+    ``args_json`` and ``kwargs_json`` are JSON text, already validated by the caller.
+    """
+
+    job_id: str
+    task_path: str
+    queue_name: str = "default"
+    priority: int = 0
+    args_json: str = "[]"
+    kwargs_json: str = "{}"
+    run_after_us: int | None = None
+    max_attempts: int = 1
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class JobRecord:
+    """A stored job, as read back from the queue file."""
+
+    job_id: str
+    task_path: str
+    queue_name: str
+    priority: int
+    args_json: str
+    kwargs_json: str
+    state: JobState
+    enqueued_at_us: int
+    run_after_us: int | None
+    started_at_us: int | None
+    last_attempted_at_us: int | None
+    finished_at_us: int | None
+    worker_ids: tuple[str, ...]
+    errors: tuple[ErrorRecord, ...]
+    return_json: str | None
+    attempts: int
+    max_attempts: int
+    owner: str | None
+
+    @property
+    def due_at_us(self) -> int:
+        return self.enqueued_at_us if self.run_after_us is None else self.run_after_us
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Outcome:
+    """The result of running one claimed attempt, ready to be recorded.
+
+    Exactly one of ``return_json`` (success) and ``error`` (failure) is set. ``started_at_us`` is
+    when the attempt really started, which can be later than the claim when jobs are prefetched.
+    """
+
+    job_id: str
+    worker_id: str
+    attempt: int
+    started_at_us: int
+    finished_at_us: int
+    return_json: str | None = None
+    error: ErrorRecord | None = None
+
+    @property
+    def is_success(self) -> bool:
+        return self.error is None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WorkerRecord:
+    """A worker process as registered in the queue file."""
+
+    worker_id: str
+    pid: int
+    host: str
+    queues: tuple[str, ...] | None
+    started_at_us: int
+    heartbeat_at_us: int
+    current_job_ids: tuple[str, ...] = field(default=())

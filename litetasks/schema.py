@@ -1,0 +1,92 @@
+"""The queue file's schema and its forward-only migrations, versioned by ``PRAGMA user_version``.
+
+Times are integer microseconds since the Unix epoch (UTC), so datetimes round-trip exactly.
+``due_at`` is ``run_after`` when set, else ``enqueued_at``: the claim orders on it.
+"""
+
+from __future__ import annotations
+
+import apsw
+
+from .connection import immediate
+from .exceptions import SchemaVersionError
+
+__all__ = ["MIGRATIONS", "SCHEMA_VERSION", "migrate"]
+
+_V1 = """
+CREATE TABLE jobs (
+    seq INTEGER PRIMARY KEY,
+    job_id TEXT NOT NULL UNIQUE,
+    task_path TEXT NOT NULL,
+    queue_name TEXT NOT NULL,
+    priority INTEGER NOT NULL,
+    args TEXT NOT NULL,
+    kwargs TEXT NOT NULL,
+    state TEXT NOT NULL,
+    enqueued_at INTEGER NOT NULL,
+    run_after INTEGER,
+    due_at INTEGER NOT NULL,
+    started_at INTEGER,
+    last_attempted_at INTEGER,
+    finished_at INTEGER,
+    worker_ids TEXT NOT NULL DEFAULT '[]',
+    errors TEXT NOT NULL DEFAULT '[]',
+    return_value TEXT,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    max_attempts INTEGER NOT NULL DEFAULT 1,
+    owner TEXT
+);
+-- The claim path reads only these partial indexes, so finished rows never slow it down.
+CREATE INDEX jobs_ready ON jobs (priority DESC, due_at, seq) WHERE state = 'READY';
+CREATE INDEX jobs_ready_by_queue ON jobs (queue_name, priority DESC, due_at, seq)
+    WHERE state = 'READY';
+CREATE INDEX jobs_running ON jobs (owner) WHERE state = 'RUNNING';
+CREATE INDEX jobs_finished ON jobs (finished_at) WHERE finished_at IS NOT NULL;
+
+CREATE TABLE workers (
+    worker_id TEXT PRIMARY KEY,
+    pid INTEGER NOT NULL,
+    host TEXT NOT NULL,
+    queues TEXT,
+    started_at INTEGER NOT NULL,
+    heartbeat_at INTEGER NOT NULL
+);
+"""
+
+# MIGRATIONS[n] takes a file from version n to n + 1. Append only; never edit a released one.
+MIGRATIONS: tuple[str, ...] = (_V1,)
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def migrate(connection: apsw.Connection) -> int:
+    """Bring the file up to ``SCHEMA_VERSION``; return the version it had before.
+
+    Each step runs with its version bump in one IMMEDIATE transaction, so concurrent openers
+    migrate a file exactly once. A file newer than this code raises ``SchemaVersionError``.
+    """
+    found = _user_version(connection)
+    if found == SCHEMA_VERSION:
+        return found
+    _refuse_newer(connection, found)
+    with immediate(connection):
+        current = _user_version(connection)  # another process may have migrated meanwhile
+        _refuse_newer(connection, current)
+        for version in range(current, SCHEMA_VERSION):
+            connection.execute(MIGRATIONS[version])
+        connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+    return found
+
+
+def _user_version(connection: apsw.Connection) -> int:
+    return int(connection.execute("PRAGMA user_version").get)  # type: ignore[arg-type]
+
+
+def _refuse_newer(connection: apsw.Connection, found: int) -> None:
+    if found > SCHEMA_VERSION:
+        raise SchemaVersionError(
+            f"{connection.filename} has schema version {found}; this litetasks supports up to "
+            f"{SCHEMA_VERSION}. Upgrade litetasks.",
+            path=connection.filename,
+            found=found,
+            supported=SCHEMA_VERSION,
+        )

@@ -1,0 +1,478 @@
+"""The queue file: enqueue, claim, record, recover. apsw and SQL only; no Django, no sleeping.
+
+A ``Store`` wraps one apsw connection and belongs to one thread (open one per thread; opening is
+cheap). Every write is one ``BEGIN IMMEDIATE`` transaction; the claim is one ``UPDATE … RETURNING``
+statement, so two workers can never claim the same job.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+from collections.abc import Callable, Collection, Iterator, Sequence
+from pathlib import Path
+
+import apsw
+
+from .connection import immediate, open_connection
+from .exceptions import JobNotFound, StoreError
+from .records import ErrorRecord, JobRecord, JobState, NewJob, Outcome, WorkerRecord
+from .schema import migrate
+
+__all__ = ["Clock", "Store", "wall_clock_us"]
+
+Clock = Callable[[], int]
+
+
+def wall_clock_us() -> int:
+    """Return the current time in integer microseconds since the Unix epoch."""
+    return time.time_ns() // 1000
+
+
+_JOB_COLUMNS = """job_id, task_path, queue_name, priority, args, kwargs, state, enqueued_at,
+    run_after, started_at, last_attempted_at, finished_at, worker_ids, errors, return_value,
+    attempts, max_attempts, owner"""
+
+_INSERT = """
+INSERT INTO jobs (job_id, task_path, queue_name, priority, args, kwargs, state, enqueued_at,
+                  run_after, due_at, max_attempts)
+VALUES (:job_id, :task_path, :queue_name, :priority, :args, :kwargs, 'READY', :now,
+        :run_after, coalesce(:run_after, :now), :max_attempts)
+"""
+
+# The three claim statements differ only in how they pick the queue (and so the index).
+_CLAIM = """
+UPDATE jobs
+SET state = 'RUNNING',
+    owner = :worker_id,
+    attempts = attempts + 1,
+    started_at = coalesce(started_at, :now),
+    last_attempted_at = :now,
+    worker_ids = json_insert(worker_ids, '$[#]', :worker_id)
+WHERE seq IN (
+    SELECT seq FROM jobs INDEXED BY {index}
+    WHERE state = 'READY' AND due_at <= :now {queue_filter}
+    ORDER BY priority DESC, due_at, seq
+    LIMIT :limit
+)
+RETURNING {columns}
+"""
+_CLAIM_ANY = _CLAIM.format(index="jobs_ready", queue_filter="", columns=_JOB_COLUMNS)
+_CLAIM_ONE_QUEUE = _CLAIM.format(
+    index="jobs_ready_by_queue", queue_filter="AND queue_name = :queue", columns=_JOB_COLUMNS
+)
+_CLAIM_QUEUES = _CLAIM.format(
+    index="jobs_ready",
+    queue_filter="AND queue_name IN (SELECT value FROM json_each(:queues))",
+    columns=_JOB_COLUMNS,
+)
+
+# Settling is fenced on (owner, attempts): a worker whose job was recovered meanwhile matches
+# no row, so an attempt is settled exactly once.
+_COMPLETE = """
+UPDATE jobs
+SET state = 'SUCCESSFUL',
+    owner = NULL,
+    return_value = :return_value,
+    finished_at = :finished_at,
+    started_at = CASE WHEN attempts = 1 THEN :started_at ELSE started_at END,
+    last_attempted_at = :started_at
+WHERE job_id = :job_id AND state = 'RUNNING' AND owner = :worker_id AND attempts = :attempt
+"""
+
+_FAIL = """
+UPDATE jobs
+SET state = CASE WHEN :retry_at IS NOT NULL AND attempts < max_attempts
+                 THEN 'READY' ELSE 'FAILED' END,
+    finished_at = CASE WHEN :retry_at IS NOT NULL AND attempts < max_attempts
+                       THEN NULL ELSE :finished_at END,
+    due_at = CASE WHEN :retry_at IS NOT NULL AND attempts < max_attempts
+                  THEN :retry_at ELSE due_at END,
+    run_after = CASE WHEN :retry_at IS NOT NULL AND attempts < max_attempts
+                     THEN :retry_at ELSE run_after END,
+    owner = NULL,
+    errors = json_insert(errors, '$[#]', json(:error)),
+    started_at = CASE WHEN attempts = 1 THEN :started_at ELSE started_at END,
+    last_attempted_at = :started_at
+WHERE job_id = :job_id AND state = 'RUNNING' AND owner = :worker_id AND attempts = :attempt
+"""
+
+# An interrupted attempt (graceful shutdown) does not count: it is taken back off the record.
+_RELEASE = """
+UPDATE jobs
+SET state = 'READY',
+    owner = NULL,
+    attempts = attempts - 1,
+    worker_ids = json_remove(worker_ids, '$[#-1]'),
+    started_at = CASE WHEN attempts = 1 THEN NULL ELSE started_at END,
+    last_attempted_at = CASE WHEN attempts = 1 THEN NULL ELSE last_attempted_at END
+WHERE state = 'RUNNING' AND owner = :worker_id
+  AND (:job_ids IS NULL OR job_id IN (SELECT value FROM json_each(:job_ids)))
+RETURNING job_id
+"""
+
+_LOST_OWNER = """
+(owner IN (SELECT value FROM json_each(:dead))
+ OR (owner NOT IN (SELECT value FROM json_each(:alive))
+     AND owner NOT IN (SELECT worker_id FROM workers WHERE heartbeat_at >= :stale_before)))
+"""
+
+_RECOVER = f"""
+UPDATE jobs
+SET state = CASE WHEN attempts < max_attempts THEN 'READY' ELSE 'FAILED' END,
+    finished_at = CASE WHEN attempts < max_attempts THEN NULL ELSE :now END,
+    owner = NULL,
+    errors = json_insert(errors, '$[#]', json(:error))
+WHERE state = 'RUNNING' AND {_LOST_OWNER}
+RETURNING job_id, state, owner
+"""
+
+_FORGET_LOST_WORKERS = """
+DELETE FROM workers
+WHERE worker_id IN (SELECT value FROM json_each(:dead))
+   OR (heartbeat_at < :stale_before
+       AND worker_id NOT IN (SELECT value FROM json_each(:alive)))
+"""
+
+
+class Store:
+    """One connection to one queue file. Not thread-safe: use one ``Store`` per thread."""
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        synchronous: str = "NORMAL",
+        busy_timeout_ms: int = 5000,
+        clock: Clock = wall_clock_us,
+    ) -> None:
+        self.path = Path(path)
+        self.busy_timeout_ms = busy_timeout_ms
+        self._now = clock
+        self._db = open_connection(
+            self.path, synchronous=synchronous, busy_timeout_ms=busy_timeout_ms
+        )
+        with self._translated():
+            migrate(self._db)
+
+    def close(self) -> None:
+        """Close the connection; the store cannot be used afterwards."""
+        self._db.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # -- producers ---------------------------------------------------------------------------
+
+    def enqueue(self, jobs: Sequence[NewJob]) -> int:
+        """Insert ``jobs`` READY in one transaction (all or nothing); return their ``enqueued_at``."""
+        now = self._now()
+        rows = [
+            {
+                "job_id": job.job_id,
+                "task_path": job.task_path,
+                "queue_name": job.queue_name,
+                "priority": job.priority,
+                "args": job.args_json,
+                "kwargs": job.kwargs_json,
+                "run_after": job.run_after_us,
+                "max_attempts": job.max_attempts,
+                "now": now,
+            }
+            for job in jobs
+        ]
+        with self._write() as db:
+            db.executemany(_INSERT, rows)
+        return now
+
+    # -- consumers ---------------------------------------------------------------------------
+
+    def claim(
+        self, worker_id: str, *, queues: Collection[str] | None = None, limit: int = 1
+    ) -> list[JobRecord]:
+        """Atomically move up to ``limit`` due READY jobs to RUNNING under ``worker_id``.
+
+        Jobs come back in claim order: priority descending, then due time, then enqueue order.
+        ``queues=None`` serves every queue.
+        """
+        params: dict[str, object] = {"worker_id": worker_id, "now": self._now(), "limit": limit}
+        if queues is None:
+            sql = _CLAIM_ANY
+        elif len(queues) == 1:
+            sql = _CLAIM_ONE_QUEUE
+            params["queue"] = next(iter(queues))
+        else:
+            sql = _CLAIM_QUEUES
+            params["queues"] = json.dumps(sorted(queues))
+        with self._write() as db:
+            rows = db.execute(sql, params).fetchall()
+        jobs = [_job_from_row(row) for row in rows]
+        jobs.sort(key=lambda job: (-job.priority, job.due_at_us, job.enqueued_at_us))
+        return jobs
+
+    def record(self, outcomes: Sequence[Outcome], *, retry_at_us: Sequence[int | None] = ()
+               ) -> list[bool]:
+        """Settle claimed attempts in one transaction; return, per outcome, whether it counted.
+
+        An outcome whose job is no longer RUNNING under that worker and attempt (it was
+        recovered as lost meanwhile) changes nothing and yields False. A failed attempt goes
+        back to READY at ``retry_at_us[i]`` when that is set and attempts remain.
+        """
+        settled: list[bool] = []
+        with self._write() as db:
+            for index, outcome in enumerate(outcomes):
+                params: dict[str, object] = {
+                    "job_id": outcome.job_id,
+                    "worker_id": outcome.worker_id,
+                    "attempt": outcome.attempt,
+                    "started_at": outcome.started_at_us,
+                    "finished_at": outcome.finished_at_us,
+                }
+                if outcome.error is None:
+                    params["return_value"] = outcome.return_json
+                    db.execute(_COMPLETE, params)
+                else:
+                    params["error"] = _error_json(outcome.error)
+                    params["retry_at"] = retry_at_us[index] if index < len(retry_at_us) else None
+                    db.execute(_FAIL, params)
+                settled.append(db.changes() == 1)
+        return settled
+
+    def release(self, worker_id: str, job_ids: Collection[str] | None = None) -> list[str]:
+        """Put ``worker_id``'s RUNNING jobs back to READY without counting the attempt.
+
+        Used when a worker stops gracefully before its tasks finish. Returns the released ids.
+        """
+        ids = None if job_ids is None else json.dumps(list(job_ids))
+        with self._write() as db:
+            rows = db.execute(_RELEASE, {"worker_id": worker_id, "job_ids": ids}).fetchall()
+        return [str(row[0]) for row in rows]
+
+    # -- workers -----------------------------------------------------------------------------
+
+    def register_worker(self, worker: WorkerRecord) -> None:
+        """Add (or replace) a worker row; its heartbeat starts now."""
+        with self._write() as db:
+            db.execute(
+                """
+                INSERT OR REPLACE INTO workers
+                    (worker_id, pid, host, queues, started_at, heartbeat_at)
+                VALUES (:worker_id, :pid, :host, :queues, :started_at, :now)
+                """,
+                {
+                    "worker_id": worker.worker_id,
+                    "pid": worker.pid,
+                    "host": worker.host,
+                    "queues": None if worker.queues is None else json.dumps(list(worker.queues)),
+                    "started_at": worker.started_at_us,
+                    "now": self._now(),
+                },
+            )
+
+    def heartbeat(self, worker_id: str) -> bool:
+        """Refresh ``worker_id``'s heartbeat; False if its row is gone (it was declared lost)."""
+        with self._write() as db:
+            db.execute(
+                "UPDATE workers SET heartbeat_at = :now WHERE worker_id = :worker_id",
+                {"now": self._now(), "worker_id": worker_id},
+            )
+            return db.changes() == 1
+
+    def unregister_worker(self, worker_id: str) -> list[str]:
+        """Release ``worker_id``'s RUNNING jobs and delete its row; return the released ids."""
+        released = self.release(worker_id)
+        with self._write() as db:
+            db.execute("DELETE FROM workers WHERE worker_id = :worker_id", {"worker_id": worker_id})
+        return released
+
+    def recover_lost(
+        self,
+        *,
+        stale_before_us: int,
+        error: ErrorRecord,
+        known_dead: Collection[str] = (),
+        known_alive: Collection[str] = (),
+    ) -> list[tuple[str, JobState]]:
+        """Settle RUNNING jobs whose worker is lost; return ``(job_id, new_state)`` pairs.
+
+        A worker is lost when it is in ``known_dead``, or when it is not in ``known_alive`` and
+        has no row with a heartbeat at or after ``stale_before_us``. Its jobs go back to READY
+        when attempts remain, else to FAILED; either way ``error`` is appended to their errors.
+        Lost workers' rows are deleted in the same transaction.
+        """
+        params = {
+            "dead": json.dumps(list(known_dead)),
+            "alive": json.dumps(list(known_alive)),
+            "stale_before": stale_before_us,
+            "now": self._now(),
+            "error": _error_json(error),
+        }
+        with self._write() as db:
+            rows = db.execute(_RECOVER, params).fetchall()
+            del params["now"], params["error"]
+            db.execute(_FORGET_LOST_WORKERS, params)
+        return [(str(row[0]), JobState(row[1])) for row in rows]
+
+    def get_workers(self) -> list[WorkerRecord]:
+        """Return every registered worker with the ids of the jobs it is running."""
+        running: dict[str, list[str]] = {}
+        for owner, job_id in self._db.execute(
+            "SELECT owner, job_id FROM jobs WHERE state = 'RUNNING' ORDER BY seq"
+        ):
+            running.setdefault(str(owner), []).append(str(job_id))
+        workers = []
+        for row in self._db.execute(
+            "SELECT worker_id, pid, host, queues, started_at, heartbeat_at FROM workers"
+            " ORDER BY started_at"
+        ):
+            worker_id, pid, host, queues, started_at, heartbeat_at = row
+            workers.append(
+                WorkerRecord(
+                    worker_id=str(worker_id),
+                    pid=int(pid),  # type: ignore[arg-type]
+                    host=str(host),
+                    queues=None if queues is None else tuple(json.loads(str(queues))),
+                    started_at_us=int(started_at),  # type: ignore[arg-type]
+                    heartbeat_at_us=int(heartbeat_at),  # type: ignore[arg-type]
+                    current_job_ids=tuple(running.get(str(worker_id), ())),
+                )
+            )
+        return workers
+
+    def get_running_owners(self) -> set[str]:
+        """Return the worker ids that own at least one RUNNING job."""
+        rows = self._db.execute("SELECT DISTINCT owner FROM jobs WHERE state = 'RUNNING'")
+        return {str(row[0]) for row in rows}
+
+    # -- reading -----------------------------------------------------------------------------
+
+    def get(self, job_id: str) -> JobRecord:
+        """Return the job ``job_id``; raise ``JobNotFound`` if there is none."""
+        with self._translated():
+            row = self._db.execute(
+                f"SELECT {_JOB_COLUMNS} FROM jobs WHERE job_id = ?", (job_id,)
+            ).fetchone()
+        if row is None:
+            raise JobNotFound(job_id)
+        return _job_from_row(row)
+
+    def counts(self) -> dict[tuple[str, JobState], int]:
+        """Return the number of jobs per ``(queue_name, state)``."""
+        with self._translated():
+            rows = self._db.execute(
+                "SELECT queue_name, state, count(*) FROM jobs GROUP BY queue_name, state"
+            ).fetchall()
+        return {(str(q), JobState(s)): int(n) for q, s, n in rows}  # type: ignore[call-overload]
+
+    def next_due_at(self, queues: Collection[str] | None = None) -> int | None:
+        """Return the earliest ``due_at`` of a READY job in ``queues`` (None: no READY job)."""
+        if queues is None:
+            row = self._db.execute("SELECT min(due_at) FROM jobs WHERE state = 'READY'").fetchone()
+        else:
+            row = self._db.execute(
+                "SELECT min(due_at) FROM jobs WHERE state = 'READY'"
+                " AND queue_name IN (SELECT value FROM json_each(?))",
+                (json.dumps(list(queues)),),
+            ).fetchone()
+        return None if row is None or row[0] is None else int(row[0])  # type: ignore[arg-type]
+
+    def now_us(self) -> int:
+        """Return the store clock's current time (microseconds)."""
+        return self._now()
+
+    # -- maintenance -------------------------------------------------------------------------
+
+    def checkpoint(self) -> tuple[int, int]:
+        """Checkpoint the WAL and truncate it; return ``(wal_frames, frames_checkpointed)``.
+
+        When a reader holds an old snapshot the checkpoint cannot finish; ``wal_frames`` larger
+        than ``frames_checkpointed`` says so.
+        """
+        with self._translated():
+            _busy, log, done = self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()  # type: ignore[misc]
+        return int(log), int(done)
+
+    def integrity_check(self) -> str:
+        """Run ``PRAGMA integrity_check`` and return its first line (``ok`` when healthy)."""
+        return str(self._db.execute("PRAGMA integrity_check").get)
+
+    # -- plumbing ----------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _write(self) -> Iterator[apsw.Connection]:
+        with self._translated(), immediate(self._db) as db:
+            yield db
+
+    @contextlib.contextmanager
+    def _translated(self) -> Iterator[None]:
+        """Turn apsw errors into ``StoreError``s that say what happened and what to do."""
+        try:
+            yield
+        except apsw.BusyError as exc:
+            raise StoreError(
+                f"The queue file {str(self.path)!r} stayed locked by another connection for more "
+                f"than busy_timeout_ms={self.busy_timeout_ms}. Shorten long transactions on it, "
+                "or raise OPTIONS['busy_timeout_ms'].",
+                path=str(self.path),
+            ) from exc
+        except apsw.FullError as exc:
+            raise StoreError(
+                f"The disk holding {str(self.path)!r} is full; nothing was written. Free space "
+                "or prune old results (litetasks prune).",
+                path=str(self.path),
+            ) from exc
+        except apsw.ReadOnlyError as exc:
+            raise StoreError(
+                f"The queue file {str(self.path)!r} is read-only; nothing was written. "
+                "Give this user write permission on it and its folder.",
+                path=str(self.path),
+            ) from exc
+        except (apsw.CorruptError, apsw.NotADBError) as exc:
+            raise StoreError(
+                f"The queue file {str(self.path)!r} is corrupt ({exc}). Stop the workers, move "
+                "the file aside and keep it for inspection; a new one is created on start.",
+                path=str(self.path),
+            ) from exc
+        except (apsw.IOError, apsw.CantOpenError) as exc:
+            raise StoreError(
+                f"Input/output error on the queue file {str(self.path)!r}: {exc}.",
+                path=str(self.path),
+            ) from exc
+
+
+def _error_json(error: ErrorRecord) -> str:
+    return json.dumps(
+        {"exception_class_path": error.exception_class_path, "traceback": error.traceback}
+    )
+
+
+def _job_from_row(row: Sequence[object]) -> JobRecord:
+    (job_id, task_path, queue_name, priority, args, kwargs, state, enqueued_at, run_after,
+     started_at, last_attempted_at, finished_at, worker_ids, errors, return_value, attempts,
+     max_attempts, owner) = row
+    return JobRecord(
+        job_id=str(job_id),
+        task_path=str(task_path),
+        queue_name=str(queue_name),
+        priority=int(priority),  # type: ignore[call-overload]
+        args_json=str(args),
+        kwargs_json=str(kwargs),
+        state=JobState(state),
+        enqueued_at_us=int(enqueued_at),  # type: ignore[call-overload]
+        run_after_us=None if run_after is None else int(run_after),  # type: ignore[call-overload]
+        started_at_us=None if started_at is None else int(started_at),  # type: ignore[call-overload]
+        last_attempted_at_us=(
+            None if last_attempted_at is None else int(last_attempted_at)  # type: ignore[call-overload]
+        ),
+        finished_at_us=None if finished_at is None else int(finished_at),  # type: ignore[call-overload]
+        worker_ids=tuple(json.loads(str(worker_ids))),
+        errors=tuple(ErrorRecord(**e) for e in json.loads(str(errors))),
+        return_json=None if return_value is None else str(return_value),
+        attempts=int(attempts),  # type: ignore[call-overload]
+        max_attempts=int(max_attempts),  # type: ignore[call-overload]
+        owner=None if owner is None else str(owner),
+    )
