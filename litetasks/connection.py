@@ -28,10 +28,28 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 # Filesystem types (as /proc/self/mountinfo names them) whose locks SQLite cannot trust.
-NETWORK_FILESYSTEMS = frozenset({
-    "nfs", "nfs4", "cifs", "smb", "smb3", "smbfs", "ncpfs", "9p", "afs", "coda", "ceph",
-    "glusterfs", "lustre", "gpfs", "davfs", "fuse.sshfs", "fuse.rclone", "fuse.s3fs",
-})
+NETWORK_FILESYSTEMS = frozenset(
+    {
+        "nfs",
+        "nfs4",
+        "cifs",
+        "smb",
+        "smb3",
+        "smbfs",
+        "ncpfs",
+        "9p",
+        "afs",
+        "coda",
+        "ceph",
+        "glusterfs",
+        "lustre",
+        "gpfs",
+        "davfs",
+        "fuse.sshfs",
+        "fuse.rclone",
+        "fuse.s3fs",
+    }
+)
 
 # How long a process keeps trying when another one holds the file mid-setup.
 _OPEN_RETRY_S = 10.0

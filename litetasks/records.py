@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import traceback
 from dataclasses import dataclass, field
 
 __all__ = ["ErrorRecord", "JobRecord", "JobState", "NewJob", "Outcome", "WorkerRecord"]
@@ -30,6 +31,17 @@ class ErrorRecord:
 
     exception_class_path: str
     traceback: str
+
+    @classmethod
+    def from_exception(cls, exc: BaseException) -> ErrorRecord:
+        """Describe ``exc`` as Django's ``TaskError`` does, even if its ``__str__`` raises."""
+        kind = type(exc)
+        path = f"{kind.__module__}.{kind.__qualname__}"
+        try:
+            text = "".join(traceback.format_exception(exc))
+        except Exception:  # an exception whose __str__ raises must still be recorded
+            text = f"{path}: <str() of this exception raised an error>\n"
+        return cls(exception_class_path=path, traceback=text)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -100,11 +112,17 @@ class Outcome:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class WorkerRecord:
-    """A worker process as registered in the queue file."""
+    """A worker process as registered in the queue file.
+
+    ``boot_id`` and ``proc_start`` (the kernel's boot id and the process start time in clock
+    ticks) let a process on the same host tell a live worker from a reused pid.
+    """
 
     worker_id: str
     pid: int
     host: str
+    boot_id: str
+    proc_start: int
     queues: tuple[str, ...] | None
     started_at_us: int
     heartbeat_at_us: int

@@ -47,6 +47,8 @@ CREATE TABLE workers (
     worker_id TEXT PRIMARY KEY,
     pid INTEGER NOT NULL,
     host TEXT NOT NULL,
+    boot_id TEXT NOT NULL,
+    proc_start INTEGER NOT NULL,
     queues TEXT,
     started_at INTEGER NOT NULL,
     heartbeat_at INTEGER NOT NULL
@@ -78,7 +80,7 @@ def migrate(connection: apsw.Connection) -> int:
 
 
 def _user_version(connection: apsw.Connection) -> int:
-    return int(connection.execute("PRAGMA user_version").get)  # type: ignore[arg-type]
+    return int(connection.execute("PRAGMA user_version").get)
 
 
 def _refuse_newer(connection: apsw.Connection, found: int) -> None:

@@ -12,6 +12,7 @@ import json
 import time
 from collections.abc import Callable, Collection, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import apsw
 
@@ -169,7 +170,7 @@ class Store:
     # -- producers ---------------------------------------------------------------------------
 
     def enqueue(self, jobs: Sequence[NewJob]) -> int:
-        """Insert ``jobs`` READY in one transaction (all or nothing); return their ``enqueued_at``."""
+        """Insert ``jobs`` READY in one transaction (all or nothing); return ``enqueued_at``."""
         now = self._now()
         rows = [
             {
@@ -199,7 +200,7 @@ class Store:
         Jobs come back in claim order: priority descending, then due time, then enqueue order.
         ``queues=None`` serves every queue.
         """
-        params: dict[str, object] = {"worker_id": worker_id, "now": self._now(), "limit": limit}
+        params: dict[str, Any] = {"worker_id": worker_id, "now": self._now(), "limit": limit}
         if queues is None:
             sql = _CLAIM_ANY
         elif len(queues) == 1:
@@ -214,8 +215,9 @@ class Store:
         jobs.sort(key=lambda job: (-job.priority, job.due_at_us, job.enqueued_at_us))
         return jobs
 
-    def record(self, outcomes: Sequence[Outcome], *, retry_at_us: Sequence[int | None] = ()
-               ) -> list[bool]:
+    def record(
+        self, outcomes: Sequence[Outcome], *, retry_at_us: Sequence[int | None] = ()
+    ) -> list[bool]:
         """Settle claimed attempts in one transaction; return, per outcome, whether it counted.
 
         An outcome whose job is no longer RUNNING under that worker and attempt (it was
@@ -225,7 +227,7 @@ class Store:
         settled: list[bool] = []
         with self._write() as db:
             for index, outcome in enumerate(outcomes):
-                params: dict[str, object] = {
+                params: dict[str, Any] = {
                     "job_id": outcome.job_id,
                     "worker_id": outcome.worker_id,
                     "attempt": outcome.attempt,
@@ -260,13 +262,15 @@ class Store:
             db.execute(
                 """
                 INSERT OR REPLACE INTO workers
-                    (worker_id, pid, host, queues, started_at, heartbeat_at)
-                VALUES (:worker_id, :pid, :host, :queues, :started_at, :now)
+                    (worker_id, pid, host, boot_id, proc_start, queues, started_at, heartbeat_at)
+                VALUES (:worker_id, :pid, :host, :boot_id, :proc_start, :queues, :started_at, :now)
                 """,
                 {
                     "worker_id": worker.worker_id,
                     "pid": worker.pid,
                     "host": worker.host,
+                    "boot_id": worker.boot_id,
+                    "proc_start": worker.proc_start,
                     "queues": None if worker.queues is None else json.dumps(list(worker.queues)),
                     "started_at": worker.started_at_us,
                     "now": self._now(),
@@ -304,7 +308,7 @@ class Store:
         when attempts remain, else to FAILED; either way ``error`` is appended to their errors.
         Lost workers' rows are deleted in the same transaction.
         """
-        params = {
+        params: dict[str, Any] = {
             "dead": json.dumps(list(known_dead)),
             "alive": json.dumps(list(known_alive)),
             "stale_before": stale_before_us,
@@ -326,18 +330,20 @@ class Store:
             running.setdefault(str(owner), []).append(str(job_id))
         workers = []
         for row in self._db.execute(
-            "SELECT worker_id, pid, host, queues, started_at, heartbeat_at FROM workers"
-            " ORDER BY started_at"
+            "SELECT worker_id, pid, host, boot_id, proc_start, queues, started_at, heartbeat_at"
+            " FROM workers ORDER BY started_at"
         ):
-            worker_id, pid, host, queues, started_at, heartbeat_at = row
+            worker_id, pid, host, boot_id, proc_start, queues, started_at, heartbeat_at = row
             workers.append(
                 WorkerRecord(
                     worker_id=str(worker_id),
-                    pid=int(pid),  # type: ignore[arg-type]
+                    pid=int(pid),
                     host=str(host),
+                    boot_id=str(boot_id),
+                    proc_start=int(proc_start),
                     queues=None if queues is None else tuple(json.loads(str(queues))),
-                    started_at_us=int(started_at),  # type: ignore[arg-type]
-                    heartbeat_at_us=int(heartbeat_at),  # type: ignore[arg-type]
+                    started_at_us=int(started_at),
+                    heartbeat_at_us=int(heartbeat_at),
                     current_job_ids=tuple(running.get(str(worker_id), ())),
                 )
             )
@@ -363,10 +369,10 @@ class Store:
     def counts(self) -> dict[tuple[str, JobState], int]:
         """Return the number of jobs per ``(queue_name, state)``."""
         with self._translated():
-            rows = self._db.execute(
+            rows: list[Any] = self._db.execute(
                 "SELECT queue_name, state, count(*) FROM jobs GROUP BY queue_name, state"
             ).fetchall()
-        return {(str(q), JobState(s)): int(n) for q, s, n in rows}  # type: ignore[call-overload]
+        return {(str(q), JobState(s)): int(n) for q, s, n in rows}
 
     def next_due_at(self, queues: Collection[str] | None = None) -> int | None:
         """Return the earliest ``due_at`` of a READY job in ``queues`` (None: no READY job)."""
@@ -378,7 +384,7 @@ class Store:
                 " AND queue_name IN (SELECT value FROM json_each(?))",
                 (json.dumps(list(queues)),),
             ).fetchone()
-        return None if row is None or row[0] is None else int(row[0])  # type: ignore[arg-type]
+        return None if row is None or row[0] is None else int(row[0])
 
     def now_us(self) -> int:
         """Return the store clock's current time (microseconds)."""
@@ -393,7 +399,8 @@ class Store:
         than ``frames_checkpointed`` says so.
         """
         with self._translated():
-            _busy, log, done = self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()  # type: ignore[misc]
+            row: Any = self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        _busy, log, done = row
         return int(log), int(done)
 
     def integrity_check(self) -> str:
@@ -450,29 +457,44 @@ def _error_json(error: ErrorRecord) -> str:
     )
 
 
-def _job_from_row(row: Sequence[object]) -> JobRecord:
-    (job_id, task_path, queue_name, priority, args, kwargs, state, enqueued_at, run_after,
-     started_at, last_attempted_at, finished_at, worker_ids, errors, return_value, attempts,
-     max_attempts, owner) = row
+def _job_from_row(row: Any) -> JobRecord:
+    (
+        job_id,
+        task_path,
+        queue_name,
+        priority,
+        args,
+        kwargs,
+        state,
+        enqueued_at,
+        run_after,
+        started_at,
+        last_attempted_at,
+        finished_at,
+        worker_ids,
+        errors,
+        return_value,
+        attempts,
+        max_attempts,
+        owner,
+    ) = row
     return JobRecord(
         job_id=str(job_id),
         task_path=str(task_path),
         queue_name=str(queue_name),
-        priority=int(priority),  # type: ignore[call-overload]
+        priority=int(priority),
         args_json=str(args),
         kwargs_json=str(kwargs),
         state=JobState(state),
-        enqueued_at_us=int(enqueued_at),  # type: ignore[call-overload]
-        run_after_us=None if run_after is None else int(run_after),  # type: ignore[call-overload]
-        started_at_us=None if started_at is None else int(started_at),  # type: ignore[call-overload]
-        last_attempted_at_us=(
-            None if last_attempted_at is None else int(last_attempted_at)  # type: ignore[call-overload]
-        ),
-        finished_at_us=None if finished_at is None else int(finished_at),  # type: ignore[call-overload]
+        enqueued_at_us=int(enqueued_at),
+        run_after_us=None if run_after is None else int(run_after),
+        started_at_us=None if started_at is None else int(started_at),
+        last_attempted_at_us=(None if last_attempted_at is None else int(last_attempted_at)),
+        finished_at_us=None if finished_at is None else int(finished_at),
         worker_ids=tuple(json.loads(str(worker_ids))),
         errors=tuple(ErrorRecord(**e) for e in json.loads(str(errors))),
         return_json=None if return_value is None else str(return_value),
-        attempts=int(attempts),  # type: ignore[call-overload]
-        max_attempts=int(max_attempts),  # type: ignore[call-overload]
+        attempts=int(attempts),
+        max_attempts=int(max_attempts),
         owner=None if owner is None else str(owner),
     )

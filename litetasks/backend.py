@@ -1,0 +1,349 @@
+"""``SQLiteBackend``: Django's task API on top of the queue file.
+
+``TASKS = {"default": {"BACKEND": "litetasks.backend.SQLiteBackend"}}`` selects it. It turns
+``Task``/``TaskResult`` values into store rows and back; the worker (``execution.py``) runs them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import threading
+import time
+from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+from django.apps import apps
+from django.conf import settings
+from django.core import checks
+from django.utils import timezone as django_timezone
+
+from .compat import (
+    BaseTaskBackend,
+    InvalidTask,
+    InvalidTaskBackend,
+    Task,
+    TaskError,
+    TaskResult,
+    TaskResultDoesNotExist,
+    TaskResultStatus,
+    normalize_json,
+    task_enqueued,
+)
+from .config import BackendConfig, StoreConfig, from_options
+from .connection import filesystem_type
+from .exceptions import ConfigurationError, JobNotFound, TaskNotAllowed
+from .records import JobRecord, NewJob
+from .store import Store
+from .wakeup import Doorbell
+
+__all__ = ["SQLiteBackend", "new_job_id", "thread_store"]
+
+EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+# One Store per (thread, queue file). A connection must never cross fork(), so a Store opened
+# by another process (we are a forked child) is abandoned, never closed: closing it could
+# disturb the parent's locks (SQLite "How To Corrupt", section 2.6).
+_stores = threading.local()
+_abandoned: list[Store] = []
+
+
+def thread_store(config: StoreConfig) -> Store:
+    """Return this thread's ``Store`` for ``config.path``, opening it on first use."""
+    cache: dict[Path, tuple[int, Store]] | None = getattr(_stores, "by_path", None)
+    if cache is None:
+        cache = _stores.by_path = {}
+    pid = os.getpid()
+    entry = cache.get(config.path)
+    if entry is not None:
+        if entry[0] == pid:
+            return entry[1]
+        _abandoned.append(entry[1])
+    store = Store(
+        config.path, synchronous=config.synchronous, busy_timeout_ms=config.busy_timeout_ms
+    )
+    cache[config.path] = (pid, store)
+    return store
+
+
+def new_job_id() -> str:
+    """Return a new result id: 32 hex digits, time-ordered so the id index appends."""
+    return f"{time.time_ns() // 1_000_000:012x}{secrets.token_hex(10)}"
+
+
+def default_queue_path(alias: str) -> Path:
+    """Pick the queue file: beside a SQLite default database, else in BASE_DIR, else here."""
+    name = "tasks.sqlite3" if alias == "default" else f"tasks-{alias}.sqlite3"
+    database = settings.DATABASES.get("default", {})
+    db_name = str(database.get("NAME") or "")
+    is_file = db_name and db_name != ":memory:" and not db_name.startswith("file:")
+    if database.get("ENGINE", "").endswith("sqlite3") and is_file:
+        return Path(db_name).expanduser().resolve().parent / name
+    base_dir = getattr(settings, "BASE_DIR", None)
+    if base_dir:
+        return Path(base_dir) / name
+    return Path.cwd() / name
+
+
+def to_us(value: datetime) -> int:
+    """Convert a datetime to integer microseconds since the epoch (naive means TIME_ZONE)."""
+    if django_timezone.is_naive(value):
+        value = django_timezone.make_aware(value, django_timezone.get_default_timezone())
+    return (value - EPOCH) // timedelta(microseconds=1)
+
+
+def from_us(value: int | None) -> datetime | None:
+    """Convert microseconds since the epoch to what ``timezone.now()`` would give."""
+    if value is None:
+        return None
+    moment = EPOCH + timedelta(microseconds=value)
+    if settings.USE_TZ:
+        return moment
+    naive: datetime = django_timezone.make_naive(moment, django_timezone.get_default_timezone())
+    return naive
+
+
+def _check_json_keys(value: Any, where: str) -> None:
+    """Refuse dict keys that JSON would silently turn into strings (``{1: "a"}``)."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise TypeError(
+                    f"Unsupported dict key {key!r} ({type(key).__name__}) in {where}: JSON object "
+                    "keys are strings, so it would come back as a different value. Use str keys."
+                )
+            _check_json_keys(item, where)
+    elif isinstance(value, list):
+        for item in value:
+            _check_json_keys(item, where)
+
+
+class SQLiteBackend(BaseTaskBackend):
+    """Store tasks in a WAL-mode SQLite file; ``litetasks run`` executes them."""
+
+    supports_defer = True
+    supports_async_task = True
+    supports_get_result = True
+    supports_priority = True
+
+    def __init__(self, alias: str, params: dict[str, Any]) -> None:
+        # Runs at import time through @task: parse settings, open nothing.
+        super().__init__(alias, params)
+        try:
+            self.config: BackendConfig = from_options(
+                alias, self.options, default_path=default_queue_path(alias)
+            )
+        except ConfigurationError as exc:
+            raise InvalidTaskBackend(str(exc)) from exc
+        self._doorbell: Doorbell | None = None
+        self._allowed_roots: tuple[str, ...] | None = None
+        self._tasks: dict[str, Task] = {}
+
+    @property
+    def store(self) -> Store:
+        """This thread's connection to the queue file."""
+        return thread_store(self.config.store)
+
+    @property
+    def doorbell(self) -> Doorbell:
+        if self._doorbell is None:
+            self._doorbell = Doorbell(self.config.store.path)
+        return self._doorbell
+
+    # -- the django.tasks API ----------------------------------------------------------------
+
+    def enqueue(self, task: Task, args: Any, kwargs: Any) -> TaskResult:
+        """Validate ``task`` and its arguments, store it READY, and return its result."""
+        self.validate_task(task)
+        self.check_task_module(task.module_path)
+        args = normalize_json(args)
+        kwargs = normalize_json(kwargs)
+        _check_json_keys(args, "the task's args")
+        _check_json_keys(kwargs, "the task's kwargs")
+        job = NewJob(
+            job_id=new_job_id(),
+            task_path=task.module_path,
+            queue_name=task.queue_name,
+            priority=task.priority,
+            args_json=json.dumps(args),
+            kwargs_json=json.dumps(kwargs),
+            run_after_us=None if task.run_after is None else to_us(task.run_after),
+        )
+        enqueued_at_us = self.store.enqueue([job])
+        self.doorbell.ring()
+        result = TaskResult(
+            task=task,
+            id=job.job_id,
+            status=TaskResultStatus.READY,
+            enqueued_at=from_us(enqueued_at_us),
+            started_at=None,
+            last_attempted_at=None,
+            finished_at=None,
+            args=args,
+            kwargs=kwargs,
+            backend=self.alias,
+            errors=[],
+            worker_ids=[],
+        )
+        task_enqueued.send(type(self), task_result=result)
+        return result
+
+    def get_result(self, result_id: str) -> TaskResult:
+        """Return the stored result ``result_id``; raise ``TaskResultDoesNotExist`` if none."""
+        if not isinstance(result_id, str):
+            raise TaskResultDoesNotExist(result_id)
+        try:
+            job = self.store.get(result_id)
+        except JobNotFound:
+            raise TaskResultDoesNotExist(result_id) from None
+        try:
+            task = self.task_for_job(job)
+        except TaskNotAllowed as exc:
+            raise InvalidTask(f"Result {result_id!r} cannot be loaded: {exc}") from exc
+        return self.result_from_job(task, job)
+
+    def check(self, **kwargs: Any) -> Iterator[checks.CheckMessage]:
+        """Report a queue file that cannot work: unwritable folder, network filesystem."""
+        yield from super().check(**kwargs)
+        path = self.config.store.path
+        folder = path.parent
+        where = f"TASKS[{self.alias!r}]"
+        if not folder.is_dir():
+            yield checks.Error(
+                f"The folder of the queue file {str(path)!r} does not exist.",
+                hint=f"Create {str(folder)!r}, or set {where}['OPTIONS']['path'].",
+                id="litetasks.E001",
+            )
+            return
+        if not os.access(folder, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+            yield checks.Error(
+                f"The queue file {str(path)!r} or its folder is not writable by this user.",
+                hint="SQLite writes the -wal and -shm files beside it: make the folder writable, "
+                f"or set {where}['OPTIONS']['path'] to a writable place.",
+                id="litetasks.E002",
+            )
+        fstype = filesystem_type(folder)
+        if fstype is not None:
+            yield checks.Error(
+                f"The queue file {str(path)!r} is on a network filesystem ({fstype}).",
+                hint="SQLite locking is unreliable there and the queue can corrupt. Put the queue "
+                f"file on a local disk ({where}['OPTIONS']['path']).",
+                id="litetasks.E003",
+            )
+
+    # -- rows <-> Django values ---------------------------------------------------------------
+
+    def check_task_module(self, task_path: str) -> None:
+        """Refuse a task whose module a worker would not be allowed to import."""
+        module = task_path.rpartition(".")[0]
+        if module == "__main__" or module.startswith("__main__."):
+            raise InvalidTask(
+                f"Task {task_path!r} is defined in __main__, which a worker cannot import. "
+                "Move it into a module of an installed app."
+            )
+        if not self._is_allowed_module(module):
+            raise InvalidTask(
+                f"Task {task_path!r} is not in an installed app, so a worker will not import it. "
+                f"Add its app to INSTALLED_APPS, or {module!r} to "
+                f"TASKS[{self.alias!r}]['OPTIONS']['task_modules']."
+            )
+
+    def task_for_job(self, job: JobRecord) -> Task:
+        """Return the ``Task`` a row names, configured as it was enqueued.
+
+        Raises ``TaskNotAllowed`` without importing anything when the row names a module outside
+        the installed apps and ``task_modules``, and after importing it when the name is not a
+        ``Task`` of this backend.
+        """
+        task = self._tasks.get(job.task_path)
+        if task is None:
+            task = self._tasks[job.task_path] = self._import_task(job.task_path)
+        run_after = from_us(job.run_after_us)
+        if (task.priority, task.queue_name, task.run_after) != (
+            job.priority,
+            job.queue_name,
+            run_after,
+        ):
+            task = task.using(priority=job.priority, queue_name=job.queue_name, run_after=run_after)
+        return task
+
+    def result_from_job(self, task: Task, job: JobRecord) -> TaskResult:
+        """Build the ``TaskResult`` a row describes."""
+        result = TaskResult(
+            task=task,
+            id=job.job_id,
+            status=TaskResultStatus(job.state.value),
+            enqueued_at=from_us(job.enqueued_at_us),
+            started_at=from_us(job.started_at_us),
+            last_attempted_at=from_us(job.last_attempted_at_us),
+            finished_at=from_us(job.finished_at_us),
+            args=json.loads(job.args_json),
+            kwargs=json.loads(job.kwargs_json),
+            backend=self.alias,
+            errors=[
+                TaskError(exception_class_path=e.exception_class_path, traceback=e.traceback)
+                for e in job.errors
+            ],
+            worker_ids=list(job.worker_ids),
+        )
+        if job.return_json is not None:
+            set_return_value(result, json.loads(job.return_json))
+        return result
+
+    def _import_task(self, task_path: str) -> Task:
+        module_name, _, name = task_path.rpartition(".")
+        if not module_name or not self._is_allowed_module(module_name):
+            raise TaskNotAllowed(
+                f"{task_path!r} is not in an installed app or in "
+                f"TASKS[{self.alias!r}]['OPTIONS']['task_modules']; it was not imported."
+            )
+        try:
+            module = __import__(module_name, fromlist=["_"])
+        except Exception as exc:
+            raise TaskNotAllowed(
+                f"Cannot import {module_name!r} for task {task_path!r}: {exc!r}."
+            ) from exc
+        candidate = getattr(module, name, None)
+        if not isinstance(candidate, Task):
+            raise TaskNotAllowed(
+                f"{task_path!r} is not a task: only functions decorated with @task can run."
+            )
+        if candidate.backend != self.alias:
+            raise TaskNotAllowed(
+                f"{task_path!r} belongs to backend {candidate.backend!r}, not {self.alias!r}."
+            )
+        return candidate
+
+    def _is_allowed_module(self, module: str) -> bool:
+        if self._allowed_roots is None:
+            roots = _installed_roots()
+            if roots is None:  # the app registry is not ready yet: guess, and do not cache
+                allowed = tuple(_settings_roots()) + self.config.task_modules
+            else:
+                allowed = self._allowed_roots = roots + self.config.task_modules
+        else:
+            allowed = self._allowed_roots
+        return any(module == root or module.startswith(root + ".") for root in allowed)
+
+
+def set_return_value(result: TaskResult, value: Any) -> None:
+    """Set a result's return value.
+
+    ``_return_value`` is a frozen, init=False field of Django's ``TaskResult``: there is no
+    public way to set it, and Django's own backends write it this same way.
+    """
+    object.__setattr__(result, "_return_value", value)
+
+
+def _installed_roots() -> tuple[str, ...] | None:
+    if not apps.ready:
+        return None
+    return tuple(app.name for app in apps.get_app_configs())
+
+
+def _settings_roots() -> Iterator[str]:
+    for entry in settings.INSTALLED_APPS:
+        yield entry.partition(".apps.")[0] if ".apps." in entry else entry

@@ -1,0 +1,116 @@
+"""The ``litetasks`` command (also ``python manage.py litetasks``): parse, set up, hand over."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import sys
+from typing import Annotated, Any
+
+import typer
+
+from .bootstrap import check_queues, get_backend, setup_django
+from .exceptions import LiteTasksError
+
+app = typer.Typer(
+    help="Background tasks for Django, with a SQLite file as the queue.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+Settings = Annotated[str | None, typer.Option("--settings", help="Django settings module.")]
+PythonPath = Annotated[
+    str | None, typer.Option("--pythonpath", help="A folder to add to the import path.")
+]
+Backend = Annotated[str, typer.Option("--backend", help="Alias in settings.TASKS.")]
+
+
+def _fail(exc: BaseException) -> typer.Exit:
+    typer.echo(f"litetasks: error: {exc}", err=True)
+    return typer.Exit(2)
+
+
+@app.command()
+def run(
+    settings: Settings = None,
+    pythonpath: PythonPath = None,
+    backend: Backend = "default",
+    queue: Annotated[
+        list[str] | None,
+        typer.Option("--queue", "-q", help="Queue to serve (repeat); all if omitted."),
+    ] = None,
+    threads: Annotated[
+        int | None, typer.Option(min=1, envvar="LITETASKS_THREADS", help="Threads per process.")
+    ] = None,
+    processes: Annotated[
+        int | None,
+        typer.Option(
+            min=0, envvar="LITETASKS_PROCESSES", help="Worker processes (0: one per core)."
+        ),
+    ] = None,
+    burst: Annotated[bool, typer.Option(help="Run every due task, then exit 0.")] = False,
+    grace: Annotated[
+        float | None, typer.Option(min=0, help="Seconds running tasks get to finish on shutdown.")
+    ] = None,
+    log_level: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING or ERROR.")] = "INFO",
+) -> None:
+    """Run a worker pool until SIGTERM or SIGINT (or, with --burst, until nothing is due)."""
+    logging.basicConfig(
+        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        setup_django(settings, pythonpath)
+        lite = get_backend(backend)
+        overrides: dict[str, Any] = {"queues": check_queues(lite, queue or []), "burst": burst}
+        for name, value in (("threads", threads), ("processes", processes), ("grace_s", grace)):
+            if value is not None:
+                overrides[name] = value
+        config = dataclasses.replace(lite.config.worker, **overrides)
+    except LiteTasksError as exc:
+        raise _fail(exc) from None
+    from .supervisor import run_pool
+
+    raise typer.Exit(run_pool(lite, config))
+
+
+@app.command()
+def status(
+    settings: Settings = None,
+    pythonpath: PythonPath = None,
+    backend: Backend = "default",
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """Show how many tasks each queue holds in each state."""
+    try:
+        setup_django(settings, pythonpath)
+        lite = get_backend(backend)
+        counts = lite.store.counts()
+    except LiteTasksError as exc:
+        raise _fail(exc) from None
+    from .status import print_status
+
+    print_status(lite, counts, as_json=as_json)
+
+
+@app.command()
+def demo(
+    keep: Annotated[bool, typer.Option(help="Keep the demo project folder.")] = False,
+    tasks: Annotated[int, typer.Option(min=1, help="How many tasks to enqueue.")] = 2000,
+) -> None:
+    """Build a throwaway Django project, enqueue a mixed batch, and run it with a progress bar."""
+    from .demo import run_demo
+
+    raise typer.Exit(run_demo(keep=keep, tasks=tasks))
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the ``litetasks`` console script."""
+    app(args=argv if argv is not None else sys.argv[1:], prog_name="litetasks")
+
+
+if __name__ == "__main__":
+    main()
+
+
+__all__ = ["app", "main"]

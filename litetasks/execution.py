@@ -1,0 +1,175 @@
+"""Run one claimed job exactly as Django's ``ImmediateBackend`` runs a task.
+
+The sequence: status RUNNING with ``started_at`` (first attempt) and ``last_attempted_at``, send
+``task_started``, call the task (with a ``TaskContext`` when it takes one), normalise the return
+value as JSON, map any exception to a ``TaskError``, and after the outcome is recorded send
+``task_finished`` (for a failure, with the exception active, as inside an ``except`` block).
+``KeyboardInterrupt`` is not swallowed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from .backend import _check_json_keys, from_us, set_return_value
+from .compat import (
+    InvalidTask,
+    TaskContext,
+    TaskError,
+    TaskResult,
+    TaskResultStatus,
+    normalize_json,
+    task_finished,
+    task_started,
+)
+from .exceptions import TaskNotAllowed
+from .records import ErrorRecord, JobRecord, Outcome
+from .store import wall_clock_us
+
+if TYPE_CHECKING:
+    from .backend import SQLiteBackend
+
+__all__ = ["Finish", "TaskRunner"]
+
+logger = logging.getLogger(__name__)
+
+Finish = Callable[[bool], None]
+"""Called with whether the outcome was recorded; sends ``task_finished`` if it was."""
+
+
+class TaskRunner:
+    """Run claimed jobs of one backend; safe to share between threads."""
+
+    def __init__(self, backend: SQLiteBackend, worker_id: str) -> None:
+        self.backend = backend
+        self.worker_id = worker_id
+        self._sender = type(backend)
+
+    def run(self, job: JobRecord) -> tuple[Outcome, Finish]:
+        """Run ``job`` (already claimed by this worker) and return its outcome.
+
+        Re-raises ``KeyboardInterrupt`` from the task; every other exception is the outcome.
+        """
+        started_us = wall_clock_us()
+        try:
+            task = self.backend.task_for_job(job)
+            args = json.loads(job.args_json)
+            kwargs = json.loads(job.kwargs_json)
+        except (TaskNotAllowed, InvalidTask, ValueError) as exc:
+            # The task cannot even start: FAILED with no signals, as no TaskResult can exist.
+            logger.error("Task id=%s path=%s cannot run: %s", job.job_id, job.task_path, exc)
+            return self._outcome(job, started_us, error=ErrorRecord.from_exception(exc)), _nothing
+        result = self._running_result(task, job, args, kwargs, started_us)
+        _send(task_started, self._sender, result)
+        try:
+            if task.takes_context:
+                raw = task.call(TaskContext(task_result=result), *args, **kwargs)
+            else:
+                raw = task.call(*args, **kwargs)
+            value = normalize_json(raw)
+            _check_json_keys(value, "the return value")
+            return_json = json.dumps(value)
+        except KeyboardInterrupt:
+            raise
+        except BaseException as exc:  # SystemExit too, as ImmediateBackend does
+            error = ErrorRecord.from_exception(exc)
+            outcome = self._outcome(job, started_us, error=error)
+            failed = self._finished_result(result, outcome, error=error)
+            return outcome, functools.partial(_send_failed, self._sender, failed, exc)
+        outcome = self._outcome(job, started_us, return_json=return_json)
+        done = self._finished_result(result, outcome, value=value)
+        return outcome, functools.partial(_send_finished, self._sender, done)
+
+    def _outcome(self, job: JobRecord, started_us: int, **fields: Any) -> Outcome:
+        return Outcome(
+            job_id=job.job_id,
+            worker_id=self.worker_id,
+            attempt=job.attempts,
+            started_at_us=started_us,
+            finished_at_us=wall_clock_us(),
+            **fields,
+        )
+
+    def _running_result(
+        self, task: Any, job: JobRecord, args: Any, kwargs: Any, started_us: int
+    ) -> TaskResult:
+        first_start = started_us if job.attempts <= 1 else job.started_at_us
+        return TaskResult(
+            task=task,
+            id=job.job_id,
+            status=TaskResultStatus.RUNNING,
+            enqueued_at=from_us(job.enqueued_at_us),
+            started_at=from_us(first_start),
+            last_attempted_at=from_us(started_us),
+            finished_at=None,
+            args=args,
+            kwargs=kwargs,
+            backend=self.backend.alias,
+            errors=[
+                TaskError(exception_class_path=e.exception_class_path, traceback=e.traceback)
+                for e in job.errors
+            ],
+            worker_ids=list(job.worker_ids),
+        )
+
+    def _finished_result(
+        self,
+        result: TaskResult,
+        outcome: Outcome,
+        *,
+        error: ErrorRecord | None = None,
+        value: Any = None,
+    ) -> TaskResult:
+        errors = list(result.errors)
+        if error is not None:
+            errors.append(
+                TaskError(
+                    exception_class_path=error.exception_class_path, traceback=error.traceback
+                )
+            )
+        finished = dataclasses.replace(
+            result,
+            status=TaskResultStatus.FAILED if error else TaskResultStatus.SUCCESSFUL,
+            finished_at=from_us(outcome.finished_at_us),
+            errors=errors,
+        )
+        if error is None:
+            set_return_value(finished, value)
+        return finished
+
+
+def _nothing(settled: bool) -> None:
+    del settled
+
+
+def _send(signal: Any, sender: type, result: TaskResult) -> None:
+    # A receiver that raises must not take the worker down; log it where it can be seen.
+    for receiver, response in signal.send_robust(sender, task_result=result):
+        if isinstance(response, Exception):
+            logger.error(
+                "Signal receiver %r raised for task id=%s",
+                receiver,
+                result.id,
+                exc_info=response,
+            )
+
+
+def _send_finished(sender: type, result: TaskResult, settled: bool) -> None:
+    if settled:
+        _send(task_finished, sender, result)
+
+
+def _send_failed(sender: type, result: TaskResult, exc: BaseException, settled: bool) -> None:
+    if not settled:
+        return
+    # Django sends task_finished for a failure inside the ``except`` block, so receivers (and
+    # its logging) see the exception in sys.exc_info(); raising it again recreates that.
+    try:
+        raise exc
+    except BaseException:
+        _send(task_finished, sender, result)

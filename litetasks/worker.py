@@ -1,0 +1,341 @@
+"""Claim, run, record: the worker threads of one process, with heartbeats and recovery.
+
+``WorkerPool`` runs ``threads`` worker threads in the calling process plus one maintenance
+thread (heartbeat, lost-worker recovery, idle checkpoints). It knows nothing of Django: the
+``Runner`` that executes a job is injected.
+"""
+
+from __future__ import annotations
+
+import logging
+import resource
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from .config import WorkerConfig
+from .exceptions import StoreError
+from .liveness import ProcessIdentity, classify_workers, this_process
+from .records import ErrorRecord, JobRecord, Outcome, WorkerRecord
+from .store import Store, wall_clock_us
+from .wakeup import Waiter
+
+__all__ = ["Runner", "WorkerPool", "WorkerStats", "lost_worker_error", "recover_lost"]
+
+logger = logging.getLogger(__name__)
+
+# How long a thread backs off when the queue file stays locked past busy_timeout.
+_BUSY_BACKOFF_S = 0.5
+
+
+class Runner(Protocol):
+    def run(self, job: JobRecord) -> tuple[Outcome, Callable[[bool], None]]: ...
+
+
+def lost_worker_error(worker_ids: str) -> ErrorRecord:
+    return ErrorRecord(
+        exception_class_path="litetasks.exceptions.WorkerLost",
+        traceback=(
+            "litetasks.exceptions.WorkerLost: the worker running this task stopped without "
+            f"recording an outcome (worker {worker_ids}: killed, out of memory, or power loss).\n"
+        ),
+    )
+
+
+def recover_lost(store: Store, lease_s: float, here: ProcessIdentity | None = None) -> int:
+    """Settle the jobs of workers that are dead or silent past the lease; return how many."""
+    here = here or this_process()
+    workers = store.get_workers()
+    dead, alive = classify_workers(
+        [(w.worker_id, w.host, w.boot_id, w.pid, w.proc_start) for w in workers], here
+    )
+    settled = store.recover_lost(
+        stale_before_us=store.now_us() - int(lease_s * 1_000_000),
+        error=lost_worker_error("lost"),
+        known_dead=dead,
+        known_alive=alive,
+    )
+    for job_id, state in settled:
+        logger.warning("Task id=%s was running under a lost worker; now %s", job_id, state)
+    return len(settled)
+
+
+@dataclass
+class WorkerStats:
+    """Counters of one pool, for recycling and the status line."""
+
+    tasks_done: int = 0
+    running: dict[str, str] = field(default_factory=dict)  # thread name -> job id
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+class WorkerPool:
+    """Worker threads in this process, serving one queue file until stopped.
+
+    ``stop()`` stops claiming; threads finish their current task. ``run()`` returns once they
+    have, or after ``grace_s``, when whatever still runs is released back to READY.
+    """
+
+    def __init__(
+        self,
+        *,
+        store_factory: Callable[[], Store],
+        runner_factory: Callable[[str], Runner],
+        config: WorkerConfig,
+        worker_id: str,
+        identity: ProcessIdentity | None = None,
+    ) -> None:
+        self.config = config
+        self.worker_id = worker_id
+        self.identity = identity or this_process()
+        self.stats = WorkerStats()
+        self._store_factory = store_factory
+        self._runner = runner_factory(worker_id)
+        self._stopping = threading.Event()
+        self._waiters: list[Waiter] = []
+        self._threads: list[threading.Thread] = []
+        self._maintenance: threading.Thread | None = None
+        self._idle = threading.Event()
+        self._dirty = False  # tasks ran since the last checkpoint
+        self.failure: BaseException | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def run(self) -> None:
+        """Serve until ``stop()`` (or, in burst mode, until nothing is due); then clean up."""
+        store = self._store_factory()
+        self.register(store)
+        recover_lost(store, self.config.lease_s, self.identity)
+        self._maintenance = threading.Thread(
+            target=self._maintain, name="litetasks-maintenance", daemon=True
+        )
+        self._maintenance.start()
+        for index in range(self.config.threads):
+            waiter = Waiter(store.path)
+            waiter.start()
+            self._waiters.append(waiter)
+            thread = threading.Thread(
+                target=self._serve, args=(waiter,), name=f"litetasks-worker-{index}", daemon=True
+            )
+            self._threads.append(thread)
+            thread.start()
+        try:
+            self._join_threads()
+        finally:
+            self._shutdown(store)
+
+    def stop(self) -> None:
+        """Stop claiming new tasks; running ones may finish. Safe from any thread."""
+        self._stopping.set()
+        for waiter in self._waiters:
+            waiter.wake()
+
+    @property
+    def is_stopping(self) -> bool:
+        return self._stopping.is_set()
+
+    def _join_threads(self) -> None:
+        for thread in self._threads:
+            while thread.is_alive():
+                thread.join(0.1)
+                if self._stopping.is_set():
+                    break
+        if not self._stopping.is_set():
+            return  # burst mode: every thread ran out of work
+        deadline = time.monotonic() + self.config.grace_s
+        for thread in self._threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+
+    def _shutdown(self, store: Store) -> None:
+        self._stopping.set()
+        for waiter in self._waiters:
+            waiter.stop()
+        still_running = [t.name for t in self._threads if t.is_alive()]
+        try:
+            released = store.unregister_worker(self.worker_id)
+        except StoreError:
+            logger.exception("Could not release the tasks of worker id=%s", self.worker_id)
+            return
+        if released:
+            logger.warning(
+                "Grace period over: %d task(s) still running were put back to READY: %s "
+                "(threads %s)",
+                len(released),
+                ", ".join(released),
+                ", ".join(still_running),
+            )
+
+    def _record(self) -> WorkerRecord:
+        return WorkerRecord(
+            worker_id=self.worker_id,
+            pid=self.identity.pid,
+            host=self.identity.host,
+            boot_id=self.identity.boot_id,
+            proc_start=self.identity.proc_start,
+            queues=self.config.queues,
+            started_at_us=wall_clock_us(),
+            heartbeat_at_us=wall_clock_us(),
+        )
+
+    # -- worker threads ----------------------------------------------------------------------
+
+    def _serve(self, waiter: Waiter) -> None:
+        store = self._store_factory()
+        try:
+            while not self._stopping.is_set():
+                if not self._serve_once(store, waiter):
+                    return
+        except BaseException as exc:  # KeyboardInterrupt from a task, or a bug: stop the pool
+            self.failure = exc
+            logger.exception("Worker thread failed; stopping worker id=%s", self.worker_id)
+            self.stop()
+
+    def _serve_once(self, store: Store, waiter: Waiter) -> bool:
+        """Claim and run what is due, or wait; False when a burst has nothing left."""
+        waiter.clear()
+        try:
+            jobs = store.claim(
+                self.worker_id, queues=self.config.queues, limit=self.config.prefetch
+            )
+        except StoreError:
+            logger.exception("Claim failed; retrying in %.1f s", _BUSY_BACKOFF_S)
+            waiter.wait(_BUSY_BACKOFF_S)
+            return True
+        if not jobs:
+            if self.config.burst:
+                return False
+            self._idle.set()
+            waiter.wait(self._idle_timeout(store))
+            return True
+        for index, job in enumerate(jobs):
+            if self._stopping.is_set():
+                store.release(self.worker_id, [j.job_id for j in jobs[index:]])
+                return False
+            self._run_job(store, job)
+            if self._should_recycle():
+                self.stop()
+        return True
+
+    def _run_job(self, store: Store, job: JobRecord) -> None:
+        name = threading.current_thread().name
+        with self.stats.lock:
+            self.stats.running[name] = job.job_id
+        try:
+            try:
+                outcome, finish = self._runner.run(job)
+            except KeyboardInterrupt as exc:
+                error = ErrorRecord.from_exception(exc)
+                self._record_outcome(store, _interrupted(job, self.worker_id, error))
+                raise
+            finish(self._record_outcome(store, outcome))
+        finally:
+            self._dirty = True
+            with self.stats.lock:
+                self.stats.running.pop(name, None)
+                self.stats.tasks_done += 1
+
+    def _record_outcome(self, store: Store, outcome: Outcome) -> bool:
+        while True:
+            try:
+                [settled] = store.record([outcome])
+                break
+            except StoreError:
+                # The outcome must not be lost: keep trying while the file is locked.
+                logger.exception("Recording task id=%s failed; retrying", outcome.job_id)
+                time.sleep(_BUSY_BACKOFF_S)
+        if not settled:
+            logger.warning(
+                "Task id=%s finished after its worker was declared lost; outcome discarded",
+                outcome.job_id,
+            )
+        return settled
+
+    def _idle_timeout(self, store: Store) -> float:
+        timeout = self.config.poll_interval_s
+        try:
+            due = store.next_due_at(self.config.queues)
+        except StoreError:
+            return timeout
+        if due is not None:
+            timeout = min(timeout, max(0.0, (due - store.now_us()) / 1_000_000))
+        return timeout
+
+    def _should_recycle(self) -> bool:
+        limit = self.config.max_tasks_per_child
+        if limit and self.stats.tasks_done >= limit:
+            logger.info("Worker id=%s ran %d tasks; recycling", self.worker_id, limit)
+            return True
+        memory_limit = self.config.max_memory_per_child_mb
+        if memory_limit and _rss_mb() >= memory_limit:
+            logger.info("Worker id=%s uses over %d MB; recycling", self.worker_id, memory_limit)
+            return True
+        return False
+
+    # -- maintenance -------------------------------------------------------------------------
+
+    def _maintain(self) -> None:
+        store = self._store_factory()
+        next_recovery = time.monotonic() + self.config.lease_s / 4
+        while not self._stopping.wait(self.config.heartbeat_s):
+            try:
+                if not store.heartbeat(self.worker_id):
+                    logger.warning(
+                        "Worker id=%s was declared lost; registering again", self.worker_id
+                    )
+                    store.register_worker(self._record())
+                if time.monotonic() >= next_recovery:
+                    recover_lost(store, self.config.lease_s, self.identity)
+                    next_recovery = time.monotonic() + self.config.lease_s / 4
+                if self._idle.is_set() and self._dirty:
+                    self._idle.clear()
+                    self._dirty = False
+                    self._checkpoint(store)
+            except StoreError:
+                logger.exception("Heartbeat failed for worker id=%s; retrying", self.worker_id)
+
+    def _checkpoint(self, store: Store) -> None:
+        frames, done = store.checkpoint()
+        if done < frames:
+            logger.warning(
+                "WAL checkpoint of %s is blocked: %d of %d frames copied. A connection holds a "
+                "read transaction open; the -wal file grows until it closes.",
+                store.path,
+                done,
+                frames,
+            )
+
+    # -- in the calling thread (tests, litetasks.testing.drain) -------------------------------
+
+    def run_once(self, store: Store) -> bool:
+        """Claim one due task and run it in this thread; False when nothing is due."""
+        jobs = store.claim(self.worker_id, queues=self.config.queues, limit=1)
+        for job in jobs:
+            self._run_job(store, job)
+        return bool(jobs)
+
+    def register(self, store: Store) -> None:
+        """Register this worker, so no other pool mistakes its tasks for lost ones."""
+        store.register_worker(self._record())
+
+
+def _interrupted(job: JobRecord, worker_id: str, error: ErrorRecord) -> Outcome:
+    now = wall_clock_us()
+    return Outcome(
+        job_id=job.job_id,
+        worker_id=worker_id,
+        attempt=job.attempts,
+        started_at_us=now,
+        finished_at_us=now,
+        error=error,
+    )
+
+
+def _rss_mb() -> float:
+    try:
+        with open("/proc/self/statm") as statm:
+            pages = int(statm.read().split()[1])
+    except OSError:
+        return 0.0
+    return pages * resource.getpagesize() / 1_048_576

@@ -1,0 +1,96 @@
+"""Module-level tasks the tests enqueue (workers import them by path)."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from litetasks.compat import TaskContext
+
+try:
+    from django.tasks import task
+except ImportError:  # Django 5.2 with the backport
+    from django_tasks import task  # type: ignore[no-redef]
+
+
+@task
+def noop() -> None:
+    return None
+
+
+@task
+async def noop_async() -> str:
+    return "async"
+
+
+@task
+def add(a: int, b: int) -> int:
+    return a + b
+
+
+@task
+def echo(*args: Any, **kwargs: Any) -> dict[str, Any]:
+    return {"args": list(args), "kwargs": kwargs}
+
+
+@task
+def fail_value_error(message: str = "boom") -> None:
+    raise ValueError(message)
+
+
+@task
+def exit_task() -> None:
+    raise SystemExit(3)
+
+
+@task
+def keyboard_interrupt() -> None:
+    raise KeyboardInterrupt
+
+
+class BadStr(Exception):
+    def __str__(self) -> str:
+        raise RuntimeError("str() failed")
+
+
+@task
+def fail_bad_str() -> None:
+    raise BadStr
+
+
+@task
+def complex_return_value() -> object:
+    return {"when": time}  # a module is not JSON
+
+
+@task(takes_context=True)
+def with_context(context: TaskContext) -> dict[str, Any]:
+    return {"id": context.task_result.id, "attempt": context.attempt}
+
+
+@task
+def append_line(path: str, line: str, sleep_s: float = 0.0) -> str:
+    """Record that this ran (for exactly-once checks), optionally after sleeping."""
+    if sleep_s:
+        time.sleep(sleep_s)
+    with open(path, "a") as handle:
+        handle.write(f"{line} {os.getpid()}\n")
+    return line
+
+
+@task
+def write_pid_and_sleep(path: str, sleep_s: float) -> int:
+    Path(path).write_text(str(os.getpid()))
+    time.sleep(sleep_s)
+    return os.getpid()
+
+
+def undecorated() -> None:
+    return None
+
+
+@task(priority=10, queue_name="emails")
+def send_email(to: str) -> str:
+    return f"sent to {to}"
