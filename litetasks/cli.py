@@ -69,9 +69,9 @@ def run(
         config = dataclasses.replace(lite.config.worker, **overrides)
     except LiteTasksError as exc:
         raise _fail(exc) from None
-    from .supervisor import run_pool
+    from .supervisor import Supervisor
 
-    raise typer.Exit(run_pool(lite, config))
+    raise typer.Exit(Supervisor(lite, config).run())
 
 
 @app.command()

@@ -95,6 +95,7 @@ class Outcome:
 
     Exactly one of ``return_json`` (success) and ``error`` (failure) is set. ``started_at_us`` is
     when the attempt really started, which can be later than the claim when jobs are prefetched.
+    A failure with ``retry_at_us`` set goes back to READY then, if attempts remain.
     """
 
     job_id: str
@@ -104,6 +105,7 @@ class Outcome:
     finished_at_us: int
     return_json: str | None = None
     error: ErrorRecord | None = None
+    retry_at_us: int | None = None
 
     @property
     def is_success(self) -> bool:

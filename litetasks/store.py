@@ -59,14 +59,16 @@ WHERE seq IN (
 )
 RETURNING {columns}
 """
-_CLAIM_ANY = _CLAIM.format(index="jobs_ready", queue_filter="", columns=_JOB_COLUMNS)
+# RETURNING order is unspecified: ``seq`` comes last so the caller can sort the batch.
+_CLAIMED_COLUMNS = _JOB_COLUMNS + ", due_at, seq"
+_CLAIM_ANY = _CLAIM.format(index="jobs_ready", queue_filter="", columns=_CLAIMED_COLUMNS)
 _CLAIM_ONE_QUEUE = _CLAIM.format(
-    index="jobs_ready_by_queue", queue_filter="AND queue_name = :queue", columns=_JOB_COLUMNS
+    index="jobs_ready_by_queue", queue_filter="AND queue_name = :queue", columns=_CLAIMED_COLUMNS
 )
 _CLAIM_QUEUES = _CLAIM.format(
     index="jobs_ready",
     queue_filter="AND queue_name IN (SELECT value FROM json_each(:queues))",
-    columns=_JOB_COLUMNS,
+    columns=_CLAIMED_COLUMNS,
 )
 
 # Settling is fenced on (owner, attempts): a worker whose job was recovered meanwhile matches
@@ -200,6 +202,43 @@ class Store:
         Jobs come back in claim order: priority descending, then due time, then enqueue order.
         ``queues=None`` serves every queue.
         """
+        return self.record_and_claim((), worker_id, queues=queues, limit=limit)[1]
+
+    def record(self, outcomes: Sequence[Outcome]) -> list[bool]:
+        """Settle claimed attempts in one transaction; return, per outcome, whether it counted.
+
+        An outcome whose job is no longer RUNNING under that worker and attempt (it was
+        recovered as lost meanwhile) changes nothing and yields False. A failed attempt goes
+        back to READY at its ``retry_at_us`` when that is set and attempts remain.
+        """
+        return self.record_and_claim(outcomes, "", limit=0)[0]
+
+    def record_and_claim(
+        self,
+        outcomes: Sequence[Outcome],
+        worker_id: str,
+        *,
+        queues: Collection[str] | None = None,
+        limit: int = 1,
+    ) -> tuple[list[bool], list[JobRecord]]:
+        """``record(outcomes)`` then ``claim(...)``, in one transaction (one commit, one fsync).
+
+        A worker that finished a task usually wants the next one: doing both in one
+        transaction halves the commits per task.
+        """
+        with self._write() as db:
+            settled = [self._settle(db, outcome) for outcome in outcomes]
+            rows = self._claim(db, worker_id, queues, limit) if limit > 0 else []
+        rows.sort(key=lambda row: (-row[3], row[-2], row[-1]))  # priority, due_at, seq
+        return settled, [_job_from_row(row) for row in rows]
+
+    def _claim(
+        self,
+        db: apsw.Connection,
+        worker_id: str,
+        queues: Collection[str] | None,
+        limit: int,
+    ) -> list[Any]:
         params: dict[str, Any] = {"worker_id": worker_id, "now": self._now(), "limit": limit}
         if queues is None:
             sql = _CLAIM_ANY
@@ -209,40 +248,24 @@ class Store:
         else:
             sql = _CLAIM_QUEUES
             params["queues"] = json.dumps(sorted(queues))
-        with self._write() as db:
-            rows = db.execute(sql, params).fetchall()
-        jobs = [_job_from_row(row) for row in rows]
-        jobs.sort(key=lambda job: (-job.priority, job.due_at_us, job.enqueued_at_us))
-        return jobs
+        return db.execute(sql, params).fetchall()
 
-    def record(
-        self, outcomes: Sequence[Outcome], *, retry_at_us: Sequence[int | None] = ()
-    ) -> list[bool]:
-        """Settle claimed attempts in one transaction; return, per outcome, whether it counted.
-
-        An outcome whose job is no longer RUNNING under that worker and attempt (it was
-        recovered as lost meanwhile) changes nothing and yields False. A failed attempt goes
-        back to READY at ``retry_at_us[i]`` when that is set and attempts remain.
-        """
-        settled: list[bool] = []
-        with self._write() as db:
-            for index, outcome in enumerate(outcomes):
-                params: dict[str, Any] = {
-                    "job_id": outcome.job_id,
-                    "worker_id": outcome.worker_id,
-                    "attempt": outcome.attempt,
-                    "started_at": outcome.started_at_us,
-                    "finished_at": outcome.finished_at_us,
-                }
-                if outcome.error is None:
-                    params["return_value"] = outcome.return_json
-                    db.execute(_COMPLETE, params)
-                else:
-                    params["error"] = _error_json(outcome.error)
-                    params["retry_at"] = retry_at_us[index] if index < len(retry_at_us) else None
-                    db.execute(_FAIL, params)
-                settled.append(db.changes() == 1)
-        return settled
+    def _settle(self, db: apsw.Connection, outcome: Outcome) -> bool:
+        params: dict[str, Any] = {
+            "job_id": outcome.job_id,
+            "worker_id": outcome.worker_id,
+            "attempt": outcome.attempt,
+            "started_at": outcome.started_at_us,
+            "finished_at": outcome.finished_at_us,
+        }
+        if outcome.error is None:
+            params["return_value"] = outcome.return_json
+            db.execute(_COMPLETE, params)
+        else:
+            params["error"] = _error_json(outcome.error)
+            params["retry_at"] = outcome.retry_at_us
+            db.execute(_FAIL, params)
+        return db.changes() == 1
 
     def release(self, worker_id: str, job_ids: Collection[str] | None = None) -> list[str]:
         """Put ``worker_id``'s RUNNING jobs back to READY without counting the attempt.
@@ -477,7 +500,7 @@ def _job_from_row(row: Any) -> JobRecord:
         attempts,
         max_attempts,
         owner,
-    ) = row
+    ) = row[:18]
     return JobRecord(
         job_id=str(job_id),
         task_path=str(task_path),

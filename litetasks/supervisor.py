@@ -1,25 +1,44 @@
-"""Run a worker pool until told to stop: signals, graceful drain, second-signal exit."""
+"""Own the worker processes: fork them, restart the dead, settle their tasks, stop them cleanly.
+
+``Supervisor`` is what ``litetasks run`` runs. The parent stays single-threaded (forking a
+threaded process can deadlock the child) and holds no SQLite connection across ``fork()``:
+each child opens its own. Signal handlers only set flags and write to a wake-up pipe; the
+main loop does the work.
+
+``run_pool`` runs the threads in the calling process instead (``runserver`` autorun, the demo).
+"""
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import logging
 import os
+import select
 import signal
 import threading
+import time
+from dataclasses import dataclass, field
 from types import FrameType
 from typing import TYPE_CHECKING
 
 from .config import WorkerConfig
+from .exceptions import StoreError
 from .execution import TaskRunner
 from .liveness import this_process
-from .worker import WorkerPool
+from .worker import WorkerPool, recover_lost
 
 if TYPE_CHECKING:
     from .backend import SQLiteBackend
 
-__all__ = ["new_worker_id", "run_pool"]
+__all__ = ["EXIT_RECYCLE", "Supervisor", "build_pool", "new_worker_id", "run_pool"]
 
 logger = logging.getLogger(__name__)
+
+EXIT_RECYCLE = 75  # a child that reached its task or memory limit; replace it at once
+_PR_SET_PDEATHSIG = 1
+_PR_SET_NAME = 15
+_MAX_RESTART_DELAY_S = 30.0
 
 
 def new_worker_id() -> str:
@@ -28,13 +47,28 @@ def new_worker_id() -> str:
     return f"{identity.host}:{identity.pid}:{os.urandom(3).hex()}"
 
 
-def build_pool(backend: SQLiteBackend, config: WorkerConfig) -> WorkerPool:
+def build_pool(
+    backend: SQLiteBackend, config: WorkerConfig, worker_id: str | None = None
+) -> WorkerPool:
+    """Return a thread pool serving ``backend`` in this process."""
     return WorkerPool(
         store_factory=lambda: backend.store,
-        runner_factory=lambda worker_id: TaskRunner(backend, worker_id),
+        runner_factory=lambda wid: TaskRunner(backend, wid),
         config=config,
-        worker_id=new_worker_id(),
+        worker_id=worker_id or new_worker_id(),
     )
+
+
+def set_process_title(title: str) -> None:
+    """Show ``title`` in ps/top: the full title with setproctitle if installed, else comm."""
+    try:
+        import setproctitle  # type: ignore[import-not-found]
+
+        setproctitle.setproctitle(title)
+    except ImportError:
+        with contextlib.suppress(OSError, AttributeError):
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(_PR_SET_NAME, title.encode()[:15], 0, 0, 0)
 
 
 def run_pool(backend: SQLiteBackend, config: WorkerConfig) -> int:
@@ -44,28 +78,244 @@ def run_pool(backend: SQLiteBackend, config: WorkerConfig) -> int:
     one exits at once (the next pool to start settles what was running).
     """
     pool = build_pool(backend, config)
-    signals_seen = 0
+    if threading.current_thread() is threading.main_thread():
+        _install_child_signals(pool)
+    pool.run()
+    return _exit_code(pool)
+
+
+def _install_child_signals(pool: WorkerPool) -> None:
+    seen = 0
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
-        # Only flags and a wake-up here; logging and cleanup happen in the main loop.
-        nonlocal signals_seen
-        signals_seen += 1
-        if signals_seen > 1:
-            os._exit(1)
+        nonlocal seen
+        seen += 1
+        if seen > 1:
+            os._exit(1)  # the second signal: exit at once; the supervisor settles our tasks
         pool.stop()
 
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, on_signal)
-        signal.signal(signal.SIGINT, on_signal)
-    logger.info(
-        "Starting worker id=%s path=%s queues=%s threads=%d",
-        pool.worker_id,
-        backend.config.store.path,
-        config.queues or "*",
-        config.threads,
-    )
-    pool.run()
-    if pool.failure is not None and not isinstance(pool.failure, KeyboardInterrupt):
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+
+
+def _exit_code(pool: WorkerPool) -> int:
+    if pool.failure is not None:
         return 1
-    logger.info("Worker id=%s stopped", pool.worker_id)
-    return 0
+    return EXIT_RECYCLE if pool.recycled else 0
+
+
+@dataclass
+class _Child:
+    worker_id: str
+    started: float
+    restarts: int = 0
+
+
+@dataclass
+class _Slots:
+    """What the supervisor knows of its children: pid -> child, and restart schedule."""
+
+    by_pid: dict[int, _Child] = field(default_factory=dict)
+    pending: list[tuple[float, int]] = field(default_factory=list)  # (when, restarts)
+
+
+class Supervisor:
+    """Fork ``config.process_count`` worker processes and keep them running until stopped."""
+
+    def __init__(self, backend: SQLiteBackend, config: WorkerConfig) -> None:
+        self.backend = backend
+        self.config = config
+        self.slots = _Slots()
+        self._signals = 0
+        self._forwarded = 0
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_w, False)
+        os.set_blocking(self._wake_r, False)
+
+    # -- main loop ---------------------------------------------------------------------------
+
+    def run(self) -> int:
+        """Supervise until SIGTERM/SIGINT (twice: at once) or, in burst mode, until drained."""
+        self._install_signals()
+        set_process_title(f"litetasks supervisor [{self.config.process_count} processes]")
+        self._close_django_connections()
+        self._recover(())
+        logger.info(
+            "Starting supervisor pid=%d path=%s processes=%d threads=%d queues=%s",
+            os.getpid(),
+            self.backend.config.store.path,
+            self.config.process_count,
+            self.config.threads,
+            ",".join(self.config.queues or ("*",)),
+        )
+        for _ in range(self.config.process_count):
+            self._spawn(restarts=0)
+        failed = False
+        next_sweep = time.monotonic() + self.config.lease_s / 4
+        while self.slots.by_pid or (self.slots.pending and not self._signals):
+            self._wait(self._next_timeout(next_sweep))
+            failed |= self._reap()
+            if self._signals == 1 and not self._forwarded:
+                self._forwarded = 1
+                logger.info("Stopping: running tasks get %.0f s to finish", self.config.grace_s)
+                self._forward(signal.SIGTERM)
+            elif self._signals > 1:
+                logger.warning("Second signal: stopping at once")
+                self._kill_children()
+                break
+            self._start_due()
+            if time.monotonic() >= next_sweep:
+                self._recover(())
+                next_sweep = time.monotonic() + self.config.lease_s / 4
+        logger.info("Supervisor pid=%d stopped", os.getpid())
+        return 1 if failed and self.config.burst else 0
+
+    def _next_timeout(self, next_sweep: float) -> float:
+        now = time.monotonic()
+        timeout = max(0.0, next_sweep - now)
+        for when, _ in self.slots.pending:
+            timeout = min(timeout, max(0.0, when - now))
+        return min(timeout, 1.0)
+
+    def _wait(self, timeout: float) -> None:
+        with contextlib.suppress(InterruptedError):
+            select.select([self._wake_r], [], [], timeout)
+        with contextlib.suppress(BlockingIOError):
+            while os.read(self._wake_r, 512):
+                pass
+
+    # -- children ----------------------------------------------------------------------------
+
+    def _spawn(self, restarts: int) -> None:
+        worker_id = new_worker_id() + f"/{len(self.slots.by_pid)}-{restarts}"
+        pid = os.fork()
+        if pid == 0:  # the child: never returns
+            os._exit(self._child_main(worker_id))
+        self.slots.by_pid[pid] = _Child(worker_id, time.monotonic(), restarts)
+
+    def _child_main(self, worker_id: str) -> int:
+        code = 1
+        try:
+            os.close(self._wake_r)
+            os.close(self._wake_w)
+            signal.set_wakeup_fd(-1)
+            signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+            # Our own process group: a terminal's Ctrl-C reaches only the supervisor, which
+            # forwards one SIGTERM; otherwise each child would count two signals and not wait.
+            os.setpgid(0, 0)
+            _die_with_parent()
+            set_process_title(f"litetasks worker {worker_id}")
+            pool = build_pool(self.backend, self.config, worker_id)
+            _install_child_signals(pool)
+            pool.run()
+            code = _exit_code(pool)
+        except BaseException:
+            logger.exception("Worker process %s crashed", worker_id)
+        finally:
+            logging.shutdown()
+        return code
+
+    def _reap(self) -> bool:
+        """Collect dead children, settle their tasks, schedule replacements; True on failure."""
+        failed = False
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return failed
+            if pid == 0:
+                return failed
+            child = self.slots.by_pid.pop(pid, None)
+            if child is None:
+                continue
+            code = os.waitstatus_to_exitcode(status)
+            failed |= code not in (0, EXIT_RECYCLE)
+            self._settle(child, pid, code)
+
+    def _settle(self, child: _Child, pid: int, code: int) -> None:
+        store = self.backend.store
+        try:
+            if self._signals:
+                released = store.unregister_worker(child.worker_id)  # stopping: not an attempt
+                if released:
+                    logger.warning("Put back to READY after shutdown: %s", ", ".join(released))
+            elif code not in (0, EXIT_RECYCLE):
+                self._recover((child.worker_id,))
+        except StoreError:
+            logger.exception("Could not settle the tasks of worker %s", child.worker_id)
+        if self._signals:
+            return
+        if code == 0 and self.config.burst:
+            return
+        if code in (EXIT_RECYCLE, 0):
+            logger.info("Worker pid=%d recycled; starting a new one", pid)
+            self._spawn(restarts=0)
+            return
+        lived = time.monotonic() - child.started
+        restarts = 0 if lived > _MAX_RESTART_DELAY_S else child.restarts + 1
+        delay = 0.0 if restarts == 0 else min(_MAX_RESTART_DELAY_S, 0.5 * 2 ** (restarts - 1))
+        logger.error(
+            "Worker pid=%d exited with code %d after %.1f s; restarting in %.1f s",
+            pid,
+            code,
+            lived,
+            delay,
+        )
+        self.slots.pending.append((time.monotonic() + delay, restarts))
+
+    def _start_due(self) -> None:
+        if self._signals:
+            self.slots.pending.clear()
+            return
+        now = time.monotonic()
+        due = [entry for entry in self.slots.pending if entry[0] <= now]
+        self.slots.pending = [entry for entry in self.slots.pending if entry[0] > now]
+        for _, restarts in due:
+            self._spawn(restarts)
+
+    def _recover(self, dead: tuple[str, ...]) -> None:
+        try:
+            recover_lost(self.backend.store, self.config.lease_s, known_dead=dead)
+        except StoreError:
+            logger.exception("Recovering lost tasks failed; will retry")
+
+    def _forward(self, signum: int) -> None:
+        for pid in self.slots.by_pid:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signum)
+
+    def _kill_children(self) -> None:
+        for pid in list(self.slots.by_pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        for pid, child in list(self.slots.by_pid.items()):
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, 0)
+            self._settle(child, pid, -signal.SIGKILL)
+        self.slots.by_pid.clear()
+
+    # -- signals -----------------------------------------------------------------------------
+
+    def _install_signals(self) -> None:
+        def on_stop(signum: int, frame: FrameType | None) -> None:
+            self._signals += 1  # the main loop reacts; nothing else is safe here
+
+        signal.signal(signal.SIGTERM, on_stop)
+        signal.signal(signal.SIGINT, on_stop)
+        signal.signal(signal.SIGCHLD, lambda signum, frame: None)
+        signal.set_wakeup_fd(self._wake_w, warn_on_full_buffer=False)
+
+    def _close_django_connections(self) -> None:
+        from django.db import connections
+
+        connections.close_all()
+
+
+def _die_with_parent() -> None:
+    """Ask Linux to send SIGTERM when the supervisor dies, even by SIGKILL (no orphans)."""
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) != 0:
+            raise OSError(ctypes.get_errno(), "prctl")
+    if os.getppid() == 1:  # the parent died before prctl took effect
+        os.kill(os.getpid(), signal.SIGTERM)

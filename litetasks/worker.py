@@ -8,6 +8,7 @@ thread (heartbeat, lost-worker recovery, idle checkpoints). It knows nothing of 
 from __future__ import annotations
 
 import logging
+import os
 import resource
 import threading
 import time
@@ -34,18 +35,27 @@ class Runner(Protocol):
     def run(self, job: JobRecord) -> tuple[Outcome, Callable[[bool], None]]: ...
 
 
-def lost_worker_error(worker_ids: str) -> ErrorRecord:
+def lost_worker_error() -> ErrorRecord:
     return ErrorRecord(
         exception_class_path="litetasks.exceptions.WorkerLost",
         traceback=(
             "litetasks.exceptions.WorkerLost: the worker running this task stopped without "
-            f"recording an outcome (worker {worker_ids}: killed, out of memory, or power loss).\n"
+            "recording an outcome (killed, out of memory, crashed, or the machine stopped).\n"
         ),
     )
 
 
-def recover_lost(store: Store, lease_s: float, here: ProcessIdentity | None = None) -> int:
-    """Settle the jobs of workers that are dead or silent past the lease; return how many."""
+def recover_lost(
+    store: Store,
+    lease_s: float,
+    here: ProcessIdentity | None = None,
+    known_dead: tuple[str, ...] = (),
+) -> int:
+    """Settle the jobs of workers that are dead or silent past the lease; return how many.
+
+    On this host a worker is dead when its process is gone, whatever its heartbeat says; a
+    worker elsewhere is lost when its heartbeat is older than ``lease_s``.
+    """
     here = here or this_process()
     workers = store.get_workers()
     dead, alive = classify_workers(
@@ -53,8 +63,8 @@ def recover_lost(store: Store, lease_s: float, here: ProcessIdentity | None = No
     )
     settled = store.recover_lost(
         stale_before_us=store.now_us() - int(lease_s * 1_000_000),
-        error=lost_worker_error("lost"),
-        known_dead=dead,
+        error=lost_worker_error(),
+        known_dead=[*dead, *known_dead],
         known_alive=alive,
     )
     for job_id, state in settled:
@@ -99,6 +109,8 @@ class WorkerPool:
         self._maintenance: threading.Thread | None = None
         self._idle = threading.Event()
         self._dirty = False  # tasks ran since the last checkpoint
+        self.recycled = False
+        self._next_heartbeat = 0.0
         self.failure: BaseException | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -183,74 +195,94 @@ class WorkerPool:
 
     def _serve(self, waiter: Waiter) -> None:
         store = self._store_factory()
+        lane = _Lane(store)
         try:
-            while not self._stopping.is_set():
-                if not self._serve_once(store, waiter):
-                    return
+            while self._serve_once(lane, waiter):
+                pass
         except BaseException as exc:  # KeyboardInterrupt from a task, or a bug: stop the pool
             self.failure = exc
             logger.exception("Worker thread failed; stopping worker id=%s", self.worker_id)
             self.stop()
+        finally:
+            self._flush(lane)
 
-    def _serve_once(self, store: Store, waiter: Waiter) -> bool:
-        """Claim and run what is due, or wait; False when a burst has nothing left."""
+    def _serve_once(self, lane: _Lane, waiter: Waiter) -> bool:
+        """Record what ran, claim and run what is due, or wait; False when this thread is done.
+
+        Recording the finished tasks and claiming the next ones share one transaction.
+        """
+        if self._stopping.is_set():
+            return False
         waiter.clear()
         try:
-            jobs = store.claim(
-                self.worker_id, queues=self.config.queues, limit=self.config.prefetch
-            )
+            jobs = self._settle(lane, limit=self.config.prefetch)
         except StoreError:
-            logger.exception("Claim failed; retrying in %.1f s", _BUSY_BACKOFF_S)
+            logger.exception("The queue file is unavailable; retrying in %.1f s", _BUSY_BACKOFF_S)
             waiter.wait(_BUSY_BACKOFF_S)
             return True
         if not jobs:
             if self.config.burst:
                 return False
             self._idle.set()
-            waiter.wait(self._idle_timeout(store))
+            waiter.wait(self._idle_timeout(lane.store))
             return True
         for index, job in enumerate(jobs):
             if self._stopping.is_set():
-                store.release(self.worker_id, [j.job_id for j in jobs[index:]])
+                lane.store.release(self.worker_id, [j.job_id for j in jobs[index:]])
                 return False
-            self._run_job(store, job)
+            self._run_job(lane, job)
             if self._should_recycle():
+                self.recycled = True
                 self.stop()
         return True
 
-    def _run_job(self, store: Store, job: JobRecord) -> None:
+    def _run_job(self, lane: _Lane, job: JobRecord) -> None:
         name = threading.current_thread().name
         with self.stats.lock:
             self.stats.running[name] = job.job_id
         try:
             try:
-                outcome, finish = self._runner.run(job)
+                lane.pending.append(self._runner.run(job))
             except KeyboardInterrupt as exc:
                 error = ErrorRecord.from_exception(exc)
-                self._record_outcome(store, _interrupted(job, self.worker_id, error))
+                lane.pending.append((_interrupted(job, self.worker_id, error), _nothing))
                 raise
-            finish(self._record_outcome(store, outcome))
         finally:
             self._dirty = True
             with self.stats.lock:
                 self.stats.running.pop(name, None)
                 self.stats.tasks_done += 1
 
-    def _record_outcome(self, store: Store, outcome: Outcome) -> bool:
-        while True:
-            try:
-                [settled] = store.record([outcome])
-                break
-            except StoreError:
-                # The outcome must not be lost: keep trying while the file is locked.
-                logger.exception("Recording task id=%s failed; retrying", outcome.job_id)
-                time.sleep(_BUSY_BACKOFF_S)
-        if not settled:
-            logger.warning(
-                "Task id=%s finished after its worker was declared lost; outcome discarded",
-                outcome.job_id,
+    def _settle(self, lane: _Lane, limit: int) -> list[JobRecord]:
+        """Record ``lane``'s finished tasks and claim up to ``limit`` more, in one transaction."""
+        pending, lane.pending = lane.pending, []
+        try:
+            settled, jobs = lane.store.record_and_claim(
+                [outcome for outcome, _ in pending],
+                self.worker_id,
+                queues=self.config.queues,
+                limit=limit,
             )
-        return settled
+        except BaseException:
+            lane.pending = pending + lane.pending  # never lose an outcome: retry it next time
+            raise
+        for (outcome, finish), ok in zip(pending, settled, strict=True):
+            if not ok:
+                logger.warning(
+                    "Task id=%s finished after its worker was declared lost; outcome discarded",
+                    outcome.job_id,
+                )
+            finish(ok)
+        return jobs
+
+    def _flush(self, lane: _Lane) -> None:
+        """Record what is still pending before this thread ends, retrying while locked."""
+        while lane.pending:
+            try:
+                self._settle(lane, limit=0)
+            except StoreError:
+                logger.exception("Recording finished tasks failed; retrying")
+                time.sleep(_BUSY_BACKOFF_S)
 
     def _idle_timeout(self, store: Store) -> float:
         timeout = self.config.poll_interval_s
@@ -277,8 +309,16 @@ class WorkerPool:
 
     def _maintain(self) -> None:
         store = self._store_factory()
+        parent = os.getppid()
         next_recovery = time.monotonic() + self.config.lease_s / 4
-        while not self._stopping.wait(self.config.heartbeat_s):
+        while not self._stopping.wait(min(self.config.heartbeat_s, 1.0)):
+            if os.getppid() != parent:
+                logger.warning("The supervisor died; worker id=%s stops", self.worker_id)
+                self.stop()
+                return
+            if time.monotonic() < self._next_heartbeat:
+                continue
+            self._next_heartbeat = time.monotonic() + self.config.heartbeat_s
             try:
                 if not store.heartbeat(self.worker_id):
                     logger.warning(
@@ -310,14 +350,30 @@ class WorkerPool:
 
     def run_once(self, store: Store) -> bool:
         """Claim one due task and run it in this thread; False when nothing is due."""
+        lane = _Lane(store)
         jobs = store.claim(self.worker_id, queues=self.config.queues, limit=1)
-        for job in jobs:
-            self._run_job(store, job)
+        try:
+            for job in jobs:
+                self._run_job(lane, job)
+        finally:
+            self._flush(lane)
         return bool(jobs)
 
     def register(self, store: Store) -> None:
         """Register this worker, so no other pool mistakes its tasks for lost ones."""
         store.register_worker(self._record())
+
+
+@dataclass
+class _Lane:
+    """One worker thread's connection and the outcomes it has not recorded yet."""
+
+    store: Store
+    pending: list[tuple[Outcome, Callable[[bool], None]]] = field(default_factory=list)
+
+
+def _nothing(settled: bool) -> None:
+    del settled
 
 
 def _interrupted(job: JobRecord, worker_id: str, error: ErrorRecord) -> Outcome:
