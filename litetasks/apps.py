@@ -1,4 +1,4 @@
-"""The litetasks Django app: adds the ``litetasks`` management command."""
+"""The litetasks Django app: the management command, and tasks inside ``runserver``."""
 
 from __future__ import annotations
 
@@ -8,3 +8,8 @@ from django.apps import AppConfig
 class LiteTasksConfig(AppConfig):
     name = "litetasks"
     verbose_name = "litetasks"
+
+    def ready(self) -> None:
+        from .autorun import autorun_backends
+
+        autorun_backends()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import sys
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -53,6 +54,16 @@ def run(
     grace: Annotated[
         float | None, typer.Option(min=0, help="Seconds running tasks get to finish on shutdown.")
     ] = None,
+    max_tasks_per_child: Annotated[
+        int | None, typer.Option(min=0, help="Replace a worker process after N tasks (0: never).")
+    ] = None,
+    max_memory_per_child: Annotated[
+        int | None,
+        typer.Option(min=0, help="Replace a worker process above this RSS in MB (0: never)."),
+    ] = None,
+    reload: Annotated[
+        bool, typer.Option(help="Restart the pool when Python files in the project change.")
+    ] = False,
     log_level: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING or ERROR.")] = "INFO",
 ) -> None:
     """Run a worker pool until SIGTERM or SIGINT (or, with --burst, until nothing is due)."""
@@ -63,12 +74,22 @@ def run(
         setup_django(settings, pythonpath)
         lite = get_backend(backend)
         overrides: dict[str, Any] = {"queues": check_queues(lite, queue or []), "burst": burst}
-        for name, value in (("threads", threads), ("processes", processes), ("grace_s", grace)):
-            if value is not None:
-                overrides[name] = value
+        flags = {
+            "threads": threads,
+            "processes": processes,
+            "grace_s": grace,
+            "max_tasks_per_child": max_tasks_per_child,
+            "max_memory_per_child_mb": max_memory_per_child,
+        }
+        overrides.update({name: value for name, value in flags.items() if value is not None})
         config = dataclasses.replace(lite.config.worker, **overrides)
     except LiteTasksError as exc:
         raise _fail(exc) from None
+    if reload:
+        from .autoreload import reload_command, run_with_reload
+
+        folders = [Path.cwd(), *([Path(pythonpath)] if pythonpath else [])]
+        raise typer.Exit(run_with_reload(reload_command(sys.argv), folders))
     from .supervisor import Supervisor
 
     raise typer.Exit(Supervisor(lite, config).run())

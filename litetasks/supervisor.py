@@ -154,6 +154,9 @@ class Supervisor:
         next_sweep = time.monotonic() + self.config.lease_s / 4
         while self.slots.by_pid or (self.slots.pending and not self._signals):
             self._wait(self._next_timeout(next_sweep))
+            if not self._signals and _reloader_gone():
+                logger.warning("The --reload watcher died; stopping")
+                self._signals = 1
             failed |= self._reap()
             if self._signals == 1 and not self._forwarded:
                 self._forwarded = 1
@@ -309,6 +312,12 @@ class Supervisor:
         from django.db import connections
 
         connections.close_all()
+
+
+def _reloader_gone() -> bool:
+    """Whether ``litetasks run --reload`` started us and has died since."""
+    watcher = os.environ.get("LITETASKS_PARENT_PID")
+    return bool(watcher) and str(os.getppid()) != watcher
 
 
 def _die_with_parent() -> None:

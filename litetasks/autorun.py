@@ -1,0 +1,114 @@
+"""Run tasks inside ``runserver`` in development, so no second terminal is needed.
+
+Django's autoreloader runs two processes: a parent that watches files and a child (``RUN_MAIN``
+set) that serves. The pool runs in the serving child only, as threads (no fork). When a file
+changes the child exits; an ``atexit`` hook stops the pool, lets running tasks finish for a
+short grace period and puts back what is left, and the new child runs the new code.
+"""
+
+from __future__ import annotations
+
+import atexit
+import dataclasses
+import logging
+import os
+import sys
+import threading
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .backend import SQLiteBackend
+    from .worker import WorkerPool
+
+__all__ = ["should_autorun", "start_autorun"]
+
+logger = logging.getLogger(__name__)
+
+# A development pool gets this long to finish running tasks when runserver reloads or stops.
+AUTORUN_GRACE_S = 5.0
+_MANAGE_SCRIPTS = ("manage.py", "django-admin", "django-admin.py")
+
+
+def _management_command(argv: Sequence[str]) -> str | None:
+    """Return the management command this process runs, or None if it is not ``manage.py``."""
+    if not argv:
+        return None
+    script = Path(argv[0]).name
+    if script in _MANAGE_SCRIPTS or (script == "__main__.py" and "django" in argv[0]):
+        return argv[1] if len(argv) > 1 else ""
+    return None
+
+
+def should_autorun(
+    argv: Sequence[str], environ: Mapping[str, str], *, debug: bool, option: bool | None
+) -> bool:
+    """Decide whether this process should run an in-process pool.
+
+    ``option`` is ``OPTIONS["autorun"]``: False never; None (the default) only in the serving
+    process of ``runserver`` with DEBUG on; True also without DEBUG, and in a production
+    server process (anything that is not a management command). Never under ``migrate``,
+    ``shell``, ``test`` or any other management command, and never in the reloader's parent.
+    """
+    if option is False:
+        return False
+    command = _management_command(argv)
+    if command == "runserver":
+        reloading = "--noreload" not in argv
+        if reloading and environ.get("RUN_MAIN") != "true":
+            return False  # the autoreloader's parent: it only watches files
+        return debug or option is True
+    if command is not None:
+        return False
+    return option is True
+
+
+def start_autorun(backend: SQLiteBackend) -> WorkerPool:
+    """Start a thread pool for ``backend`` in this process; stop it when the process exits."""
+    from .supervisor import build_pool
+
+    config = dataclasses.replace(
+        backend.config.worker, processes=1, burst=False, grace_s=AUTORUN_GRACE_S
+    )
+    pool = build_pool(backend, config)
+    thread = threading.Thread(target=pool.run, name=f"litetasks-autorun-{backend.alias}")
+    thread.daemon = True
+    thread.start()
+
+    def stop_at_exit() -> None:
+        pool.stop()
+        thread.join(AUTORUN_GRACE_S + 2)
+
+    atexit.register(stop_at_exit)
+    logger.info(
+        "litetasks: running tasks in this process (pid=%d, %d threads, queue %s)",
+        os.getpid(),
+        config.threads,
+        backend.config.store.path,
+    )
+    return pool
+
+
+def autorun_backends(argv: Sequence[str] | None = None) -> list[WorkerPool]:
+    """Start a pool for every litetasks backend that should autorun in this process."""
+    from django.conf import settings
+
+    from .backend import SQLiteBackend
+    from .compat import task_backends
+
+    pools = []
+    for alias, params in getattr(settings, "TASKS", {}).items():
+        if params.get("BACKEND") != "litetasks.backend.SQLiteBackend":
+            continue
+        backend = task_backends[alias]
+        if not isinstance(backend, SQLiteBackend):
+            continue
+        if should_autorun(
+            sys.argv if argv is None else argv,
+            os.environ,
+            debug=bool(settings.DEBUG),
+            option=backend.config.autorun,
+        ):
+            pools.append(start_autorun(backend))
+    return pools
