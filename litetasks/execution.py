@@ -58,8 +58,7 @@ class TaskRunner:
         started_us = wall_clock_us()
         try:
             task = self.backend.task_for_job(job)
-            args = json.loads(job.args_json)
-            kwargs = json.loads(job.kwargs_json)
+            args, kwargs = _load_arguments(job)
         except (TaskNotAllowed, InvalidTask, ValueError) as exc:
             # The task cannot even start: FAILED with no signals, as no TaskResult can exist.
             logger.error("Task id=%s path=%s cannot run: %s", job.job_id, job.task_path, exc)
@@ -141,6 +140,22 @@ class TaskRunner:
         if error is None:
             set_return_value(finished, value)
         return finished
+
+
+def _load_arguments(job: JobRecord) -> tuple[list[Any], dict[str, Any]]:
+    """Decode a row's arguments; raise ``ValueError`` unless they are a JSON array and object.
+
+    ``task.call(*args, **kwargs)`` would accept other shapes (``*{"a": 1}`` passes the key), so a
+    tampered row could otherwise run with arguments nobody enqueued.
+    """
+    args = json.loads(job.args_json)
+    kwargs = json.loads(job.kwargs_json)
+    if not isinstance(args, list) or not isinstance(kwargs, dict):
+        raise ValueError(
+            "The stored arguments are malformed: args must be a JSON array and kwargs a JSON "
+            f"object (got {type(args).__name__} and {type(kwargs).__name__})."
+        )
+    return args, kwargs
 
 
 def _nothing(settled: bool) -> None:
