@@ -51,23 +51,25 @@ NETWORK_FILESYSTEMS = frozenset(
     }
 )
 
+# The kernel's table of this process's mounts (proc(5)); tests pass a fake one.
+_MOUNTINFO = Path("/proc/self/mountinfo")
+
 # How long a process keeps trying when another one holds the file mid-setup.
 _OPEN_RETRY_S = 10.0
 
 
-def filesystem_type(path: Path) -> str | None:
+def filesystem_type(path: Path, mountinfo: Path = _MOUNTINFO) -> str | None:
     """Return the type of the network filesystem holding ``path``, or None for a local one.
 
-    Finds the longest mount point containing ``path`` in ``/proc/self/mountinfo`` (Linux, WSL);
-    elsewhere it answers None. A 9p mount is how WSL exposes Windows drives (``/mnt/c``).
+    Finds the longest mount point containing ``path`` in ``mountinfo`` (Linux, WSL); elsewhere
+    it answers None. A 9p mount is how WSL exposes Windows drives (``/mnt/c``).
     """
     directory = path if path.is_dir() else path.parent
-    mounts = Path("/proc/self/mountinfo")
-    if not mounts.exists():
+    if not mountinfo.exists():
         return None
     best: tuple[int, str] | None = None
     resolved = str(directory.resolve())
-    for line in mounts.read_text().splitlines():
+    for line in mountinfo.read_text().splitlines():
         left, _, right = line.partition(" - ")
         fields = left.split()
         if len(fields) < 5 or not right:
