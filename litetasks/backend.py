@@ -203,7 +203,12 @@ class SQLiteBackend(BaseTaskBackend):
             task = self.task_for_job(job)
         except TaskNotAllowed as exc:
             raise InvalidTask(f"Result {result_id!r} cannot be loaded: {exc}") from exc
-        return self.result_from_job(task, job)
+        try:
+            return self.result_from_job(task, job)
+        except json.JSONDecodeError as exc:  # a row written by something other than enqueue()
+            raise InvalidTask(
+                f"Result {result_id!r} cannot be loaded: a stored JSON value is malformed ({exc})."
+            ) from exc
 
     def check(self, **kwargs: Any) -> Iterator[checks.CheckMessage]:
         """Report a queue file that cannot work: unwritable folder, network filesystem."""
