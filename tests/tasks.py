@@ -94,3 +94,8 @@ def undecorated() -> None:
 @task(priority=10, queue_name="emails")
 def send_email(to: str) -> str:
     return f"sent to {to}"
+
+
+@task
+def int_key_return() -> dict[int, str]:
+    return {1: "one"}

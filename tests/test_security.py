@@ -1,0 +1,340 @@
+"""A queue file is data, not code: a tampered row can run nothing but a ``Task`` of its backend.
+
+Rows are written straight into the backend's queue file with ``Store.enqueue``, as someone with
+write access to the file could. Each must end FAILED with an error that names the problem, without
+importing what it names, and the worker must go on to the next task.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+import stat
+import sys
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import litetasks
+from litetasks.backend import SQLiteBackend, new_job_id
+from litetasks.records import JobRecord, JobState, NewJob
+from litetasks.testing import drain
+from tests import tasks
+
+try:
+    from django.tasks import task
+except ImportError:  # Django 5.2 with the backport
+    from django_tasks import task  # type: ignore[no-redef]
+
+PACKAGE = Path(litetasks.__file__).resolve().parent
+NOT_ALLOWED = (
+    "{path!r} is not in an installed app or in TASKS['default']['OPTIONS']['task_modules']; "
+    "it was not imported."
+)
+NOT_A_TASK = "{path!r} is not a task: only functions decorated with @task can run."
+
+
+def insert(backend: SQLiteBackend, task_path: str, **fields: Any) -> str:
+    """Write a row directly into the queue file; return its id."""
+    job_id = new_job_id()
+    backend.store.enqueue([NewJob(job_id=job_id, task_path=task_path, **fields)])
+    return job_id
+
+
+def drain_with_a_valid_task_last(backend: SQLiteBackend, job_id: str) -> JobRecord:
+    """Drain the tampered row and a valid task after it; return the tampered row."""
+    valid = tasks.add.using(priority=-100).enqueue(20, 22)
+    assert drain() == 2
+    valid.refresh()
+    assert valid.return_value == 42
+    return backend.store.get(job_id)
+
+
+def assert_refused(job: JobRecord, exception_class_path: str, message: str) -> None:
+    assert job.state == JobState.FAILED
+    assert job.attempts == 1
+    assert job.finished_at_us is not None
+    assert job.return_json is None
+    [error] = job.errors
+    assert error.exception_class_path == exception_class_path
+    shown = exception_class_path.removeprefix("builtins.")  # as traceback prints it
+    assert error.traceback.rstrip("\n").splitlines()[-1] == f"{shown}: {message}"
+
+
+# -- rows naming things that are not tasks -----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("task_path", "message"),
+    [
+        ("os.system", NOT_ALLOWED),
+        ("subprocess.check_call", NOT_ALLOWED),
+        ("builtins.eval", NOT_ALLOWED),
+        ("antigravity", NOT_ALLOWED),
+        ("nonexistent.module.fn", NOT_ALLOWED),
+        ("", NOT_ALLOWED),
+        (".tasks.noop", NOT_ALLOWED),
+        ("tests.tasks.undecorated", NOT_A_TASK),
+        ("tests.tasks.BadStr", NOT_A_TASK),
+        ("tests.tasks.os", NOT_A_TASK),
+        ("tests.tasks.no_such_name", NOT_A_TASK),
+        ("tests.", NOT_A_TASK),
+        ("litetasks.backend.thread_store", NOT_A_TASK),
+    ],
+)
+def test_a_row_naming_something_that_is_not_a_task_is_failed(
+    backend: SQLiteBackend, task_path: str, message: str
+) -> None:
+    job_id = insert(backend, task_path, args_json='["touch /tmp/litetasks-pwned"]')
+    job = drain_with_a_valid_task_last(backend, job_id)
+    assert_refused(job, "litetasks.exceptions.TaskNotAllowed", message.format(path=task_path))
+
+
+def test_a_row_naming_a_missing_module_of_an_installed_app_is_failed(
+    backend: SQLiteBackend,
+) -> None:
+    job_id = insert(backend, "tests.no_such_module.fn")
+    job = drain_with_a_valid_task_last(backend, job_id)
+    assert_refused(
+        job,
+        "litetasks.exceptions.TaskNotAllowed",
+        "Cannot import 'tests.no_such_module' for task 'tests.no_such_module.fn': "
+        "ModuleNotFoundError(\"No module named 'tests.no_such_module'\").",
+    )
+
+
+def test_a_refused_row_sends_no_signals(backend: SQLiteBackend) -> None:
+    from litetasks.compat import task_finished, task_started
+
+    sent: list[str] = []
+
+    def receiver(sender: type, task_result: Any, **kwargs: Any) -> None:
+        sent.append(task_result.id)
+
+    task_started.connect(receiver, weak=False)
+    task_finished.connect(receiver, weak=False)
+    try:
+        insert(backend, "os.system")
+        assert drain() == 1
+    finally:
+        task_started.disconnect(receiver)
+        task_finished.disconnect(receiver)
+    assert sent == []
+
+
+def test_get_result_of_a_tampered_row_refuses_to_load_it(backend: SQLiteBackend) -> None:
+    from litetasks.compat import InvalidTask
+
+    job_id = insert(backend, "os.system")
+    with pytest.raises(InvalidTask, match=f"^Result '{job_id}' cannot be loaded: 'os.system' is"):
+        backend.get_result(job_id)
+
+
+def test_get_result_of_a_row_with_undecodable_arguments_refuses_to_load_it(
+    backend: SQLiteBackend,
+) -> None:
+    from litetasks.compat import InvalidTask
+
+    job_id = insert(backend, "tests.tasks.echo", args_json="[not json")
+    message = (
+        f"Result '{job_id}' cannot be loaded: a stored JSON value is malformed "
+        "(Expecting value: line 1 column 2 (char 1))."
+    )
+    with pytest.raises(InvalidTask, match=re.escape(message)):
+        backend.get_result(job_id)
+    assert drain() == 1
+    with pytest.raises(InvalidTask, match=re.escape(message)):
+        backend.get_result(job_id)
+
+
+def test_a_row_naming_a_task_of_another_backend_is_failed(
+    backend: SQLiteBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from django.test import override_settings
+
+    other = {**backend.options, "path": str(Path(backend.config.store.path).with_name("o.db"))}
+    setting = {
+        "default": {"BACKEND": "litetasks.backend.SQLiteBackend", "OPTIONS": backend.options},
+        "other": {"BACKEND": "litetasks.backend.SQLiteBackend", "OPTIONS": other},
+    }
+    with override_settings(TASKS=setting):
+        from litetasks.compat import task_backends
+
+        other_task = task(backend="other")(tasks.undecorated)
+        monkeypatch.setattr(tasks, "other_backend_task", other_task, raising=False)
+        default = task_backends["default"]
+        job_id = insert(default, "tests.tasks.other_backend_task")
+        assert drain() == 1
+        job = default.store.get(job_id)
+    assert_refused(
+        job,
+        "litetasks.exceptions.TaskNotAllowed",
+        "'tests.tasks.other_backend_task' belongs to backend 'other', not 'default'.",
+    )
+
+
+# -- nothing outside the allowed modules is imported -------------------------------------------
+
+
+def test_antigravity_is_never_imported(backend: SQLiteBackend) -> None:
+    assert "antigravity" not in sys.modules  # else this test proves nothing
+    insert(backend, "antigravity")
+    insert(backend, "antigravity.fly")
+    assert drain() == 2
+    assert "antigravity" not in sys.modules
+
+
+@pytest.fixture
+def booby_trapped_modules(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """Importable modules that leave a marker file behind if anything imports them."""
+    folder = tmp_path / "trap"
+    folder.mkdir()
+    marker = tmp_path / "imported.txt"
+    # "tests_evil" and "litetasksevil" start with the name of an installed app but are not in it.
+    names = ["evil_mod", "tests_evil", "litetasksevil"]
+    for name in names:
+        (folder / f"{name}.py").write_text(
+            textwrap.dedent(
+                f"""
+                with open({str(marker)!r}, "a") as handle:
+                    handle.write({name!r} + "\\n")
+
+                def fn(*args, **kwargs):
+                    return "pwned"
+                """
+            )
+        )
+    monkeypatch.syspath_prepend(str(folder))
+    yield marker
+    for name in names:
+        sys.modules.pop(name, None)
+
+
+@pytest.mark.parametrize("task_path", ["evil_mod.fn", "tests_evil.fn", "litetasksevil.fn"])
+def test_a_module_outside_the_installed_apps_is_not_imported(
+    backend: SQLiteBackend, booby_trapped_modules: Path, task_path: str
+) -> None:
+    job_id = insert(backend, task_path)
+    job = drain_with_a_valid_task_last(backend, job_id)
+    assert_refused(job, "litetasks.exceptions.TaskNotAllowed", NOT_ALLOWED.format(path=task_path))
+    assert not booby_trapped_modules.exists()
+    assert task_path.partition(".")[0] not in sys.modules
+
+
+# -- malformed arguments -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("fields", "exception_class_path", "message"),
+    [
+        (
+            {"args_json": "[not json"},
+            "json.decoder.JSONDecodeError",
+            "Expecting value: line 1 column 2 (char 1)",
+        ),
+        (
+            {"kwargs_json": "{'single': 'quotes'}"},
+            "json.decoder.JSONDecodeError",
+            "Expecting property name enclosed in double quotes: line 1 column 2 (char 1)",
+        ),
+        (
+            {"args_json": '{"a": 1}'},
+            "builtins.ValueError",
+            "The stored arguments are malformed: args must be a JSON array and kwargs a JSON "
+            "object (got dict and dict).",
+        ),
+        (
+            {"kwargs_json": "[1, 2]"},
+            "builtins.ValueError",
+            "The stored arguments are malformed: args must be a JSON array and kwargs a JSON "
+            "object (got list and list).",
+        ),
+        (
+            {"args_json": '"ab"'},
+            "builtins.ValueError",
+            "The stored arguments are malformed: args must be a JSON array and kwargs a JSON "
+            "object (got str and dict).",
+        ),
+    ],
+)
+def test_a_row_with_malformed_arguments_is_failed_before_the_task_starts(
+    backend: SQLiteBackend, fields: dict[str, str], exception_class_path: str, message: str
+) -> None:
+    job_id = insert(backend, "tests.tasks.echo", **fields)
+    job = drain_with_a_valid_task_last(backend, job_id)
+    assert_refused(job, exception_class_path, message)
+
+
+# -- the file and the code ---------------------------------------------------------------------
+
+
+def test_queue_file_and_its_wal_and_shm_are_private_even_with_a_permissive_umask(
+    backend: SQLiteBackend, queue_path: Path
+) -> None:
+    import os
+
+    old = os.umask(0)
+    try:
+        tasks.noop.enqueue()
+        drain()
+    finally:
+        os.umask(old)
+    files = [queue_path, *(queue_path.with_name(queue_path.name + s) for s in ("-wal", "-shm"))]
+    assert {path.name: stat.S_IMODE(path.stat().st_mode) for path in files} == {
+        path.name: 0o600 for path in files
+    }
+
+
+FORBIDDEN_MODULES = {"pickle", "_pickle", "cPickle", "marshal", "shelve", "dill", "cloudpickle"}
+
+
+def _imported_modules(source: str) -> set[str]:
+    """Top-level names of every module ``source`` imports, statically or by constant name."""
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            names.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module.split(".")[0])
+        elif isinstance(node, ast.Call) and node.args:
+            called = getattr(node.func, "id", None) or getattr(node.func, "attr", None)
+            first = node.args[0]
+            if called in {"__import__", "import_module"} and isinstance(first, ast.Constant):
+                names.add(str(first.value).split(".")[0])
+    return names
+
+
+def test_the_import_scanner_sees_every_form_of_import() -> None:
+    source = (
+        "import pickle\nfrom marshal import loads\nimport a.b as c\nfrom . import d\n"
+        "__import__('shelve')\nimportlib.import_module('dill.x')\n"
+    )
+    assert _imported_modules(source) == {"pickle", "marshal", "a", "shelve", "dill"}
+
+
+def test_litetasks_never_imports_pickle_marshal_or_shelve() -> None:
+    sources = sorted(PACKAGE.rglob("*.py"))
+    assert PACKAGE / "store.py" in sources
+    offenders = {
+        str(path.relative_to(PACKAGE)): found
+        for path in sources
+        if (
+            found := {
+                name for name in _imported_modules(path.read_text()) if name in FORBIDDEN_MODULES
+            }
+        )
+    }
+    assert offenders == {}
+
+
+def test_stored_rows_hold_json_text_only(backend: SQLiteBackend) -> None:
+    result = tasks.echo.enqueue(1, "two", three=[3])
+    drain()
+    job = backend.store.get(result.id)
+    assert json.loads(job.args_json) == [1, "two"]
+    assert json.loads(job.kwargs_json) == {"three": [3]}
+    assert json.loads(job.return_json or "null") == {"args": [1, "two"], "kwargs": {"three": [3]}}
