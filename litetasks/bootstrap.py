@@ -37,7 +37,8 @@ def find_settings_module(explicit: str | None, folder: Path) -> str:
 def setup_django(settings: str | None, pythonpath: str | None) -> None:
     """Make the project importable (as ``manage.py`` does) and call ``django.setup()``."""
     folder = Path.cwd()
-    for entry in (pythonpath, str(folder)):
+    # Inserted in reverse: --pythonpath ends up first, as with manage.py --pythonpath.
+    for entry in (str(folder), pythonpath):
         if entry and entry not in sys.path:
             sys.path.insert(0, entry)
     module = find_settings_module(settings, folder)
