@@ -223,6 +223,14 @@ class SQLiteBackend(BaseTaskBackend):
                 id="litetasks.E001",
             )
             return
+        if path.is_dir():
+            yield checks.Error(
+                f"The queue file path {str(path)!r} is a directory.",
+                hint=f"Set {where}['OPTIONS']['path'] to a file path inside it, such as "
+                f"{str(path / 'tasks.sqlite3')!r}.",
+                id="litetasks.E004",
+            )
+            return
         if not os.access(folder, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
             yield checks.Error(
                 f"The queue file {str(path)!r} or its folder is not writable by this user.",

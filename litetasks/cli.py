@@ -27,6 +27,15 @@ PythonPath = Annotated[
 Backend = Annotated[str, typer.Option("--backend", help="Alias in settings.TASKS.")]
 
 
+def _configure_logging(level: str) -> None:
+    # The level goes on the handler: Django sets its own loggers' levels (django.tasks logs
+    # every task at INFO), so a level on the root logger alone would not quiet them.
+    handler = logging.StreamHandler()
+    handler.setLevel(level.upper())
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=level.upper(), handlers=[handler])
+
+
 def _fail(exc: BaseException) -> typer.Exit:
     typer.echo(f"litetasks: error: {exc}", err=True)
     return typer.Exit(2)
@@ -67,9 +76,7 @@ def run(
     log_level: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING or ERROR.")] = "INFO",
 ) -> None:
     """Run a worker pool until SIGTERM or SIGINT (or, with --burst, until nothing is due)."""
-    logging.basicConfig(
-        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    _configure_logging(log_level)
     try:
         setup_django(settings, pythonpath)
         lite = get_backend(backend)

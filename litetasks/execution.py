@@ -53,7 +53,8 @@ class TaskRunner:
     def run(self, job: JobRecord) -> tuple[Outcome, Finish]:
         """Run ``job`` (already claimed by this worker) and return its outcome.
 
-        Re-raises ``KeyboardInterrupt`` from the task; every other exception is the outcome.
+        Every exception of the task is the outcome. For ``KeyboardInterrupt`` the returned
+        ``finish`` raises it again once the outcome is recorded: it is not swallowed.
         """
         started_us = wall_clock_us()
         try:
@@ -73,8 +74,9 @@ class TaskRunner:
             value = normalize_json(raw)
             _check_json_keys(value, "the return value")
             return_json = json.dumps(value)
-        except KeyboardInterrupt:
-            raise
+        except KeyboardInterrupt as exc:
+            outcome = self._outcome(job, started_us, error=ErrorRecord.from_exception(exc))
+            return outcome, functools.partial(_reraise, exc)
         except BaseException as exc:  # SystemExit too, as ImmediateBackend does
             error = ErrorRecord.from_exception(exc)
             outcome = self._outcome(job, started_us, error=error)
@@ -172,6 +174,11 @@ def _send(signal: Any, sender: type, result: TaskResult) -> None:
                 result.id,
                 exc_info=response,
             )
+
+
+def _reraise(exc: BaseException, settled: bool) -> None:
+    del settled
+    raise exc
 
 
 def _send_finished(sender: type, result: TaskResult, settled: bool) -> None:

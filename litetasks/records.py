@@ -32,6 +32,10 @@ class ErrorRecord:
     exception_class_path: str
     traceback: str
 
+    @property
+    def is_keyboard_interrupt(self) -> bool:
+        return self.exception_class_path == "builtins.KeyboardInterrupt"
+
     @classmethod
     def from_exception(cls, exc: BaseException) -> ErrorRecord:
         """Describe ``exc`` as Django's ``TaskError`` does, even if its ``__str__`` raises."""

@@ -63,7 +63,7 @@ RETURNING {columns}
 _CLAIMED_COLUMNS = _JOB_COLUMNS + ", due_at, seq"
 _CLAIM_ANY = _CLAIM.format(index="jobs_ready", queue_filter="", columns=_CLAIMED_COLUMNS)
 _CLAIM_ONE_QUEUE = _CLAIM.format(
-    index="jobs_ready_by_queue", queue_filter="AND queue_name = :queue", columns=_CLAIMED_COLUMNS
+    index="jobs_ready", queue_filter="AND queue_name = :queue", columns=_CLAIMED_COLUMNS
 )
 _CLAIM_QUEUES = _CLAIM.format(
     index="jobs_ready",

@@ -242,11 +242,14 @@ class WorkerPool:
             self.stats.running[name] = job.job_id
         try:
             try:
-                lane.pending.append(self._runner.run(job))
-            except KeyboardInterrupt as exc:
+                outcome, finish = self._runner.run(job)
+            except KeyboardInterrupt as exc:  # raised around the task, not by it
                 error = ErrorRecord.from_exception(exc)
                 lane.pending.append((_interrupted(job, self.worker_id, error), _nothing))
                 raise
+            lane.pending.append((outcome, finish))
+            if outcome.error is not None and outcome.error.is_keyboard_interrupt:
+                self._flush(lane)  # records it, then its finish() raises it again
         finally:
             self._dirty = True
             with self.stats.lock:
@@ -378,11 +381,12 @@ def _nothing(settled: bool) -> None:
 
 def _interrupted(job: JobRecord, worker_id: str, error: ErrorRecord) -> Outcome:
     now = wall_clock_us()
+    started = job.last_attempted_at_us or now  # the claim time: the best we know
     return Outcome(
         job_id=job.job_id,
         worker_id=worker_id,
         attempt=job.attempts,
-        started_at_us=now,
+        started_at_us=started,
         finished_at_us=now,
         error=error,
     )

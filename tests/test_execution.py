@@ -239,10 +239,6 @@ def test_keyboard_interrupt_propagates_out_of_drain_and_fails_the_row(
         tasks.keyboard_interrupt.using(backend="immediate").enqueue()
 
 
-@pytest.mark.xfail(
-    reason="worker.py _interrupted() records the interrupt time as started_at/last_attempted_at",
-    strict=True,
-)
 def test_an_interrupted_task_keeps_the_start_time_task_started_announced(
     backend: SQLiteBackend,
 ) -> None:
