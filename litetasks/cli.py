@@ -109,16 +109,15 @@ def status(
     backend: Backend = "default",
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:
-    """Show how many tasks each queue holds in each state."""
+    """Show tasks per queue and state, the live workers, and tasks stranded under lost ones."""
     try:
         setup_django(settings, pythonpath)
         lite = get_backend(backend)
-        counts = lite.store.counts()
+        from .status import print_status
+
+        print_status(lite, as_json=as_json)
     except LiteTasksError as exc:
         raise _fail(exc) from None
-    from .status import print_status
-
-    print_status(lite, counts, as_json=as_json)
 
 
 @app.command()

@@ -1,14 +1,15 @@
-"""Print a queue file's contents for ``litetasks status``."""
+"""Print a queue file's contents for ``litetasks status``: counts, live workers, stranded tasks."""
 
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.table import Table
 
-from .records import JobState
+from .liveness import classify_workers, this_process
+from .records import JobState, WorkerRecord
 
 if TYPE_CHECKING:
     from .backend import SQLiteBackend
@@ -16,31 +17,82 @@ if TYPE_CHECKING:
 __all__ = ["print_status", "status_data"]
 
 
-def status_data(
-    backend: SQLiteBackend, counts: dict[tuple[str, JobState], int]
-) -> dict[str, object]:
-    """Return the status as plain data: per queue, a count per state."""
+def status_data(backend: SQLiteBackend) -> dict[str, Any]:
+    """Return the status as plain data: counts per queue and state, workers, stranded tasks."""
+    store = backend.store
     queues: dict[str, dict[str, int]] = {}
-    for (queue, state), count in sorted(counts.items()):
+    for (queue, state), count in sorted(store.counts().items()):
         queues.setdefault(queue, {s.value: 0 for s in JobState})[state.value] = count
     for queue in sorted(backend.queues):
         queues.setdefault(queue, {s.value: 0 for s in JobState})
-    return {"backend": backend.alias, "path": str(backend.config.store.path), "queues": queues}
+    now = store.now_us()
+    workers = store.get_workers()
+    lost = _lost_workers(workers, now, backend.config.worker.lease_s)
+    registered = {w.worker_id for w in workers}
+    stranded = sorted(
+        owner for owner in store.get_running_owners() if owner in lost or owner not in registered
+    )
+    return {
+        "backend": backend.alias,
+        "path": str(backend.config.store.path),
+        "queues": queues,
+        "workers": [_worker_data(w, now, w.worker_id in lost) for w in workers],
+        "stranded_workers": stranded,
+    }
 
 
-def print_status(
-    backend: SQLiteBackend, counts: dict[tuple[str, JobState], int], *, as_json: bool
-) -> None:
-    data = status_data(backend, counts)
+def _lost_workers(workers: list[WorkerRecord], now_us: int, lease_s: float) -> set[str]:
+    dead, alive = classify_workers(
+        [(w.worker_id, w.host, w.boot_id, w.pid, w.proc_start) for w in workers], this_process()
+    )
+    stale = {w.worker_id for w in workers if now_us - w.heartbeat_at_us > lease_s * 1_000_000}
+    return set(dead) | (stale - set(alive))
+
+
+def _worker_data(worker: WorkerRecord, now_us: int, is_lost: bool) -> dict[str, Any]:
+    return {
+        "worker_id": worker.worker_id,
+        "pid": worker.pid,
+        "host": worker.host,
+        "queues": list(worker.queues) if worker.queues is not None else None,
+        "running": list(worker.current_job_ids),
+        "heartbeat_age_s": round((now_us - worker.heartbeat_at_us) / 1_000_000, 1),
+        "is_lost": is_lost,
+    }
+
+
+def print_status(backend: SQLiteBackend, *, as_json: bool) -> None:
+    """Print ``status_data`` as JSON or as tables."""
+    data = status_data(backend)
     if as_json:
         print(json.dumps(data, indent=2))
         return
+    console = Console()
     table = Table(title=f"litetasks: {data['path']}")
     table.add_column("queue")
     for state in JobState:
         table.add_column(state.value, justify="right")
-    queues = data["queues"]
-    assert isinstance(queues, dict)
-    for queue, by_state in queues.items():
+    for queue, by_state in data["queues"].items():
         table.add_row(queue, *(str(by_state[s.value]) for s in JobState))
-    Console().print(table)
+    console.print(table)
+    if data["workers"]:
+        workers = Table(title="workers")
+        for column in ("pid", "host", "queues", "running", "last heartbeat", "state"):
+            workers.add_column(column)
+        for worker in data["workers"]:
+            workers.add_row(
+                str(worker["pid"]),
+                worker["host"],
+                ",".join(worker["queues"] or ["*"]),
+                ", ".join(worker["running"]) or "-",
+                f"{worker['heartbeat_age_s']} s ago",
+                "LOST" if worker["is_lost"] else "alive",
+            )
+        console.print(workers)
+    else:
+        console.print("No worker is running. Start one with: litetasks run")
+    if data["stranded_workers"]:
+        console.print(
+            "Tasks are RUNNING under lost workers: "
+            f"{', '.join(data['stranded_workers'])}. The next `litetasks run` recovers them."
+        )
