@@ -11,7 +11,7 @@ from typing import Annotated, Any
 import typer
 
 from .bootstrap import check_queues, get_backend, setup_django
-from .exceptions import LiteTasksError
+from .exceptions import ConfigurationError, LiteTasksError
 
 app = typer.Typer(
     help="Background tasks for Django, with a SQLite file as the queue.",
@@ -28,6 +28,8 @@ Backend = Annotated[str, typer.Option("--backend", help="Alias in settings.TASKS
 
 
 def _configure_logging(level: str) -> None:
+    if not isinstance(logging.getLevelName(level.upper()), int):
+        raise ConfigurationError(f"Unknown log level {level!r}: use DEBUG, INFO, WARNING or ERROR.")
     # The level goes on the handler: Django sets its own loggers' levels (django.tasks logs
     # every task at INFO), so a level on the root logger alone would not quiet them.
     handler = logging.StreamHandler()
@@ -76,10 +78,12 @@ def run(
     log_level: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING or ERROR.")] = "INFO",
 ) -> None:
     """Run a worker pool until SIGTERM or SIGINT (or, with --burst, until nothing is due)."""
-    _configure_logging(log_level)
     try:
+        _configure_logging(log_level)
         setup_django(settings, pythonpath)
         lite = get_backend(backend)
+        # Open (or create) the queue file now: one clear error here, not a crash per worker.
+        lite.store  # noqa: B018
         overrides: dict[str, Any] = {"queues": check_queues(lite, queue or []), "burst": burst}
         flags = {
             "threads": threads,
