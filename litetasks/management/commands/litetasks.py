@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 
 from litetasks.cli import app
 
@@ -18,9 +18,22 @@ class Command(BaseCommand):
         parser.add_argument("args", nargs=argparse.REMAINDER)
         return parser
 
+    def print_help(self, prog_name: str, subcommand: str) -> None:
+        # ``manage.py help litetasks``: typer's help, not the pass-through parser's.
+        app(args=["--help"], prog_name=f"{prog_name} {subcommand}", standalone_mode=False)
+
     def run_from_argv(self, argv: list[str]) -> None:
         # Settings are already set up by manage.py; typer handles every option.
         app(args=argv[2:], prog_name=f"{argv[0]} litetasks")
 
-    def handle(self, *args: Any, **options: Any) -> None:  # pragma: no cover - run_from_argv
-        app(args=list(args), prog_name="manage.py litetasks")
+    def execute(self, *args: Any, **options: Any) -> None:
+        # call_command(): return on success, raise CommandError on failure; never sys.exit().
+        # BaseCommand.execute would look up options (no_color, ...) our parser does not define.
+        code = app(
+            args=[str(arg) for arg in args], prog_name="manage.py litetasks", standalone_mode=False
+        )
+        if code:
+            raise CommandError(f"litetasks exited with code {code}.", returncode=code)
+
+    def handle(self, *args: Any, **options: Any) -> None:  # pragma: no cover - see execute
+        self.execute(*args)
