@@ -1,0 +1,340 @@
+"""Real ``litetasks run`` processes against the queue file this test process enqueues into.
+
+The test process enqueues through the ``backend`` fixture (queue file ``tmp_path/tasks.sqlite3``);
+each subprocess loads ``tests.settings`` with ``LITETASKS_TEST_DIR=tmp_path``, which names the
+same file. Waits are bounded polls; the ``procs`` fixture kills whatever is left, children too.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.test import override_settings
+from django.utils import timezone
+
+from litetasks.compat import FRAMEWORK, TaskResultStatus, task_backends
+from litetasks.records import JobState
+from tests import tasks
+from tests.helpers import ProcessGroup, Started, litetasks_argv, subprocess_env, wait_for
+
+pytestmark = pytest.mark.slow
+
+IMMEDIATE = f"{FRAMEWORK}.backends.immediate.ImmediateBackend"
+QUEUES = ["default", "emails", "reports"]
+WORKER_LOST = "litetasks.exceptions.WorkerLost"
+
+
+@pytest.fixture
+def procs() -> Iterator[ProcessGroup]:
+    with ProcessGroup().cleanup() as group:
+        yield group
+
+
+def run_burst(
+    tmp_path: Path, *args: str, timeout_s: float = 60
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        litetasks_argv("run", "--burst", "--processes", "1", *args),
+        cwd=tmp_path,
+        env=subprocess_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+        check=False,
+    )
+
+
+def start_worker(procs: ProcessGroup, tmp_path: Path, *args: str) -> Started:
+    """Start ``litetasks run`` (one process, one thread unless overridden) until signalled."""
+    argv = litetasks_argv("run", "--processes", "1", "--threads", "1", *args)
+    return procs.start(argv, env=subprocess_env(tmp_path), cwd=tmp_path)
+
+
+def wait_until_registered(backend: Any, count: int = 1, timeout_s: float = 15) -> list[Any]:
+    """Wait until ``count`` worker processes have registered in the queue file."""
+    return wait_for(
+        lambda: (workers := backend.store.get_workers()) and len(workers) >= count and workers,
+        timeout_s=timeout_s,
+        what=f"{count} registered worker(s)",
+    )
+
+
+def status_of(backend: Any, result_id: str) -> TaskResultStatus:
+    return backend.get_result(result_id).status
+
+
+def is_alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rpartition(")")[2].split()[0] != "Z"
+
+
+# -- --burst, compared with ImmediateBackend -----------------------------------------------------
+
+# (task, args, kwargs): every observable outcome the worker has to reproduce.
+CASES: list[tuple[Any, tuple[Any, ...], dict[str, Any]]] = [
+    (tasks.add, (2, 3), {}),
+    (tasks.echo, (1, "two", [3]), {"four": {"five": None}}),
+    (tasks.noop, (), {}),
+    (tasks.noop_async, (), {}),
+    (tasks.with_context, (), {}),
+    (tasks.send_email, ("a@example.com",), {}),
+    (tasks.fail_value_error, ("bad input",), {}),
+    (tasks.exit_task, (), {}),
+    (tasks.fail_bad_str, (), {}),
+    (tasks.complex_return_value, (), {}),
+]
+
+
+@pytest.fixture
+def with_immediate(lite_settings: dict[str, object]) -> Iterator[Any]:
+    """The litetasks ``default`` backend, plus Django's ``ImmediateBackend`` as ``immediate``."""
+    setting = {**lite_settings, "immediate": {"BACKEND": IMMEDIATE, "QUEUES": QUEUES}}
+    with override_settings(TASKS=setting):
+        yield task_backends["default"]
+
+
+def observable(result: Any) -> dict[str, Any]:
+    """What a user sees of a finished result, minus ids and times (checked separately)."""
+    seen: dict[str, Any] = {
+        "task": result.task.module_path,
+        "queue_name": result.task.queue_name,
+        "priority": result.task.priority,
+        "status": result.status,
+        "args": result.args,
+        "kwargs": result.kwargs,
+        "attempts": len(result.worker_ids),
+        "errors": [
+            (
+                error.exception_class_path,
+                error.traceback.splitlines()[0],
+                error.traceback.rstrip().splitlines()[-1],
+            )
+            for error in result.errors
+        ],
+    }
+    if result.status == TaskResultStatus.SUCCESSFUL:
+        value = result.return_value
+        if isinstance(value, dict) and value.get("id") == result.id:
+            value = {**value, "id": "<this result's id>"}
+        seen["return_value"] = value
+    return seen
+
+
+def assert_times_in_order(result: Any) -> None:
+    times = [result.enqueued_at, result.started_at, result.last_attempted_at, result.finished_at]
+    assert all(isinstance(t, datetime) and timezone.is_aware(t) for t in times), times
+    assert result.enqueued_at <= result.started_at <= result.finished_at
+    # A first (and only) attempt: Django sets both to the same moment.
+    assert result.started_at == result.last_attempted_at
+
+
+def test_burst_worker_gives_the_results_immediate_backend_gives(
+    with_immediate: Any, tmp_path: Path
+) -> None:
+    lite = [task.enqueue(*args, **kwargs) for task, args, kwargs in CASES]
+    immediate = [task.using(backend="immediate").enqueue(*a, **kw) for task, a, kw in CASES]
+    assert all(result.status == TaskResultStatus.READY for result in lite)
+
+    done = run_burst(tmp_path, "--threads", "2")
+
+    assert done.returncode == 0, done.stderr
+    for enqueued, expected in zip(lite, immediate, strict=True):
+        fetched = with_immediate.get_result(enqueued.id)
+        enqueued.refresh()
+        for result in (fetched, enqueued):
+            assert observable(result) == observable(expected), enqueued.task.module_path
+            assert_times_in_order(result)
+            assert result.enqueued_at == enqueued.enqueued_at
+            assert result.worker_ids[0] not in expected.worker_ids
+        assert fetched.finished_at == enqueued.finished_at
+        assert fetched.worker_ids == enqueued.worker_ids
+    assert_times_in_order(immediate[0])
+
+
+def test_burst_runs_only_the_named_queue(backend: Any, tmp_path: Path) -> None:
+    default = [tasks.add.enqueue(i, i) for i in range(3)]
+    emails = [tasks.send_email.enqueue(f"{i}@example.com") for i in range(3)]
+    reports = tasks.add.using(queue_name="reports").enqueue(1, 1)
+
+    done = run_burst(tmp_path, "--queue", "emails")
+
+    assert done.returncode == 0, done.stderr
+    assert {status_of(backend, r.id) for r in emails} == {TaskResultStatus.SUCCESSFUL}
+    assert {status_of(backend, r.id) for r in [*default, reports]} == {TaskResultStatus.READY}
+    assert backend.get_result(emails[0].id).return_value == "sent to 0@example.com"
+
+
+def test_burst_leaves_tasks_that_are_not_due_and_exits(backend: Any, tmp_path: Path) -> None:
+    due = tasks.add.enqueue(1, 2)
+    later = tasks.add.using(run_after=timezone.now() + timedelta(hours=1)).enqueue(3, 4)
+
+    started = time.monotonic()
+    done = run_burst(tmp_path, timeout_s=30)
+
+    assert done.returncode == 0, done.stderr
+    assert time.monotonic() - started < 20
+    assert status_of(backend, due.id) == TaskResultStatus.SUCCESSFUL
+    assert status_of(backend, later.id) == TaskResultStatus.READY
+
+
+def test_four_worker_processes_run_each_of_500_tasks_exactly_once(
+    backend: Any, procs: ProcessGroup, tmp_path: Path
+) -> None:
+    side = tmp_path / "ran.txt"
+    results = [tasks.append_line.enqueue(str(side), f"task-{i}", 0.002) for i in range(500)]
+    argv = litetasks_argv("run", "--burst", "--processes", "1", "--threads", "2")
+    workers = [procs.start(argv, env=subprocess_env(tmp_path), cwd=tmp_path) for _ in range(4)]
+
+    codes = [worker.wait(timeout_s=180) for worker in workers]
+
+    assert codes == [0, 0, 0, 0], "\n".join(worker.output for worker in workers)
+    lines = side.read_text().splitlines()
+    runs = collections.Counter(line.split()[0] for line in lines)
+    assert runs == {f"task-{i}": 1 for i in range(500)}
+    for result in results:
+        fetched = backend.get_result(result.id)
+        assert fetched.status == TaskResultStatus.SUCCESSFUL, fetched.errors
+        assert len(fetched.worker_ids) == 1
+        assert fetched.return_value == result.args[1]
+    pids = {line.split()[1] for line in lines}
+    assert len(pids) > 1, "one process ran everything: the test did not exercise contention"
+
+
+# -- signals ---------------------------------------------------------------------------------
+
+
+def test_sigterm_stops_an_idle_worker_within_a_second(
+    backend: Any, procs: ProcessGroup, tmp_path: Path
+) -> None:
+    worker = start_worker(procs, tmp_path)
+    wait_until_registered(backend)
+    worker.wait_for_line("Starting supervisor", timeout_s=5)
+
+    sent = time.monotonic()
+    worker.send(signal.SIGTERM)
+    code = worker.wait(timeout_s=5)
+
+    assert time.monotonic() - sent < 1.0, worker.output
+    assert code == 0, worker.output
+    assert procs.survivors() == []
+    assert backend.store.get_workers() == []
+
+
+def test_sigterm_lets_a_running_task_finish_within_the_grace_period(
+    backend: Any, procs: ProcessGroup, tmp_path: Path
+) -> None:
+    pid_file = tmp_path / "task.pid"
+    result = tasks.write_pid_and_sleep.enqueue(str(pid_file), 1.5)
+    worker = start_worker(procs, tmp_path, "--grace", "30")
+    wait_for(pid_file.exists, timeout_s=15, what="the task to start")
+
+    worker.send(signal.SIGTERM)
+    code = worker.wait(timeout_s=15)
+
+    assert code == 0, worker.output
+    result.refresh()
+    assert result.status == TaskResultStatus.SUCCESSFUL, result.errors
+    assert result.return_value == int(pid_file.read_text())
+    assert result.finished_at - result.started_at >= timedelta(seconds=1.5)
+    assert len(result.worker_ids) == 1
+    assert procs.survivors() == []
+
+
+def test_sigterm_puts_a_task_back_to_ready_when_the_grace_period_ends(
+    backend: Any, procs: ProcessGroup, tmp_path: Path
+) -> None:
+    pid_file = tmp_path / "task.pid"
+    result = tasks.write_pid_and_sleep.enqueue(str(pid_file), 60)
+    worker = start_worker(procs, tmp_path, "--grace", "0.5")
+    wait_for(pid_file.exists, timeout_s=15, what="the task to start")
+
+    sent = time.monotonic()
+    worker.send(signal.SIGTERM)
+    code = worker.wait(timeout_s=10)
+
+    assert code == 0, worker.output
+    assert time.monotonic() - sent < 5, worker.output
+    result.refresh()
+    # An interrupted attempt is taken back: the task runs again, as if never started.
+    assert result.status == TaskResultStatus.READY
+    assert result.worker_ids == []
+    assert result.started_at is None
+    assert not is_alive(int(pid_file.read_text()))
+
+
+def test_second_sigint_exits_at_once_and_a_later_worker_fails_the_task_as_lost(
+    backend: Any, procs: ProcessGroup, tmp_path: Path
+) -> None:
+    pid_file = tmp_path / "task.pid"
+    result = tasks.write_pid_and_sleep.enqueue(str(pid_file), 60)
+    worker = start_worker(procs, tmp_path, "--grace", "60")
+    wait_for(pid_file.exists, timeout_s=15, what="the task to start")
+    task_pid = int(pid_file.read_text())
+
+    worker.send(signal.SIGINT)
+    worker.wait_for_line("Stopping", timeout_s=5)
+    sent = time.monotonic()
+    worker.send(signal.SIGINT)
+    code = worker.wait(timeout_s=10)
+
+    assert time.monotonic() - sent < 2, worker.output
+    wait_for(lambda: not is_alive(task_pid), timeout_s=5, what="the task's process to end")
+    result.refresh()
+    # Exiting at once means no clean-up: non-zero, and the task stays RUNNING under a dead
+    # worker until the next worker to start settles it as lost (the default max_attempts is 1).
+    assert (code != 0, result.status) == (True, TaskResultStatus.RUNNING), (
+        f"exit code {code}, task {result.status} (worker_ids={result.worker_ids})\n" + worker.output
+    )
+
+    done = run_burst(tmp_path, timeout_s=30)
+
+    assert done.returncode == 0, done.stderr
+    result.refresh()
+    assert result.status == TaskResultStatus.FAILED
+    assert [error.exception_class_path for error in result.errors] == [WORKER_LOST]
+    assert len(result.worker_ids) == 1
+    assert result.finished_at is not None
+
+
+def test_a_killed_worker_process_is_replaced_and_its_task_fails_as_lost(
+    backend: Any, procs: ProcessGroup, tmp_path: Path
+) -> None:
+    pid_file = tmp_path / "task.pid"
+    doomed = tasks.write_pid_and_sleep.enqueue(str(pid_file), 60)
+    worker = start_worker(procs, tmp_path)
+    wait_for(pid_file.exists, timeout_s=15, what="the task to start")
+
+    os.kill(int(pid_file.read_text()), signal.SIGKILL)
+
+    wait_for(
+        lambda: status_of(backend, doomed.id) == TaskResultStatus.FAILED,
+        timeout_s=10,
+        what="the lost task to be FAILED",
+    )
+    doomed.refresh()
+    assert [error.exception_class_path for error in doomed.errors] == [WORKER_LOST]
+    after = tasks.add.enqueue(20, 22)
+    wait_for(
+        lambda: status_of(backend, after.id) == TaskResultStatus.SUCCESSFUL,
+        timeout_s=15,
+        what="the replacement worker to run a new task",
+    )
+    assert backend.get_result(after.id).return_value == 42
+    assert backend.store.counts() == {
+        ("default", JobState.FAILED): 1,
+        ("default", JobState.SUCCESSFUL): 1,
+    }
+    worker.send(signal.SIGTERM)
+    assert worker.wait(timeout_s=10) == 0, worker.output
