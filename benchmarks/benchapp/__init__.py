@@ -1,0 +1,1 @@
+"""The Django app whose tasks every Django-side system under test runs."""

@@ -1,0 +1,18 @@
+"""Task bodies shared by every Django-side system; ``benchmarks.hueyapp`` mirrors them for huey."""
+
+from __future__ import annotations
+
+import time
+
+from django.tasks import task
+
+
+@task
+def noop() -> None:
+    """Do nothing: what is left to measure is the queue."""
+
+
+@task
+def stamp() -> int:
+    """Return the wall-clock time at which the task body started, in nanoseconds."""
+    return time.time_ns()

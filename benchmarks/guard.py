@@ -1,0 +1,101 @@
+"""Regression guard: fail when litetasks falls behind its peers, measured in the same run.
+
+``python -m benchmarks.guard`` enqueues and drains N no-op tasks (default 2000) through
+litetasks, django-tasks-db (Django defaults) and huey (WAL, synchronous=NORMAL, the same
+durability as litetasks' default), then checks ratios only, never absolute rates:
+
+* litetasks' enqueue and drain rates must be at least ``--min-vs-dtdb`` (10) times
+  django-tasks-db's, and at least ``--min-vs-huey`` (0.8) times huey's.
+
+Exit codes: 0 all ratios hold; 1 a ratio is below its floor; 2 a figure could not be measured.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import dataclass
+from typing import Any
+
+from .report import ratio
+from .run import Options
+from .suite import collect
+from .systems import SYSTEMS
+
+__all__ = ["Check", "checks", "main"]
+
+GUARDED = ("enqueue_per_s", "drain_per_s")
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    """One floor: litetasks' ``metric`` over ``peer``'s must be at least ``floor``."""
+
+    metric: str
+    peer: str
+    floor: float
+    value: float | None  # the measured ratio; None when either figure is missing
+
+    @property
+    def passed(self) -> bool:
+        return self.value is not None and self.value >= self.floor
+
+
+def checks(results: dict[str, Any], floors: dict[str, float]) -> list[Check]:
+    """Return every (metric, peer) check of a run: ``floors`` maps a peer key to its floor."""
+    systems = results["systems"]
+    base = systems.get("litetasks", {}).get("metrics", {})
+    found = []
+    for metric in GUARDED:
+        for peer, floor in floors.items():
+            theirs = systems.get(peer, {}).get("metrics", {}).get(metric)
+            found.append(Check(metric, peer, floor, ratio(base.get(metric), theirs)))
+    return found
+
+
+def _print(found: list[Check], results: dict[str, Any]) -> None:
+    systems = results["systems"]
+    for check in found:
+        ours = systems.get("litetasks", {}).get("metrics", {}).get(check.metric)
+        theirs = systems.get(check.peer, {}).get("metrics", {}).get(check.metric)
+        shown = "n/a" if check.value is None else f"{check.value:.2f}x"
+        verdict = "ok" if check.passed else "FAIL"
+        print(
+            f"{verdict:4} {check.metric:14} litetasks/{check.peer:12} = {shown:>8} "
+            f"(floor {check.floor}x; {_rate(ours)} vs {_rate(theirs)} tasks/s)"
+        )
+    for key, system in systems.items():
+        for note in system["notes"]:
+            print(f"note {key}: {note}")
+    for line in results["skipped"]:
+        print(f"skipped: {line}")
+
+
+def _rate(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:,.0f}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the short benchmark and compare; return the exit code."""
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.guard", description=__doc__)
+    parser.add_argument("--n", type=int, default=2000, help="Tasks per test (default 2000).")
+    parser.add_argument("--repeat", type=int, default=1, help="Rounds; medians are compared.")
+    parser.add_argument("--min-vs-dtdb", type=float, default=10.0)
+    parser.add_argument("--min-vs-huey", type=float, default=0.8)
+    parser.add_argument(
+        "--huey", default="huey-normal", choices=("huey-normal", "huey"), help="Huey to compare."
+    )
+    args = parser.parse_args(argv)
+    floors = {"dtdb": args.min_vs_dtdb, args.huey: args.min_vs_huey}
+    options = Options(n=args.n, phases=("enqueue", "drain"), timeout_s=300.0)
+    systems = [s for s in SYSTEMS if s.key == "litetasks" or s.key in floors]
+    results = collect(systems, options, repeat=args.repeat)
+    found = checks(results, floors)
+    _print(found, results)
+    if any(check.value is None for check in found):
+        return 2
+    return 0 if all(check.passed for check in found) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

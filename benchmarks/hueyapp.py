@@ -1,0 +1,99 @@
+"""The huey instance and tasks under test; the same bodies as ``benchmarks.benchapp.tasks``.
+
+Configured from the environment, as a Django project is by its settings module, because the
+consumer imports this module by name (``huey_consumer benchmarks.hueyapp.huey``):
+
+* ``BENCH_HUEY_PATH``: the SQLite file.
+* ``BENCH_HUEY_SYNCHRONOUS``: ``NORMAL`` sets ``PRAGMA synchronous=NORMAL`` on every connection;
+  anything else keeps SqliteHuey's default (it leaves the pragma alone, so FULL).
+* ``BENCH_HUEY_EXPECT`` and ``BENCH_HUEY_WINDOW``: when set, the consumer writes the drain window
+  of ``noop`` tasks (first start, last finish, count) as JSON to that file once that many finished.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from huey import SqliteHuey
+from huey.signals import SIGNAL_COMPLETE, SIGNAL_EXECUTING
+
+__all__ = ["huey", "noop", "stamp"]
+
+
+class NormalSyncConnection(sqlite3.Connection):
+    """A connection with ``synchronous=NORMAL``: SqliteHuey's ``fsync`` only offers FULL or OFF."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.execute("PRAGMA synchronous=NORMAL")
+
+
+def _build() -> SqliteHuey:
+    options: dict[str, Any] = {"filename": os.environ["BENCH_HUEY_PATH"]}
+    if os.environ.get("BENCH_HUEY_SYNCHRONOUS", "").upper() == "NORMAL":
+        options["factory"] = NormalSyncConnection  # passed through to sqlite3.connect()
+    return SqliteHuey("bench", **options)
+
+
+huey = _build()
+
+
+@huey.task()
+def noop() -> None:
+    """Do nothing: what is left to measure is the queue."""
+
+
+@huey.task()
+def stamp() -> int:
+    """Return the wall-clock time at which the task body started, in nanoseconds."""
+    return time.time_ns()
+
+
+class _DrainWindow:
+    """First start and last finish of ``noop`` tasks, seen through huey's signals."""
+
+    def __init__(self, expect: int, out: Path) -> None:
+        self.expect = expect
+        self.out = out
+        self.first_start_ns: int | None = None
+        self.last_finish_ns = 0
+        self.count = 0
+        self.lock = threading.Lock()
+
+    def started(self, signal: str, task: Any, *args: Any) -> None:
+        if self.first_start_ns is None and task.name.endswith("noop"):
+            self.first_start_ns = time.time_ns()
+
+    def finished(self, signal: str, task: Any, *args: Any) -> None:
+        if not task.name.endswith("noop"):
+            return
+        now = time.time_ns()
+        with self.lock:
+            self.last_finish_ns = max(self.last_finish_ns, now)
+            self.count += 1
+            if self.count == self.expect:
+                self.write()
+
+    def write(self) -> None:
+        data = {
+            "first_start_ns": self.first_start_ns,
+            "last_finish_ns": self.last_finish_ns,
+            "count": self.count,
+        }
+        partial = self.out.with_suffix(".partial")
+        partial.write_text(json.dumps(data))
+        partial.replace(self.out)
+
+
+if os.environ.get("BENCH_HUEY_WINDOW"):
+    _window = _DrainWindow(
+        int(os.environ["BENCH_HUEY_EXPECT"]), Path(os.environ["BENCH_HUEY_WINDOW"])
+    )
+    huey.signal(SIGNAL_EXECUTING)(_window.started)
+    huey.signal(SIGNAL_COMPLETE)(_window.finished)

@@ -1,0 +1,94 @@
+"""Timing loops and statistics shared by the clients of every system. Stdlib only."""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from collections.abc import Callable, Sequence
+from typing import TypeVar
+
+__all__ = ["measure_latency", "percentile", "time_calls", "wait_for_all"]
+
+H = TypeVar("H")
+
+# Gap between two latency probes: random, so probes do not fall into step with a poll interval.
+GAP_S = (0.005, 0.025)
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """Return the ``q``-th percentile (0-100) of ``values``, nearest-rank method."""
+    if not values:
+        return math.nan
+    ordered = sorted(values)
+    rank = max(1, math.ceil(q / 100 * len(ordered)))
+    return ordered[rank - 1]
+
+
+def time_calls(call: Callable[[], object], n: int) -> tuple[int, list[int]]:
+    """Call ``call`` ``n`` times; return the total and the per-call durations, in ns."""
+    durations = []
+    clock = time.perf_counter_ns
+    begin = clock()
+    for _ in range(n):
+        start = clock()
+        call()
+        durations.append(clock() - start)
+    return clock() - begin, durations
+
+
+def wait_for_all(
+    handles: Sequence[H], started_ns: Callable[[H], int | None], timeout_s: float
+) -> list[int | None]:
+    """Poll until every handle reports its task's start time (ns); None for those that never did."""
+    found: list[int | None] = [None] * len(handles)
+    pending = list(range(len(handles)))
+    deadline = time.monotonic() + timeout_s
+    while pending and time.monotonic() < deadline:
+        still = []
+        for index in pending:
+            found[index] = started_ns(handles[index])
+            if found[index] is None:
+                still.append(index)
+        pending = still
+        if pending:
+            time.sleep(0.01)
+    return found
+
+
+def measure_latency(
+    send: Callable[[], H],
+    started_ns: Callable[[H], int | None],
+    *,
+    probes: int,
+    settle_s: float,
+    timeout_s: float,
+    seed: int = 5,
+) -> dict[str, object]:
+    """Measure enqueue-to-start latency against a worker that is already running.
+
+    One warm-up task proves the worker is serving; after ``settle_s`` of idleness, ``probes``
+    tasks are sent with random 5-25 ms gaps. Each latency runs from just before the
+    ``enqueue`` call to the first line of the task body (which returns ``time.time_ns()``).
+    """
+    warm = send()
+    if wait_for_all([warm], started_ns, timeout_s)[0] is None:
+        raise TimeoutError(f"The worker did not run a warm-up task within {timeout_s} s.")
+    time.sleep(settle_s)
+    rng = random.Random(seed)
+    sent_ns: list[int] = []
+    call_ns: list[int] = []
+    handles: list[H] = []
+    for _ in range(probes):
+        before = time.time_ns()
+        handles.append(send())
+        call_ns.append(time.time_ns() - before)
+        sent_ns.append(before)
+        time.sleep(rng.uniform(*GAP_S))
+    starts = wait_for_all(handles, started_ns, timeout_s)
+    latencies = [(s - b) / 1e6 for s, b in zip(starts, sent_ns, strict=True) if s is not None]
+    return {
+        "latency_ms": latencies,
+        "enqueue_call_ms": [c / 1e6 for c in call_ns],
+        "lost": sum(1 for s in starts if s is None),
+    }
