@@ -38,7 +38,6 @@ from .connection import filesystem_type
 from .exceptions import ConfigurationError, JobNotFound, TaskNotAllowed
 from .records import JobRecord, NewJob
 from .store import Store
-from .wakeup import Doorbell
 
 __all__ = ["SQLiteBackend", "new_job_id", "thread_store"]
 
@@ -138,7 +137,6 @@ class SQLiteBackend(BaseTaskBackend):
             )
         except ConfigurationError as exc:
             raise InvalidTaskBackend(str(exc)) from exc
-        self._doorbell: Doorbell | None = None
         self._allowed_roots: tuple[str, ...] | None = None
         self._tasks: dict[str, Task] = {}
 
@@ -146,12 +144,6 @@ class SQLiteBackend(BaseTaskBackend):
     def store(self) -> Store:
         """This thread's connection to the queue file."""
         return thread_store(self.config.store)
-
-    @property
-    def doorbell(self) -> Doorbell:
-        if self._doorbell is None:
-            self._doorbell = Doorbell(self.config.store.path)
-        return self._doorbell
 
     # -- the django.tasks API ----------------------------------------------------------------
 
@@ -172,8 +164,7 @@ class SQLiteBackend(BaseTaskBackend):
             kwargs_json=json.dumps(kwargs),
             run_after_us=None if task.run_after is None else to_us(task.run_after),
         )
-        enqueued_at_us = self.store.enqueue([job])
-        self.doorbell.ring()
+        enqueued_at_us = self.store.enqueue([job])  # rings the doorbell after the commit
         result = TaskResult(
             task=task,
             id=job.job_id,

@@ -20,6 +20,7 @@ from .connection import immediate, open_connection
 from .exceptions import JobNotFound, StoreError
 from .records import ErrorRecord, JobRecord, JobState, NewJob, Outcome, WorkerRecord
 from .schema import migrate
+from .wakeup import Doorbell
 
 __all__ = ["Clock", "Store", "wall_clock_us"]
 
@@ -158,6 +159,8 @@ class Store:
         )
         with self._translated():
             migrate(self._db)
+        # Rung after every commit that makes a job READY, so sleeping workers claim it at once.
+        self._doorbell = Doorbell(self.path)
 
     def close(self) -> None:
         """Close the connection; the store cannot be used afterwards."""
@@ -190,6 +193,7 @@ class Store:
         ]
         with self._write() as db:
             db.executemany(_INSERT, rows)
+        self._doorbell.ring()
         return now
 
     # -- consumers ---------------------------------------------------------------------------
@@ -229,6 +233,8 @@ class Store:
         with self._write() as db:
             settled = [self._settle(db, outcome) for outcome in outcomes]
             rows = self._claim(db, worker_id, queues, limit) if limit > 0 else []
+        if any(o.retry_at_us is not None for o in outcomes):
+            self._doorbell.ring()  # a retry is READY again: waiting workers re-plan their sleep
         rows.sort(key=lambda row: (-row[3], row[-2], row[-1]))  # priority, due_at, seq
         return settled, [_job_from_row(row) for row in rows]
 
@@ -275,6 +281,8 @@ class Store:
         ids = None if job_ids is None else json.dumps(list(job_ids))
         with self._write() as db:
             rows = db.execute(_RELEASE, {"worker_id": worker_id, "job_ids": ids}).fetchall()
+        if rows:
+            self._doorbell.ring()
         return [str(row[0]) for row in rows]
 
     # -- workers -----------------------------------------------------------------------------
@@ -342,6 +350,8 @@ class Store:
             rows = db.execute(_RECOVER, params).fetchall()
             del params["now"], params["error"]
             db.execute(_FORGET_LOST_WORKERS, params)
+        if any(row[1] == JobState.READY.value for row in rows):
+            self._doorbell.ring()
         return [(str(row[0]), JobState(row[1])) for row in rows]
 
     def get_workers(self) -> list[WorkerRecord]:

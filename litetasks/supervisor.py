@@ -165,7 +165,7 @@ class Supervisor:
             elif self._signals > 1:
                 logger.warning("Second signal: stopping at once")
                 self._kill_children()
-                break
+                return 1
             self._start_due()
             if time.monotonic() >= next_sweep:
                 self._recover(())
