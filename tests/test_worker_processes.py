@@ -8,9 +8,11 @@ same file. Waits are bounded polls; the ``procs`` fixture kills whatever is left
 from __future__ import annotations
 
 import collections
+import json
 import os
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from datetime import datetime, timedelta
@@ -21,10 +23,23 @@ import pytest
 from django.test import override_settings
 from django.utils import timezone
 
-from litetasks.compat import FRAMEWORK, TaskResultStatus, task_backends
+from litetasks.compat import (
+    FRAMEWORK,
+    TaskResultStatus,
+    task_backends,
+    task_finished,
+    task_started,
+)
 from litetasks.records import JobState
 from tests import tasks
-from tests.helpers import ProcessGroup, Started, litetasks_argv, subprocess_env, wait_for
+from tests.helpers import (
+    REPO,
+    ProcessGroup,
+    Started,
+    litetasks_argv,
+    subprocess_env,
+    wait_for,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -53,9 +68,11 @@ def run_burst(
     )
 
 
-def start_worker(procs: ProcessGroup, tmp_path: Path, *args: str) -> Started:
-    """Start ``litetasks run`` (one process, one thread unless overridden) until signalled."""
-    argv = litetasks_argv("run", "--processes", "1", "--threads", "1", *args)
+def start_worker(
+    procs: ProcessGroup, tmp_path: Path, *args: str, processes: int = 1, threads: int = 1
+) -> Started:
+    """Start ``litetasks run`` (not in burst mode): it runs until signalled."""
+    argv = litetasks_argv("run", "--processes", str(processes), "--threads", str(threads), *args)
     return procs.start(argv, env=subprocess_env(tmp_path), cwd=tmp_path)
 
 
@@ -70,6 +87,20 @@ def wait_until_registered(backend: Any, count: int = 1, timeout_s: float = 15) -
 
 def status_of(backend: Any, result_id: str) -> TaskResultStatus:
     return backend.get_result(result_id).status
+
+
+def wait_for_task_pid(pid_file: Path) -> int:
+    """Wait until ``tasks.write_pid_and_sleep`` has written its pid (the file can be empty at
+    first: ``write_text`` creates it, then writes)."""
+
+    def read() -> int | None:
+        try:
+            text = pid_file.read_text()
+        except FileNotFoundError:
+            return None
+        return int(text) if text else None
+
+    return wait_for(read, timeout_s=15, what="the task to start")
 
 
 def is_alive(pid: int) -> bool:
@@ -163,6 +194,87 @@ def test_burst_worker_gives_the_results_immediate_backend_gives(
     assert_times_in_order(immediate[0])
 
 
+SIGNAL_APP = """
+import json
+import os
+import sys
+
+from django.apps import AppConfig
+
+
+class SignalLogConfig(AppConfig):
+    name = "signallog"
+
+    def ready(self):
+        from litetasks.compat import task_finished, task_started
+
+        def recorder(name):
+            def receive(sender, task_result, **kwargs):
+                line = [name, sender.__name__, task_result.id, str(task_result.status),
+                        sys.exc_info()[0] is not None]
+                with open(os.environ["SIGNAL_LOG"], "a") as log:
+                    log.write(json.dumps(line) + "\\n")
+            return receive
+
+        task_started.connect(recorder("task_started"), weak=False)
+        task_finished.connect(recorder("task_finished"), weak=False)
+"""
+
+
+def test_burst_worker_sends_the_signals_immediate_backend_sends(
+    with_immediate: Any, tmp_path: Path
+) -> None:
+    """Per task: ``task_started`` while RUNNING, then ``task_finished`` (inside the ``except``
+    for a failure), with the backend class as sender. A tiny app records them in the worker."""
+    (tmp_path / "signallog").mkdir()
+    (tmp_path / "signallog" / "__init__.py").write_text("")
+    (tmp_path / "signallog" / "apps.py").write_text(SIGNAL_APP)
+    (tmp_path / "signal_settings.py").write_text(
+        "from tests.settings import *\nINSTALLED_APPS = [*INSTALLED_APPS, 'signallog']\n"
+    )
+    log = tmp_path / "signals.jsonl"
+    seen: list[tuple[str, str, str, str, bool]] = []
+
+    def recorder(name: str) -> Any:
+        def receive(sender: type, task_result: Any, **kwargs: Any) -> None:
+            in_except = sys.exc_info()[0] is not None
+            seen.append((name, sender.__name__, task_result.id, task_result.status, in_except))
+
+        return receive
+
+    started, finished = recorder("task_started"), recorder("task_finished")
+    task_started.connect(started)
+    task_finished.connect(finished)
+    try:
+        immediate = [task.using(backend="immediate").enqueue(*a, **kw) for task, a, kw in CASES]
+    finally:
+        task_started.disconnect(started)
+        task_finished.disconnect(finished)
+    lite = [task.enqueue(*args, **kwargs) for task, args, kwargs in CASES]
+    env = subprocess_env(tmp_path, settings="signal_settings", pythonpath=(REPO, tmp_path))
+    done = subprocess.run(
+        litetasks_argv("run", "--burst", "--processes", "1", "--threads", "2"),
+        cwd=tmp_path,
+        env={**env, "SIGNAL_LOG": str(log)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+
+    def per_task(records: list[Any], ids: list[str]) -> list[list[tuple[str, str, bool]]]:
+        by_id: dict[str, list[tuple[str, str, bool]]] = {result_id: [] for result_id in ids}
+        for name, _, result_id, status, in_except in records:
+            by_id[result_id].append((name, str(status), in_except))
+        return [by_id[result_id] for result_id in ids]
+
+    lines = [json.loads(line) for line in log.read_text().splitlines()]
+    assert {line[1] for line in lines} == {"SQLiteBackend"}
+    assert {record[1] for record in seen} == {"ImmediateBackend"}
+    assert per_task(lines, [r.id for r in lite]) == per_task(seen, [r.id for r in immediate])
+
+
 def test_burst_runs_only_the_named_queue(backend: Any, tmp_path: Path) -> None:
     default = [tasks.add.enqueue(i, i) for i in range(3)]
     emails = [tasks.send_email.enqueue(f"{i}@example.com") for i in range(3)]
@@ -215,11 +327,12 @@ def test_four_worker_processes_run_each_of_500_tasks_exactly_once(
 # -- signals ---------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize(("processes", "threads"), [(1, 1), (2, 4)])
 def test_sigterm_stops_an_idle_worker_within_a_second(
-    backend: Any, procs: ProcessGroup, tmp_path: Path
+    backend: Any, procs: ProcessGroup, tmp_path: Path, processes: int, threads: int
 ) -> None:
-    worker = start_worker(procs, tmp_path)
-    wait_until_registered(backend)
+    worker = start_worker(procs, tmp_path, processes=processes, threads=threads)
+    wait_until_registered(backend, count=processes)
     worker.wait_for_line("Starting supervisor", timeout_s=5)
 
     sent = time.monotonic()
@@ -238,7 +351,7 @@ def test_sigterm_lets_a_running_task_finish_within_the_grace_period(
     pid_file = tmp_path / "task.pid"
     result = tasks.write_pid_and_sleep.enqueue(str(pid_file), 1.5)
     worker = start_worker(procs, tmp_path, "--grace", "30")
-    wait_for(pid_file.exists, timeout_s=15, what="the task to start")
+    task_pid = wait_for_task_pid(pid_file)
 
     worker.send(signal.SIGTERM)
     code = worker.wait(timeout_s=15)
@@ -246,7 +359,7 @@ def test_sigterm_lets_a_running_task_finish_within_the_grace_period(
     assert code == 0, worker.output
     result.refresh()
     assert result.status == TaskResultStatus.SUCCESSFUL, result.errors
-    assert result.return_value == int(pid_file.read_text())
+    assert result.return_value == task_pid
     assert result.finished_at - result.started_at >= timedelta(seconds=1.5)
     assert len(result.worker_ids) == 1
     assert procs.survivors() == []
@@ -258,7 +371,7 @@ def test_sigterm_puts_a_task_back_to_ready_when_the_grace_period_ends(
     pid_file = tmp_path / "task.pid"
     result = tasks.write_pid_and_sleep.enqueue(str(pid_file), 60)
     worker = start_worker(procs, tmp_path, "--grace", "0.5")
-    wait_for(pid_file.exists, timeout_s=15, what="the task to start")
+    task_pid = wait_for_task_pid(pid_file)
 
     sent = time.monotonic()
     worker.send(signal.SIGTERM)
@@ -271,7 +384,7 @@ def test_sigterm_puts_a_task_back_to_ready_when_the_grace_period_ends(
     assert result.status == TaskResultStatus.READY
     assert result.worker_ids == []
     assert result.started_at is None
-    assert not is_alive(int(pid_file.read_text()))
+    assert not is_alive(task_pid)
 
 
 def test_second_sigint_exits_at_once_and_puts_the_running_task_back(
@@ -280,8 +393,7 @@ def test_second_sigint_exits_at_once_and_puts_the_running_task_back(
     pid_file = tmp_path / "task.pid"
     result = tasks.write_pid_and_sleep.enqueue(str(pid_file), 60)
     worker = start_worker(procs, tmp_path, "--grace", "60")
-    wait_for(pid_file.exists, timeout_s=15, what="the task to start")
-    task_pid = int(pid_file.read_text())
+    task_pid = wait_for_task_pid(pid_file)
 
     worker.send(signal.SIGINT)
     worker.wait_for_line("Stopping", timeout_s=5)
@@ -308,9 +420,9 @@ def test_a_killed_worker_process_is_replaced_and_its_task_fails_as_lost(
     pid_file = tmp_path / "task.pid"
     doomed = tasks.write_pid_and_sleep.enqueue(str(pid_file), 60)
     worker = start_worker(procs, tmp_path)
-    wait_for(pid_file.exists, timeout_s=15, what="the task to start")
+    task_pid = wait_for_task_pid(pid_file)
 
-    os.kill(int(pid_file.read_text()), signal.SIGKILL)
+    os.kill(task_pid, signal.SIGKILL)
 
     wait_for(
         lambda: status_of(backend, doomed.id) == TaskResultStatus.FAILED,
