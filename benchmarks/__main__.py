@@ -35,7 +35,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--json", type=Path, help="Write the full results here.")
     parser.add_argument("--png", type=Path, help="Draw a bar chart here (needs matplotlib).")
     parser.add_argument(
-        "--only", help="Comma-separated systems: litetasks, dtdb, dtdb-wal, huey, huey-normal."
+        "--only",
+        help="Comma-separated families (litetasks, dtdb, huey) or systems "
+        "(litetasks-full, dtdb-wal, huey-normal, ...).",
     )
     parser.add_argument("--quick", action="store_true", help="N=1000, 50 probes, 3 s idle.")
     parser.add_argument("--idle-seconds", type=float, help="Idle CPU window (default 10).")

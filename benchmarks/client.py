@@ -29,9 +29,10 @@ def bulk_litetasks(n: int, workdir: Path) -> dict[str, Any]:
             NewJob(job_id=new_job_id(), task_path="benchmarks.benchapp.tasks.noop")
             for _ in range(n)
         ]
+        built = time.perf_counter_ns()
         store.enqueue(jobs)
         total_ns = time.perf_counter_ns() - begin
-    return {"total_ns": total_ns, "api": "litetasks.store.Store.enqueue(list[NewJob])"}
+    return {"total_ns": total_ns, "build_ns": built - begin}
 
 
 def _run(args: argparse.Namespace) -> dict[str, Any]:

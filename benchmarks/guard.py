@@ -67,8 +67,8 @@ def _print(found: list[Check], results: dict[str, Any]) -> None:
     for key, system in systems.items():
         for note in system["notes"]:
             print(f"note {key}: {note}")
-    for line in results["skipped"]:
-        print(f"skipped: {line}")
+    for line in results["skipped"] + results["warnings"]:
+        print(f"note: {line}")
 
 
 def _rate(value: float | None) -> str:
@@ -79,7 +79,9 @@ def main(argv: list[str] | None = None) -> int:
     """Run the short benchmark and compare; return the exit code."""
     parser = argparse.ArgumentParser(prog="python -m benchmarks.guard", description=__doc__)
     parser.add_argument("--n", type=int, default=2000, help="Tasks per test (default 2000).")
-    parser.add_argument("--repeat", type=int, default=1, help="Rounds; medians are compared.")
+    parser.add_argument(
+        "--repeat", type=int, default=3, help="Rounds (default 3); medians are compared."
+    )
     parser.add_argument("--min-vs-dtdb", type=float, default=10.0)
     parser.add_argument("--min-vs-huey", type=float, default=0.8)
     parser.add_argument(

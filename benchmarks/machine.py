@@ -13,7 +13,7 @@ from typing import Any
 
 from .measure import percentile
 
-__all__ = ["describe", "load_average"]
+__all__ = ["busy_warning", "describe", "load_average"]
 
 PACKAGES = ("litetasks", "Django", "django-tasks-db", "huey", "apsw")
 
@@ -37,6 +37,18 @@ def describe() -> dict[str, Any]:
 def load_average() -> list[float]:
     """Return the 1, 5 and 15 minute load averages."""
     return [round(x, 2) for x in os.getloadavg()]
+
+
+def busy_warning(load: list[float]) -> str | None:
+    """Say so when other work already keeps the machine busy: figures will be noisy."""
+    cores = os.cpu_count() or 1
+    if load[0] <= cores / 4:
+        return None
+    return (
+        f"load average {load[0]} on {cores} cores before the run: other work is running, so "
+        "rates will be lower and noisier than on a quiet machine (use --repeat 3 and compare "
+        "ratios)."
+    )
 
 
 def _cpu_model() -> str:

@@ -40,19 +40,19 @@ def time_calls(call: Callable[[], object], n: int) -> tuple[int, list[int]]:
 def wait_for_all(
     handles: Sequence[H], started_ns: Callable[[H], int | None], timeout_s: float
 ) -> list[int | None]:
-    """Poll until every handle reports its task's start time (ns); None for those that never did."""
-    found: list[int | None] = [None] * len(handles)
-    pending = list(range(len(handles)))
+    """Wait for each handle's task to report its start time (ns); None for those that never did.
+
+    Handles are awaited in order, one poll at a time: queues run tasks roughly in order, and
+    polling every pending result at once would load the very database the worker writes to.
+    """
+    found: list[int | None] = []
     deadline = time.monotonic() + timeout_s
-    while pending and time.monotonic() < deadline:
-        still = []
-        for index in pending:
-            found[index] = started_ns(handles[index])
-            if found[index] is None:
-                still.append(index)
-        pending = still
-        if pending:
-            time.sleep(0.01)
+    for handle in handles:
+        value = started_ns(handle)
+        while value is None and time.monotonic() < deadline:
+            time.sleep(0.005)
+            value = started_ns(handle)
+        found.append(value)
     return found
 
 

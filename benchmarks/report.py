@@ -101,6 +101,8 @@ def print_table(results: dict[str, Any], console: Console | None = None) -> None
             console.print(f"  ! {note}", highlight=False, markup=False)
     for line in results.get("skipped", []):
         console.print(f"skipped: {line}", highlight=False, markup=False)
+    for line in results.get("warnings", []):
+        console.print(f"warning: {line}", highlight=False, markup=False)
 
 
 def write_json(results: dict[str, Any], path: Path) -> None:

@@ -70,6 +70,7 @@ def litetasks_missing() -> str | None:
 
 def measure_system(system: System, options: Options) -> dict[str, Any]:
     """Run every requested phase for ``system``; failures become notes, not exceptions."""
+    load_before = [round(x, 2) for x in os.getloadavg()]
     workdir = Path(tempfile.mkdtemp(prefix=f"bench-{system.key}-"))
     env = {**os.environ, **system.prepare(workdir)}
     ctx = _Context(system, options, workdir, env)
@@ -94,6 +95,7 @@ def measure_system(system: System, options: Options) -> dict[str, Any]:
         "settings": system.settings_note,
         "metrics": metrics,
         "notes": notes,
+        "load_average_before": load_before,
     }
 
 
@@ -160,7 +162,11 @@ def _bulk(ctx: _Context) -> dict[str, float | None]:
     if ctx.system.bulk_note is None:
         return {"bulk_per_s": None}
     raw = _client(ctx, "bulk", n=ctx.options.n)
-    return {"bulk_per_s": ctx.options.n / (raw["total_ns"] / 1e9)}
+    insert_ns = raw["total_ns"] - raw["build_ns"]
+    return {
+        "bulk_per_s": ctx.options.n / (raw["total_ns"] / 1e9),
+        "bulk_insert_only_per_s": ctx.options.n / (insert_ns / 1e9),
+    }
 
 
 def _drain(ctx: _Context) -> dict[str, float | None]:
@@ -192,7 +198,8 @@ def _pool(ctx: _Context) -> dict[str, float | None]:
 def _window_rate(window: dict[str, Any], n: int) -> float:
     if window.get("count") != n or not window.get("first_start_ns"):
         raise BenchError(f"only {window.get('count')} of {n} tasks finished: {window}")
-    return n / ((window["last_finish_ns"] - window["first_start_ns"]) / 1e9)
+    span_ns = int(window["last_finish_ns"]) - int(window["first_start_ns"])
+    return n / (span_ns / 1e9)
 
 
 def _drain_django(

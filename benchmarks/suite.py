@@ -37,6 +37,10 @@ def collect(
         "systems": {},
         "skipped": [],
     }
+    warning = machine.busy_warning(results["load_average_before"])
+    results["warnings"] = [] if warning is None else [warning]
+    if warning is not None and echo:
+        print(f"warning: {warning}", file=sys.stderr, flush=True)
     missing = litetasks_missing() if any(s.family == "litetasks" for s in systems) else None
     if missing is not None:
         results["skipped"].append(f"litetasks cannot be imported: {missing}")
@@ -69,5 +73,6 @@ def _merge(rounds: list[dict[str, Any]]) -> dict[str, Any]:
         "settings": rounds[0]["settings"],
         "metrics": metrics,
         "rounds": [r["metrics"] for r in rounds],
+        "load_average_before": [r["load_average_before"] for r in rounds],
         "notes": [note for r in rounds for note in r["notes"]],
     }
