@@ -31,13 +31,19 @@ def _boot_id() -> str:
 
 
 def process_start(pid: int) -> int | None:
-    """Return the start time of ``pid`` in clock ticks since boot, or None if it is gone."""
+    """Return the start time of ``pid`` in clock ticks since boot, or None if it is gone.
+
+    A zombie is gone: it has exited and only waits to be reaped, which can take a while (an
+    init that reaps slowly, or never, as some container entry points do).
+    """
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
     # The command name (field 2) may contain spaces and parentheses: split after the last ")".
     fields = stat.rpartition(")")[2].split()
+    if fields[0] in ("Z", "X"):  # field 3, the state: zombie or dead
+        return None
     return int(fields[19])  # field 22 of the whole line
 
 
