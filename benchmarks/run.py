@@ -86,7 +86,7 @@ def measure_system(system: System, options: Options) -> dict[str, Any]:
     except (subprocess.SubprocessError, OSError) as exc:
         notes.append(f"setup: {exc} (log: {ctx.log('setup')})")
     finally:
-        if options.keep:
+        if options.keep or notes:  # a failed phase's note points at logs in this folder
             notes.append(f"kept {workdir}")
         else:
             shutil.rmtree(workdir, ignore_errors=True)
