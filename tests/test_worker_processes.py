@@ -444,3 +444,78 @@ def test_a_killed_worker_process_is_replaced_and_its_task_fails_as_lost(
     }
     worker.send(signal.SIGTERM)
     assert worker.wait(timeout_s=10) == 0, worker.output
+
+
+def test_sigterm_with_a_backlog_finishes_what_runs_and_leaves_the_rest_ready(
+    backend: Any, procs: ProcessGroup, tmp_path: Path
+) -> None:
+    side = tmp_path / "ran.txt"
+    results = [tasks.append_line.enqueue(str(side), f"task-{i}", 0.1) for i in range(60)]
+    worker = start_worker(procs, tmp_path, "--grace", "30", processes=2, threads=2)
+    wait_for(
+        lambda: side.exists() and len(side.read_text().splitlines()) >= 8,
+        timeout_s=30,
+        what="a few tasks to finish",
+    )
+
+    worker.send(signal.SIGTERM)
+    code = worker.wait(timeout_s=15)
+
+    assert code == 0, worker.output
+    assert procs.survivors() == []
+    runs = collections.Counter(line.split()[0] for line in side.read_text().splitlines())
+    states = {r.id: status_of(backend, r.id) for r in results}
+    assert TaskResultStatus.RUNNING not in states.values()
+    for result in results:
+        line = result.args[1]
+        if states[result.id] == TaskResultStatus.SUCCESSFUL:
+            assert runs[line] == 1, line
+        else:
+            assert states[result.id] == TaskResultStatus.READY
+            assert runs[line] == 0, f"{line} ran but is READY again"
+            assert backend.get_result(result.id).worker_ids == []
+    assert 8 <= sum(runs.values()) < 60
+    assert backend.store.get_workers() == []
+
+
+def test_killing_the_supervisor_lets_its_workers_finish_and_exit(
+    backend: Any, procs: ProcessGroup, tmp_path: Path
+) -> None:
+    pid_file = tmp_path / "task.pid"
+    result = tasks.write_pid_and_sleep.enqueue(str(pid_file), 1.0)
+    worker = start_worker(procs, tmp_path, "--grace", "30")
+    task_pid = wait_for_task_pid(pid_file)
+
+    worker.send(signal.SIGKILL)
+    worker.wait(timeout_s=5)
+
+    wait_for(
+        lambda: not procs.survivors() and not is_alive(task_pid),
+        timeout_s=15,
+        what="the orphaned worker to exit",
+    )
+    result.refresh()
+    assert result.status == TaskResultStatus.SUCCESSFUL, result.errors
+    assert result.return_value == task_pid
+
+
+def test_an_idle_worker_wakes_for_a_task_enqueued_by_another_process(
+    backend: Any, procs: ProcessGroup, tmp_path: Path
+) -> None:
+    """Faster than the 1 s fallback poll: the doorbell wakes it (DESIGN: p99 2.7 ms)."""
+    worker = start_worker(procs, tmp_path, threads=2)
+    wait_until_registered(backend)
+    latencies = []
+    for i in range(5):
+        enqueued = time.monotonic()
+        result = tasks.add.enqueue(i, i)
+        wait_for(
+            lambda result=result: status_of(backend, result.id) == TaskResultStatus.SUCCESSFUL,
+            timeout_s=5,
+            interval_s=0.005,
+            what="the task to run",
+        )
+        latencies.append(time.monotonic() - enqueued)
+    assert sorted(latencies)[2] < 0.25, latencies
+    worker.send(signal.SIGTERM)
+    assert worker.wait(timeout_s=5) == 0, worker.output
