@@ -44,7 +44,7 @@ class WorkerConfig:
     grace_s: float = 30.0
     max_tasks_per_child: int = 0  # 0: never recycle
     max_memory_per_child_mb: int = 0  # 0: never recycle
-    prefetch: int = 1
+    prefetch: int = 0  # jobs always claimed ahead per process, beyond one per thread
 
     def __post_init__(self) -> None:
         if self.heartbeat_s * 2 > self.lease_s:
@@ -85,7 +85,7 @@ _OPTIONS: dict[str, tuple[type, Any, str]] = {
     "grace_s": (float, lambda v: v >= 0 and math.isfinite(v), "a number of seconds, 0 or more"),
     "max_tasks_per_child": _NON_NEGATIVE_INT,
     "max_memory_per_child_mb": _NON_NEGATIVE_INT,
-    "prefetch": _POSITIVE_INT,
+    "prefetch": _NON_NEGATIVE_INT,
     "autorun": (bool, lambda v: True, "True or False"),
     "task_modules": (
         list,

@@ -1,14 +1,19 @@
-"""Claim, run, record: the worker threads of one process, with heartbeats and recovery.
+"""Claim, run, record: the worker pool of one process, with heartbeats and recovery.
 
-``WorkerPool`` runs ``threads`` worker threads in the calling process plus one maintenance
-thread (heartbeat, lost-worker recovery, idle checkpoints). It knows nothing of Django: the
-``Runner`` that executes a job is injected.
+``WorkerPool.run()`` makes the calling thread the *dispatcher*: it alone talks to the queue
+file, recording every finished task and claiming work for every idle executor thread in one
+transaction. Executor threads only run tasks. With one writer per process there is no lock
+contention between threads, and commits are grouped: under load one commit settles and claims
+a task per thread. A maintenance thread heartbeats, recovers lost workers' tasks and
+checkpoints the WAL when idle. The pool knows nothing of Django: the ``Runner`` is injected.
 """
 
 from __future__ import annotations
 
+import collections
 import logging
 import os
+import queue
 import resource
 import threading
 import time
@@ -29,10 +34,16 @@ logger = logging.getLogger(__name__)
 
 # How long a thread backs off when the queue file stays locked past busy_timeout.
 _BUSY_BACKOFF_S = 0.5
+# Claim ahead enough short tasks to cover this much work, never more than _PREFETCH_MAX jobs.
+_PREFETCH_WINDOW_S = 0.005
+_PREFETCH_MAX = 64
+
+
+Finish = Callable[[bool], None]
 
 
 class Runner(Protocol):
-    def run(self, job: JobRecord) -> tuple[Outcome, Callable[[bool], None]]: ...
+    def run(self, job: JobRecord) -> tuple[Outcome, Finish]: ...
 
 
 def lost_worker_error() -> ErrorRecord:
@@ -81,10 +92,20 @@ class WorkerStats:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
-class WorkerPool:
-    """Worker threads in this process, serving one queue file until stopped.
+@dataclass
+class _Done:
+    """A finished attempt, handed from an executor to the dispatcher to be recorded."""
 
-    ``stop()`` stops claiming; threads finish their current task. ``run()`` returns once they
+    outcome: Outcome
+    finish: Finish
+    recorded: threading.Event = field(default_factory=threading.Event)
+    settled: bool = False
+
+
+class WorkerPool:
+    """A dispatcher and ``threads`` executors in this process, serving one queue file.
+
+    ``stop()`` stops claiming; executors finish their current task. ``run()`` returns once they
     have, or after ``grace_s``, when whatever still runs is released back to READY.
     """
 
@@ -101,17 +122,23 @@ class WorkerPool:
         self.worker_id = worker_id
         self.identity = identity or this_process()
         self.stats = WorkerStats()
+        self.recycled = False
+        self.failure: BaseException | None = None
         self._store_factory = store_factory
         self._runner = runner_factory(worker_id)
         self._stopping = threading.Event()
-        self._waiters: list[Waiter] = []
-        self._threads: list[threading.Thread] = []
-        self._maintenance: threading.Thread | None = None
+        self._waiter: Waiter | None = None
+        self._jobs: queue.SimpleQueue[JobRecord | None] = queue.SimpleQueue()
+        self._done: list[_Done] = []
+        self._returned: list[str] = []  # claimed, never started: stopping
+        self._handoff = threading.Lock()
+        self._busy = 0  # claimed jobs not handed back yet; the dispatcher's alone
         self._idle = threading.Event()
         self._dirty = False  # tasks ran since the last checkpoint
-        self.recycled = False
         self._next_heartbeat = 0.0
-        self.failure: BaseException | None = None
+        self._stop_deadline = 0.0
+        self._task_s = 0.1  # moving average of task run time; starts pessimistic
+        self._claimed = 0  # jobs this pool has claimed, for max_tasks_per_child
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -120,51 +147,43 @@ class WorkerPool:
         store = self._store_factory()
         self.register(store)
         recover_lost(store, self.config.lease_s, self.identity)
-        self._maintenance = threading.Thread(
-            target=self._maintain, name="litetasks-maintenance", daemon=True
-        )
-        self._maintenance.start()
-        for index in range(self.config.threads):
-            waiter = Waiter(store.path)
-            waiter.start()
-            self._waiters.append(waiter)
-            thread = threading.Thread(
-                target=self._serve, args=(waiter,), name=f"litetasks-worker-{index}", daemon=True
-            )
-            self._threads.append(thread)
+        self._waiter = Waiter(store.path)
+        self._waiter.start()
+        threads = [threading.Thread(target=self._maintain, name="litetasks-maintenance")]
+        threads += [
+            threading.Thread(target=self._execute, name=f"litetasks-executor-{index}")
+            for index in range(self.config.threads)
+        ]
+        for thread in threads:
+            thread.daemon = True
             thread.start()
         try:
-            self._join_threads()
+            self._dispatch(store)
         finally:
             self._shutdown(store)
 
     def stop(self) -> None:
         """Stop claiming new tasks; running ones may finish. Safe from any thread."""
-        self._stopping.set()
-        for waiter in self._waiters:
-            waiter.wake()
+        if not self._stopping.is_set():
+            self._stop_deadline = time.monotonic() + self.config.grace_s
+            self._stopping.set()
+        if self._waiter is not None:
+            self._waiter.wake()
 
     @property
     def is_stopping(self) -> bool:
         return self._stopping.is_set()
 
-    def _join_threads(self) -> None:
-        for thread in self._threads:
-            while thread.is_alive():
-                thread.join(0.1)
-                if self._stopping.is_set():
-                    break
-        if not self._stopping.is_set():
-            return  # burst mode: every thread ran out of work
-        deadline = time.monotonic() + self.config.grace_s
-        for thread in self._threads:
-            thread.join(max(0.0, deadline - time.monotonic()))
+    def register(self, store: Store) -> None:
+        """Register this worker, so no other pool mistakes its tasks for lost ones."""
+        store.register_worker(self._record())
 
     def _shutdown(self, store: Store) -> None:
-        self._stopping.set()
-        for waiter in self._waiters:
-            waiter.stop()
-        still_running = [t.name for t in self._threads if t.is_alive()]
+        self.stop()
+        for _ in range(self.config.threads):
+            self._jobs.put(None)
+        if self._waiter is not None:
+            self._waiter.stop()
         try:
             released = store.unregister_worker(self.worker_id)
         except StoreError:
@@ -172,11 +191,9 @@ class WorkerPool:
             return
         if released:
             logger.warning(
-                "Grace period over: %d task(s) still running were put back to READY: %s "
-                "(threads %s)",
+                "Grace period over: %d task(s) still running were put back to READY: %s",
                 len(released),
                 ", ".join(released),
-                ", ".join(still_running),
             )
 
     def _record(self) -> WorkerRecord:
@@ -191,104 +208,104 @@ class WorkerPool:
             heartbeat_at_us=wall_clock_us(),
         )
 
-    # -- worker threads ----------------------------------------------------------------------
+    # -- the dispatcher ----------------------------------------------------------------------
 
-    def _serve(self, waiter: Waiter) -> None:
-        store = self._store_factory()
-        lane = _Lane(store)
-        try:
-            while self._serve_once(lane, waiter):
-                pass
-        except BaseException as exc:  # KeyboardInterrupt from a task, or a bug: stop the pool
-            self.failure = exc
-            logger.exception("Worker thread failed; stopping worker id=%s", self.worker_id)
-            self.stop()
-        finally:
-            self._flush(lane)
-
-    def _serve_once(self, lane: _Lane, waiter: Waiter) -> bool:
-        """Record what ran, claim and run what is due, or wait; False when this thread is done.
-
-        Recording the finished tasks and claiming the next ones share one transaction.
-        """
-        if self._stopping.is_set():
-            return False
-        waiter.clear()
-        try:
-            jobs = self._settle(lane, limit=self.config.prefetch)
-        except StoreError:
-            logger.exception("The queue file is unavailable; retrying in %.1f s", _BUSY_BACKOFF_S)
-            waiter.wait(_BUSY_BACKOFF_S)
-            return True
-        if not jobs:
-            if self.config.burst:
-                return False
-            self._idle.set()
-            waiter.wait(self._idle_timeout(lane.store))
-            return True
-        for index, job in enumerate(jobs):
-            if self._stopping.is_set():
-                lane.store.release(self.worker_id, [j.job_id for j in jobs[index:]])
-                return False
-            self._run_job(lane, job)
-            if self._should_recycle():
-                self.recycled = True
-                self.stop()
-        return True
-
-    def _run_job(self, lane: _Lane, job: JobRecord) -> None:
-        name = threading.current_thread().name
-        with self.stats.lock:
-            self.stats.running[name] = job.job_id
-        try:
+    def _dispatch(self, store: Store) -> None:
+        assert self._waiter is not None
+        waiter = self._waiter
+        while True:
+            waiter.clear()
+            done, returned = self._take_handoffs()
+            free = 0 if self._stopping.is_set() else self._capacity() - self._busy
             try:
-                outcome, finish = self._runner.run(job)
-            except KeyboardInterrupt as exc:  # raised around the task, not by it
-                error = ErrorRecord.from_exception(exc)
-                lane.pending.append((_interrupted(job, self.worker_id, error), _nothing))
-                raise
-            lane.pending.append((outcome, finish))
-            if outcome.error is not None and outcome.error.is_keyboard_interrupt:
-                self._flush(lane)  # records it, then its finish() raises it again
-        finally:
-            self._dirty = True
-            with self.stats.lock:
-                self.stats.running.pop(name, None)
-                self.stats.tasks_done += 1
+                if returned:
+                    store.release(self.worker_id, returned)
+                    self._busy -= len(returned)
+                jobs = self._settle(store, done, free) if done or free > 0 else []
+            except StoreError:
+                logger.exception(
+                    "The queue file is unavailable; retrying in %.1f s", _BUSY_BACKOFF_S
+                )
+                self._give_back(done)
+                waiter.wait(_BUSY_BACKOFF_S)
+                continue
+            self._claimed += len(jobs)
+            for job in jobs:
+                self._busy += 1
+                self._jobs.put(job)
+            if not self._keep_going(jobs, free):
+                return
+            if jobs and len(jobs) == free:
+                continue  # every executor has work: claim for the next one to finish
+            waiter.wait(self._wait_timeout(store, idle=not jobs and not self._busy))
 
-    def _settle(self, lane: _Lane, limit: int) -> list[JobRecord]:
-        """Record ``lane``'s finished tasks and claim up to ``limit`` more, in one transaction."""
-        pending, lane.pending = lane.pending, []
+    def _capacity(self) -> int:
+        """How many jobs this process should hold: one per executor, plus some queued ahead.
+
+        Queued jobs let an executor start its next task without waiting for a commit, and let
+        one commit settle many tasks. How many depends on how long tasks take: enough to cover
+        about ``_PREFETCH_WINDOW_S`` of work, at least ``prefetch``, at most
+        ``_PREFETCH_MAX``. Slow tasks get no more than ``prefetch``, so they are not hoarded
+        while other processes idle.
+        """
+        ahead = int(_PREFETCH_WINDOW_S / self._task_s) * self.config.threads
+        capacity = self.config.threads + max(self.config.prefetch, min(ahead, _PREFETCH_MAX))
+        if self.config.max_tasks_per_child:  # never claim past the recycling limit
+            capacity = min(capacity, self._busy + self.config.max_tasks_per_child - self._claimed)
+        return capacity
+
+    def _keep_going(self, jobs: list[JobRecord], free: int) -> bool:
+        if self._stopping.is_set():
+            # Done when nothing runs, or when the grace period is over (_shutdown releases).
+            return self._busy > 0 and time.monotonic() < self._stop_deadline
+        return not (self.config.burst and not jobs and self._busy == 0 and free > 0)
+
+    def _settle(self, store: Store, done: list[_Done], limit: int) -> list[JobRecord]:
+        """Record finished attempts and claim up to ``limit`` jobs in one transaction."""
         try:
-            settled, jobs = lane.store.record_and_claim(
-                [outcome for outcome, _ in pending],
-                self.worker_id,
-                queues=self.config.queues,
-                limit=limit,
+            settled, jobs = store.record_and_claim(
+                [d.outcome for d in done], self.worker_id, queues=self.config.queues, limit=limit
             )
         except BaseException:
-            lane.pending = pending + lane.pending  # never lose an outcome: retry it next time
+            self._give_back(done)
             raise
-        for (outcome, finish), ok in zip(pending, settled, strict=True):
+        self._busy -= len(done)
+        for item, ok in zip(done, settled, strict=True):
             if not ok:
                 logger.warning(
                     "Task id=%s finished after its worker was declared lost; outcome discarded",
-                    outcome.job_id,
+                    item.outcome.job_id,
                 )
-            finish(ok)
+            item.settled = ok
+            item.recorded.set()
+        if done:
+            run_s = sum(d.outcome.finished_at_us - d.outcome.started_at_us for d in done) / 1e6
+            self._task_s = 0.8 * self._task_s + 0.2 * max(run_s / len(done), 1e-6)
+            self._dirty = True
+            self.stats.tasks_done += len(done)
+            if self._should_recycle():
+                self.recycled = True
+                self.stop()
         return jobs
 
-    def _flush(self, lane: _Lane) -> None:
-        """Record what is still pending before this thread ends, retrying while locked."""
-        while lane.pending:
-            try:
-                self._settle(lane, limit=0)
-            except StoreError:
-                logger.exception("Recording finished tasks failed; retrying")
-                time.sleep(_BUSY_BACKOFF_S)
+    def _take_handoffs(self) -> tuple[list[_Done], list[str]]:
+        with self._handoff:
+            done, self._done = self._done, []
+            returned, self._returned = self._returned, []
+        return done, returned
 
-    def _idle_timeout(self, store: Store) -> float:
+    def _give_back(self, done: list[_Done]) -> None:
+        """Keep outcomes that could not be recorded for the next try: never lose one."""
+        with self._handoff:
+            self._done[:0] = [d for d in done if not d.recorded.is_set()]
+
+    def _wait_timeout(self, store: Store, *, idle: bool) -> float:
+        if self._stopping.is_set():
+            return max(0.0, min(0.1, self._stop_deadline - time.monotonic()))
         timeout = self.config.poll_interval_s
+        if not idle:
+            return timeout  # an executor's hand-off wakes us
+        self._idle.set()
         try:
             due = store.next_due_at(self.config.queues)
         except StoreError:
@@ -299,7 +316,7 @@ class WorkerPool:
 
     def _should_recycle(self) -> bool:
         limit = self.config.max_tasks_per_child
-        if limit and self.stats.tasks_done >= limit:
+        if limit and self._claimed >= limit:
             logger.info("Worker id=%s ran %d tasks; recycling", self.worker_id, limit)
             return True
         memory_limit = self.config.max_memory_per_child_mb
@@ -307,6 +324,80 @@ class WorkerPool:
             logger.info("Worker id=%s uses over %d MB; recycling", self.worker_id, memory_limit)
             return True
         return False
+
+    # -- executors ---------------------------------------------------------------------------
+
+    def _execute(self) -> None:
+        """Run jobs; send each one's ``task_finished`` once the dispatcher has recorded it.
+
+        An executor does not wait for the commit of one task before starting the next queued
+        one: finishes are sent in order, as soon as their outcome is recorded, and all of
+        them before the executor waits for more work.
+        """
+        unfinished: collections.deque[_Done] = collections.deque()
+        try:
+            while True:
+                while unfinished and unfinished[0].recorded.is_set():
+                    done = unfinished.popleft()
+                    done.finish(done.settled)
+                job = _get_nowait(self._jobs)
+                if job is _NOTHING_QUEUED:
+                    # Not inside ``except queue.Empty``: receivers of task_finished would see
+                    # that exception in sys.exc_info() and take a success for a failure.
+                    _finish_all(unfinished)
+                    job = self._jobs.get()
+                assert job is None or isinstance(job, JobRecord)
+                if job is None:
+                    _finish_all(unfinished)
+                    return
+                if self._stopping.is_set():
+                    self._hand_off(returned=job.job_id)
+                    continue
+                unfinished.append(self._run(job))
+                self._hand_off(done=unfinished[-1])
+        except BaseException as exc:  # KeyboardInterrupt from a task, or a bug: stop the pool
+            self.failure = exc
+            logger.exception("Executor failed; stopping worker id=%s", self.worker_id)
+            self.stop()
+
+    def _run(self, job: JobRecord) -> _Done:
+        name = threading.current_thread().name
+        with self.stats.lock:
+            self.stats.running[name] = job.job_id
+        try:
+            outcome, finish = self._runner.run(job)
+        except KeyboardInterrupt as exc:  # raised around the task, not by it
+            outcome, finish = _interrupted(job, self.worker_id, exc), _reraise(exc)
+        finally:
+            with self.stats.lock:
+                self.stats.running.pop(name, None)
+        return _Done(outcome, finish)
+
+    def _hand_off(self, *, done: _Done | None = None, returned: str | None = None) -> None:
+        with self._handoff:
+            if done is not None:
+                self._done.append(done)
+            if returned is not None:
+                self._returned.append(returned)
+        if self._waiter is not None:
+            self._waiter.wake()
+
+    # -- in the calling thread (tests, litetasks.testing.drain) -------------------------------
+
+    def run_once(self, store: Store) -> bool:
+        """Claim one due task and run it in this thread; False when nothing is due."""
+        jobs = store.claim(self.worker_id, queues=self.config.queues, limit=1)
+        for job in jobs:
+            done = self._run(job)
+            while True:
+                try:
+                    [done.settled] = store.record([done.outcome])
+                    break
+                except StoreError:
+                    logger.exception("Recording task id=%s failed; retrying", job.job_id)
+                    time.sleep(_BUSY_BACKOFF_S)
+            done.finish(done.settled)
+        return bool(jobs)
 
     # -- maintenance -------------------------------------------------------------------------
 
@@ -327,7 +418,7 @@ class WorkerPool:
                     logger.warning(
                         "Worker id=%s was declared lost; registering again", self.worker_id
                     )
-                    store.register_worker(self._record())
+                    self.register(store)
                 if time.monotonic() >= next_recovery:
                     recover_lost(store, self.config.lease_s, self.identity)
                     next_recovery = time.monotonic() + self.config.lease_s / 4
@@ -349,46 +440,40 @@ class WorkerPool:
                 frames,
             )
 
-    # -- in the calling thread (tests, litetasks.testing.drain) -------------------------------
 
-    def run_once(self, store: Store) -> bool:
-        """Claim one due task and run it in this thread; False when nothing is due."""
-        lane = _Lane(store)
-        jobs = store.claim(self.worker_id, queues=self.config.queues, limit=1)
-        try:
-            for job in jobs:
-                self._run_job(lane, job)
-        finally:
-            self._flush(lane)
-        return bool(jobs)
-
-    def register(self, store: Store) -> None:
-        """Register this worker, so no other pool mistakes its tasks for lost ones."""
-        store.register_worker(self._record())
+_NOTHING_QUEUED = object()
 
 
-@dataclass
-class _Lane:
-    """One worker thread's connection and the outcomes it has not recorded yet."""
-
-    store: Store
-    pending: list[tuple[Outcome, Callable[[bool], None]]] = field(default_factory=list)
-
-
-def _nothing(settled: bool) -> None:
-    del settled
+def _get_nowait(jobs: queue.SimpleQueue[JobRecord | None]) -> object:
+    try:
+        return jobs.get_nowait()
+    except queue.Empty:
+        return _NOTHING_QUEUED
 
 
-def _interrupted(job: JobRecord, worker_id: str, error: ErrorRecord) -> Outcome:
+def _finish_all(unfinished: collections.deque[_Done]) -> None:
+    while unfinished:
+        done = unfinished.popleft()
+        done.recorded.wait()
+        done.finish(done.settled)
+
+
+def _reraise(exc: BaseException) -> Finish:
+    def finish(settled: bool) -> None:
+        raise exc
+
+    return finish
+
+
+def _interrupted(job: JobRecord, worker_id: str, exc: BaseException) -> Outcome:
     now = wall_clock_us()
-    started = job.last_attempted_at_us or now  # the claim time: the best we know
     return Outcome(
         job_id=job.job_id,
         worker_id=worker_id,
         attempt=job.attempts,
-        started_at_us=started,
+        started_at_us=job.last_attempted_at_us or now,  # the claim time: the best we know
         finished_at_us=now,
-        error=error,
+        error=ErrorRecord.from_exception(exc),
     )
 
 
