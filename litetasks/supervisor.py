@@ -18,6 +18,7 @@ import select
 import signal
 import threading
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from types import FrameType
 from typing import TYPE_CHECKING
@@ -39,6 +40,7 @@ EXIT_RECYCLE = 75  # a child that reached its task or memory limit; replace it a
 _PR_SET_PDEATHSIG = 1
 _PR_SET_NAME = 15
 _MAX_RESTART_DELAY_S = 30.0
+_STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
 def new_worker_id() -> str:
@@ -191,12 +193,19 @@ class Supervisor:
 
     def _spawn(self, restarts: int) -> None:
         worker_id = new_worker_id() + f"/{len(self.slots.by_pid)}-{restarts}"
-        pid = os.fork()
-        if pid == 0:  # the child: never returns
-            os._exit(self._child_main(worker_id))
+        # A stop signal must wait until the child has its own handlers: until then it has ours,
+        # which would count the signal in the child's copy of this object, and the child would
+        # never stop. Blocked signals stay pending and are delivered once unblocked.
+        mask = signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
+        try:
+            pid = os.fork()
+            if pid == 0:  # the child: never returns
+                os._exit(self._child_main(worker_id, mask))
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         self.slots.by_pid[pid] = _Child(worker_id, time.monotonic(), restarts)
 
-    def _child_main(self, worker_id: str) -> int:
+    def _child_main(self, worker_id: str, mask: Iterable[int]) -> int:
         code = 1
         try:
             os.close(self._wake_r)
@@ -210,6 +219,7 @@ class Supervisor:
             set_process_title(f"litetasks worker {worker_id}")
             pool = build_pool(self.backend, self.config, worker_id)
             _install_child_signals(pool)
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
             pool.run()
             code = _exit_code(pool)
         except BaseException:
