@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import inspect
 import json
 import logging
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from .attempts import Finish
 from .backend import _check_json_keys, from_us, set_return_value
 from .compat import (
     InvalidTask,
@@ -38,8 +39,18 @@ __all__ = ["Finish", "TaskRunner"]
 
 logger = logging.getLogger(__name__)
 
-Finish = Callable[[bool], None]
-"""Called with whether the outcome was recorded; sends ``task_finished`` if it was."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Started:
+    """A task whose ``task_started`` was sent, ready to be called."""
+
+    job: JobRecord
+    task: Any
+    call_args: list[Any]
+    kwargs: dict[str, Any]
+    result: TaskResult
+    started_us: int
 
 
 class TaskRunner:
@@ -50,12 +61,41 @@ class TaskRunner:
         self.worker_id = worker_id
         self._sender = type(backend)
 
+    def is_async(self, job: JobRecord) -> bool:
+        """Whether ``job``'s task is a coroutine function (False if it cannot be loaded)."""
+        try:
+            return inspect.iscoroutinefunction(self.backend.task_for_job(job).func)
+        except (TaskNotAllowed, InvalidTask):
+            return False
+
     def run(self, job: JobRecord) -> tuple[Outcome, Finish]:
-        """Run ``job`` (already claimed by this worker) and return its outcome.
+        """Run ``job`` (already claimed by this worker) in this thread; return its outcome.
 
         Every exception of the task is the outcome. For ``KeyboardInterrupt`` the returned
         ``finish`` raises it again once the outcome is recorded: it is not swallowed.
         """
+        started = self._start(job)
+        if not isinstance(started, _Started):
+            return started
+        try:
+            raw = started.task.call(*started.call_args, **started.kwargs)
+        except BaseException as exc:
+            return self._complete(started, exc=exc)
+        return self._complete(started, raw=raw)
+
+    async def arun(self, job: JobRecord) -> tuple[Outcome, Finish]:
+        """Run ``job``'s coroutine task on the running event loop; as ``run`` otherwise."""
+        started = self._start(job)
+        if not isinstance(started, _Started):
+            return started
+        try:
+            raw = await started.task.acall(*started.call_args, **started.kwargs)
+        except BaseException as exc:
+            return self._complete(started, exc=exc)
+        return self._complete(started, raw=raw)
+
+    def _start(self, job: JobRecord) -> _Started | tuple[Outcome, Finish]:
+        """Load the task, send ``task_started``; or the outcome of a task that cannot start."""
         started_us = wall_clock_us()
         try:
             task = self.backend.task_for_job(job)
@@ -66,24 +106,31 @@ class TaskRunner:
             return self._outcome(job, started_us, error=ErrorRecord.from_exception(exc)), _nothing
         result = self._running_result(task, job, args, kwargs, started_us)
         _send(task_started, self._sender, result)
-        try:
-            if task.takes_context:
-                raw = task.call(TaskContext(task_result=result), *args, **kwargs)
-            else:
-                raw = task.call(*args, **kwargs)
-            value = normalize_json(raw)
-            _check_json_keys(value, "the return value")
-            return_json = json.dumps(value)
-        except KeyboardInterrupt as exc:
+        call_args = [TaskContext(task_result=result), *args] if task.takes_context else args
+        return _Started(job, task, call_args, kwargs, result, started_us)
+
+    def _complete(
+        self, started: _Started, *, raw: Any = None, exc: BaseException | None = None
+    ) -> tuple[Outcome, Finish]:
+        """Turn a return value (JSON-normalised) or an exception into the outcome."""
+        job, started_us = started.job, started.started_us
+        if exc is None:
+            try:
+                value = normalize_json(raw)
+                _check_json_keys(value, "the return value")
+                return_json = json.dumps(value)
+            except BaseException as not_json:  # a non-JSON return value fails the task
+                exc = not_json
+        if isinstance(exc, KeyboardInterrupt):
             outcome = self._outcome(job, started_us, error=ErrorRecord.from_exception(exc))
             return outcome, functools.partial(_reraise, exc)
-        except BaseException as exc:  # SystemExit too, as ImmediateBackend does
+        if exc is not None:  # SystemExit too, as ImmediateBackend does
             error = ErrorRecord.from_exception(exc)
             outcome = self._outcome(job, started_us, error=error)
-            failed = self._finished_result(result, outcome, error=error)
+            failed = self._finished_result(started.result, outcome, error=error)
             return outcome, functools.partial(_send_failed, self._sender, failed, exc)
         outcome = self._outcome(job, started_us, return_json=return_json)
-        done = self._finished_result(result, outcome, value=value)
+        done = self._finished_result(started.result, outcome, value=value)
         return outcome, functools.partial(_send_finished, self._sender, done)
 
     def _outcome(self, job: JobRecord, started_us: int, **fields: Any) -> Outcome:

@@ -17,11 +17,13 @@ import queue
 import resource
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from .attempts import Done, Finish, interrupted, reraise
 from .config import WorkerConfig
+from .eventloop import AsyncLane
 from .exceptions import StoreError
 from .liveness import ProcessIdentity, classify_workers, this_process
 from .records import ErrorRecord, JobRecord, Outcome, WorkerRecord
@@ -37,13 +39,16 @@ _BUSY_BACKOFF_S = 0.5
 # Claim ahead enough short tasks to cover this much work, never more than _PREFETCH_MAX jobs.
 _PREFETCH_WINDOW_S = 0.005
 _PREFETCH_MAX = 64
-
-
-Finish = Callable[[bool], None]
+# Coroutine tasks share one event loop per process; this many may be in flight at once.
+_ASYNC_CONCURRENCY = 100
 
 
 class Runner(Protocol):
+    def is_async(self, job: JobRecord) -> bool: ...
+
     def run(self, job: JobRecord) -> tuple[Outcome, Finish]: ...
+
+    def arun(self, job: JobRecord) -> Awaitable[tuple[Outcome, Finish]]: ...
 
 
 def lost_worker_error() -> ErrorRecord:
@@ -92,16 +97,6 @@ class WorkerStats:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
-@dataclass
-class _Done:
-    """A finished attempt, handed from an executor to the dispatcher to be recorded."""
-
-    outcome: Outcome
-    finish: Finish
-    recorded: threading.Event = field(default_factory=threading.Event)
-    settled: bool = False
-
-
 class WorkerPool:
     """A dispatcher and ``threads`` executors in this process, serving one queue file.
 
@@ -129,7 +124,7 @@ class WorkerPool:
         self._stopping = threading.Event()
         self._waiter: Waiter | None = None
         self._jobs: queue.SimpleQueue[JobRecord | None] = queue.SimpleQueue()
-        self._done: list[_Done] = []
+        self._done: list[Done] = []
         self._returned: list[str] = []  # claimed, never started: stopping
         self._handoff = threading.Lock()
         self._busy = 0  # claimed jobs not handed back yet; the dispatcher's alone
@@ -137,6 +132,13 @@ class WorkerPool:
         self._dirty = False  # tasks ran since the last checkpoint
         self._next_heartbeat = 0.0
         self._stop_deadline = 0.0
+        self._loop = AsyncLane(
+            worker_id=worker_id,
+            arun=self._runner.arun,
+            hand_off=lambda done, returned: self._hand_off(done=done, returned=returned),
+            is_stopping=self._stopping.is_set,
+            on_failure=self._fail,
+        )
         self._task_s = 0.1  # moving average of task run time; starts pessimistic
         self._claimed = 0  # jobs this pool has claimed, for max_tasks_per_child
 
@@ -182,6 +184,7 @@ class WorkerPool:
         self.stop()
         for _ in range(self.config.threads):
             self._jobs.put(None)
+        self._loop.close()
         if self._waiter is not None:
             self._waiter.stop()
         try:
@@ -216,7 +219,7 @@ class WorkerPool:
         while True:
             waiter.clear()
             done, returned = self._take_handoffs()
-            free = 0 if self._stopping.is_set() else self._capacity() - self._busy
+            free = 0 if self._stopping.is_set() else self._free_slots()
             try:
                 if returned:
                     store.release(self.worker_id, returned)
@@ -232,27 +235,35 @@ class WorkerPool:
             self._claimed += len(jobs)
             for job in jobs:
                 self._busy += 1
-                self._jobs.put(job)
+                if self._runner.is_async(job):
+                    self._loop.submit(job)
+                else:
+                    self._jobs.put(job)
             if not self._keep_going(jobs, free):
                 return
             if jobs and len(jobs) == free:
                 continue  # every executor has work: claim for the next one to finish
             waiter.wait(self._wait_timeout(store, idle=not jobs and not self._busy))
 
-    def _capacity(self) -> int:
-        """How many jobs this process should hold: one per executor, plus some queued ahead.
+    def _free_slots(self) -> int:
+        """How many more jobs to claim: one per idle executor, plus some queued ahead.
 
         Queued jobs let an executor start its next task without waiting for a commit, and let
         one commit settle many tasks. How many depends on how long tasks take: enough to cover
         about ``_PREFETCH_WINDOW_S`` of work, at least ``prefetch``, at most
         ``_PREFETCH_MAX``. Slow tasks get no more than ``prefetch``, so they are not hoarded
-        while other processes idle.
+        while other processes idle. Coroutine tasks run on the event loop, not on executors,
+        up to ``_ASYNC_CONCURRENCY`` at once.
         """
         ahead = int(_PREFETCH_WINDOW_S / self._task_s) * self.config.threads
         capacity = self.config.threads + max(self.config.prefetch, min(ahead, _PREFETCH_MAX))
+        free = min(
+            capacity - (self._busy - self._loop.in_flight),  # executor slots
+            _ASYNC_CONCURRENCY - self._loop.in_flight,
+        )
         if self.config.max_tasks_per_child:  # never claim past the recycling limit
-            capacity = min(capacity, self._busy + self.config.max_tasks_per_child - self._claimed)
-        return capacity
+            free = min(free, self.config.max_tasks_per_child - self._claimed)
+        return max(0, free)
 
     def _keep_going(self, jobs: list[JobRecord], free: int) -> bool:
         if self._stopping.is_set():
@@ -260,7 +271,7 @@ class WorkerPool:
             return self._busy > 0 and time.monotonic() < self._stop_deadline
         return not (self.config.burst and not jobs and self._busy == 0 and free > 0)
 
-    def _settle(self, store: Store, done: list[_Done], limit: int) -> list[JobRecord]:
+    def _settle(self, store: Store, done: list[Done], limit: int) -> list[JobRecord]:
         """Record finished attempts and claim up to ``limit`` jobs in one transaction."""
         try:
             settled, jobs = store.record_and_claim(
@@ -270,6 +281,7 @@ class WorkerPool:
             self._give_back(done)
             raise
         self._busy -= len(done)
+        self._loop.settled(sum(1 for item in done if item.on_recorded is not None))
         for item, ok in zip(done, settled, strict=True):
             if not ok:
                 logger.warning(
@@ -278,6 +290,8 @@ class WorkerPool:
                 )
             item.settled = ok
             item.recorded.set()
+            if item.on_recorded is not None:
+                item.on_recorded()
         if done:
             run_s = sum(d.outcome.finished_at_us - d.outcome.started_at_us for d in done) / 1e6
             self._task_s = 0.8 * self._task_s + 0.2 * max(run_s / len(done), 1e-6)
@@ -288,13 +302,13 @@ class WorkerPool:
                 self.stop()
         return jobs
 
-    def _take_handoffs(self) -> tuple[list[_Done], list[str]]:
+    def _take_handoffs(self) -> tuple[list[Done], list[str]]:
         with self._handoff:
             done, self._done = self._done, []
             returned, self._returned = self._returned, []
         return done, returned
 
-    def _give_back(self, done: list[_Done]) -> None:
+    def _give_back(self, done: list[Done]) -> None:
         """Keep outcomes that could not be recorded for the next try: never lose one."""
         with self._handoff:
             self._done[:0] = [d for d in done if not d.recorded.is_set()]
@@ -334,7 +348,7 @@ class WorkerPool:
         one: finishes are sent in order, as soon as their outcome is recorded, and all of
         them before the executor waits for more work.
         """
-        unfinished: collections.deque[_Done] = collections.deque()
+        unfinished: collections.deque[Done] = collections.deque()
         try:
             while True:
                 while unfinished and unfinished[0].recorded.is_set():
@@ -356,24 +370,27 @@ class WorkerPool:
                 unfinished.append(self._run(job))
                 self._hand_off(done=unfinished[-1])
         except BaseException as exc:  # KeyboardInterrupt from a task, or a bug: stop the pool
-            self.failure = exc
             logger.exception("Executor failed; stopping worker id=%s", self.worker_id)
-            self.stop()
+            self._fail(exc)
 
-    def _run(self, job: JobRecord) -> _Done:
+    def _fail(self, exc: BaseException) -> None:
+        self.failure = exc
+        self.stop()
+
+    def _run(self, job: JobRecord) -> Done:
         name = threading.current_thread().name
         with self.stats.lock:
             self.stats.running[name] = job.job_id
         try:
             outcome, finish = self._runner.run(job)
         except KeyboardInterrupt as exc:  # raised around the task, not by it
-            outcome, finish = _interrupted(job, self.worker_id, exc), _reraise(exc)
+            outcome, finish = interrupted(job, self.worker_id, exc), reraise(exc)
         finally:
             with self.stats.lock:
                 self.stats.running.pop(name, None)
-        return _Done(outcome, finish)
+        return Done(outcome, finish)
 
-    def _hand_off(self, *, done: _Done | None = None, returned: str | None = None) -> None:
+    def _hand_off(self, *, done: Done | None = None, returned: str | None = None) -> None:
         with self._handoff:
             if done is not None:
                 self._done.append(done)
@@ -451,30 +468,11 @@ def _get_nowait(jobs: queue.SimpleQueue[JobRecord | None]) -> object:
         return _NOTHING_QUEUED
 
 
-def _finish_all(unfinished: collections.deque[_Done]) -> None:
+def _finish_all(unfinished: collections.deque[Done]) -> None:
     while unfinished:
         done = unfinished.popleft()
         done.recorded.wait()
         done.finish(done.settled)
-
-
-def _reraise(exc: BaseException) -> Finish:
-    def finish(settled: bool) -> None:
-        raise exc
-
-    return finish
-
-
-def _interrupted(job: JobRecord, worker_id: str, exc: BaseException) -> Outcome:
-    now = wall_clock_us()
-    return Outcome(
-        job_id=job.job_id,
-        worker_id=worker_id,
-        attempt=job.attempts,
-        started_at_us=job.last_attempted_at_us or now,  # the claim time: the best we know
-        finished_at_us=now,
-        error=ErrorRecord.from_exception(exc),
-    )
 
 
 def _rss_mb() -> float:

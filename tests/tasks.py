@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import time
 from pathlib import Path
@@ -99,3 +100,51 @@ def send_email(to: str) -> str:
 @task
 def int_key_return() -> dict[int, str]:
     return {1: "one"}
+
+
+@task
+def tracked(path: str, line: str, sleep_s: float = 0.0) -> int:
+    """Append ``<line> <pid>`` to ``<path>.started``, sleep, then append it to ``path``.
+
+    One line per attempt in each file, so a test can kill or signal a task once it has started
+    and count how often each task started and finished. A run that overlaps another run of the
+    same ``line`` (an flock on ``<path>.<line>.lock``, released by the kernel when a process dies)
+    also appends to ``<path>.concurrent``. Returns the pid that ran it.
+    """
+    with open(f"{path}.{line}.lock", "a") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            _append(f"{path}.concurrent", line)
+        _append(f"{path}.started", line)
+        if sleep_s:
+            time.sleep(sleep_s)
+        _append(path, line)
+    return os.getpid()
+
+
+def _append(path: str, line: str) -> None:
+    with open(path, "a") as handle:
+        handle.write(f"{line} {os.getpid()}\n")
+
+
+# What hold_memory allocated: kept until the process exits, as a leaking task would.
+_HELD: list[bytes] = []
+
+
+@task
+def hold_memory(path: str, line: str, megabytes: int) -> int:
+    """Allocate ``megabytes`` (every page written) and keep them; then append ``<line> <pid>``."""
+    _HELD.append(b"\x01" * (megabytes * 1024 * 1024))
+    _append(path, line)
+    return os.getpid()
+
+
+@task
+async def async_sleep(seconds: float) -> float:
+    """Sleep without holding a thread: many of these run at once on the worker's event loop."""
+    import asyncio
+
+    started = time.monotonic()
+    await asyncio.sleep(seconds)
+    return started
