@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,6 +20,11 @@ settings.register_profile(
 settings.load_profile("ci" if os.environ.get("CI") else "dev")
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.settings")
+# One folder for the session's default queue file, removed at exit (tests/settings.py reads it).
+if not os.environ.get("LITETASKS_TEST_DIR"):
+    _session_dir = tempfile.mkdtemp(prefix="litetasks-tests-")
+    os.environ["LITETASKS_TEST_DIR"] = _session_dir
+    atexit.register(shutil.rmtree, _session_dir, ignore_errors=True)
 django.setup()
 
 REPO = Path(__file__).resolve().parent.parent
