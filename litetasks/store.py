@@ -356,16 +356,19 @@ class Store:
 
     def get_workers(self) -> list[WorkerRecord]:
         """Return every registered worker with the ids of the jobs it is running."""
+        with self._translated():
+            jobs: list[Any] = self._db.execute(
+                "SELECT owner, job_id FROM jobs WHERE state = 'RUNNING' ORDER BY seq"
+            ).fetchall()
+            rows: list[Any] = self._db.execute(
+                "SELECT worker_id, pid, host, boot_id, proc_start, queues, started_at, heartbeat_at"
+                " FROM workers ORDER BY started_at"
+            ).fetchall()
         running: dict[str, list[str]] = {}
-        for owner, job_id in self._db.execute(
-            "SELECT owner, job_id FROM jobs WHERE state = 'RUNNING' ORDER BY seq"
-        ):
+        for owner, job_id in jobs:
             running.setdefault(str(owner), []).append(str(job_id))
         workers = []
-        for row in self._db.execute(
-            "SELECT worker_id, pid, host, boot_id, proc_start, queues, started_at, heartbeat_at"
-            " FROM workers ORDER BY started_at"
-        ):
+        for row in rows:
             worker_id, pid, host, boot_id, proc_start, queues, started_at, heartbeat_at = row
             workers.append(
                 WorkerRecord(
@@ -384,7 +387,10 @@ class Store:
 
     def get_running_owners(self) -> set[str]:
         """Return the worker ids that own at least one RUNNING job."""
-        rows = self._db.execute("SELECT DISTINCT owner FROM jobs WHERE state = 'RUNNING'")
+        with self._translated():
+            rows = self._db.execute(
+                "SELECT DISTINCT owner FROM jobs WHERE state = 'RUNNING'"
+            ).fetchall()
         return {str(row[0]) for row in rows}
 
     # -- reading -----------------------------------------------------------------------------
@@ -409,14 +415,13 @@ class Store:
 
     def next_due_at(self, queues: Collection[str] | None = None) -> int | None:
         """Return the earliest ``due_at`` of a READY job in ``queues`` (None: no READY job)."""
-        if queues is None:
-            row = self._db.execute("SELECT min(due_at) FROM jobs WHERE state = 'READY'").fetchone()
-        else:
-            row = self._db.execute(
-                "SELECT min(due_at) FROM jobs WHERE state = 'READY'"
-                " AND queue_name IN (SELECT value FROM json_each(?))",
-                (json.dumps(list(queues)),),
-            ).fetchone()
+        sql = "SELECT min(due_at) FROM jobs WHERE state = 'READY'"
+        params: tuple[str, ...] = ()
+        if queues is not None:
+            sql += " AND queue_name IN (SELECT value FROM json_each(?))"
+            params = (json.dumps(list(queues)),)
+        with self._translated():
+            row = self._db.execute(sql, params).fetchone()
         return None if row is None or row[0] is None else int(row[0])
 
     def now_us(self) -> int:
@@ -438,7 +443,8 @@ class Store:
 
     def integrity_check(self) -> str:
         """Run ``PRAGMA integrity_check`` and return its first line (``ok`` when healthy)."""
-        return str(self._db.execute("PRAGMA integrity_check").get)
+        with self._translated():
+            return str(self._db.execute("PRAGMA integrity_check").get)
 
     # -- plumbing ----------------------------------------------------------------------------
 
