@@ -198,6 +198,7 @@ SIGNAL_APP = """
 import json
 import os
 import sys
+import time
 
 from django.apps import AppConfig
 
@@ -210,6 +211,8 @@ class SignalLogConfig(AppConfig):
 
         def recorder(name):
             def receive(sender, task_result, **kwargs):
+                if name == "task_finished":  # a receiver that does some I/O
+                    time.sleep(float(os.environ.get("SIGNAL_DELAY_S", "0")))
                 line = [name, sender.__name__, task_result.id, str(task_result.status),
                         sys.exc_info()[0] is not None]
                 with open(os.environ["SIGNAL_LOG"], "a") as log:
@@ -221,11 +224,13 @@ class SignalLogConfig(AppConfig):
 """
 
 
-def test_burst_worker_sends_the_signals_immediate_backend_sends(
-    with_immediate: Any, tmp_path: Path
-) -> None:
-    """Per task: ``task_started`` while RUNNING, then ``task_finished`` (inside the ``except``
-    for a failure), with the backend class as sender. A tiny app records them in the worker."""
+def run_burst_logging_signals(
+    tmp_path: Path, *args: str, delay_s: float = 0.0
+) -> tuple[subprocess.CompletedProcess[str], list[Any]]:
+    """Run a burst whose worker logs every task_started/task_finished (a tiny app in tmp_path).
+
+    Returns the finished process and the logged ``[signal, sender, id, status, in_except]``.
+    """
     (tmp_path / "signallog").mkdir()
     (tmp_path / "signallog" / "__init__.py").write_text("")
     (tmp_path / "signallog" / "apps.py").write_text(SIGNAL_APP)
@@ -233,6 +238,25 @@ def test_burst_worker_sends_the_signals_immediate_backend_sends(
         "from tests.settings import *\nINSTALLED_APPS = [*INSTALLED_APPS, 'signallog']\n"
     )
     log = tmp_path / "signals.jsonl"
+    env = subprocess_env(tmp_path, settings="signal_settings", pythonpath=(REPO, tmp_path))
+    done = subprocess.run(
+        litetasks_argv("run", "--burst", "--processes", "1", *args),
+        cwd=tmp_path,
+        env={**env, "SIGNAL_LOG": str(log), "SIGNAL_DELAY_S": str(delay_s)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    lines = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+    return done, lines
+
+
+def test_burst_worker_sends_the_signals_immediate_backend_sends(
+    with_immediate: Any, tmp_path: Path
+) -> None:
+    """Per task: ``task_started`` while RUNNING, then ``task_finished`` (inside the ``except``
+    for a failure), with the backend class as sender. A tiny app records them in the worker."""
     seen: list[tuple[str, str, str, str, bool]] = []
 
     def recorder(name: str) -> Any:
@@ -251,16 +275,7 @@ def test_burst_worker_sends_the_signals_immediate_backend_sends(
         task_started.disconnect(started)
         task_finished.disconnect(finished)
     lite = [task.enqueue(*args, **kwargs) for task, args, kwargs in CASES]
-    env = subprocess_env(tmp_path, settings="signal_settings", pythonpath=(REPO, tmp_path))
-    done = subprocess.run(
-        litetasks_argv("run", "--burst", "--processes", "1", "--threads", "2"),
-        cwd=tmp_path,
-        env={**env, "SIGNAL_LOG": str(log)},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    done, lines = run_burst_logging_signals(tmp_path, "--threads", "2")
     assert done.returncode == 0, done.stderr
 
     def per_task(records: list[Any], ids: list[str]) -> list[list[tuple[str, str, bool]]]:
@@ -269,10 +284,24 @@ def test_burst_worker_sends_the_signals_immediate_backend_sends(
             by_id[result_id].append((name, str(status), in_except))
         return [by_id[result_id] for result_id in ids]
 
-    lines = [json.loads(line) for line in log.read_text().splitlines()]
     assert {line[1] for line in lines} == {"SQLiteBackend"}
     assert {record[1] for record in seen} == {"ImmediateBackend"}
     assert per_task(lines, [r.id for r in lite]) == per_task(seen, [r.id for r in immediate])
+
+
+def test_burst_worker_sends_task_finished_for_every_task_before_it_exits(
+    backend: Any, tmp_path: Path
+) -> None:
+    """A burst exits once every outcome is recorded, but not before each task's
+    ``task_finished`` receivers have run (here, receivers that take 1 s)."""
+    results = [tasks.add.enqueue(i, i) for i in range(6)]
+
+    done, lines = run_burst_logging_signals(tmp_path, "--threads", "2", delay_s=1.0)
+
+    assert done.returncode == 0, done.stderr
+    assert {status_of(backend, r.id) for r in results} == {TaskResultStatus.SUCCESSFUL}
+    finished = collections.Counter(line[2] for line in lines if line[0] == "task_finished")
+    assert finished == {r.id: 1 for r in results}
 
 
 def test_burst_runs_only_the_named_queue(backend: Any, tmp_path: Path) -> None:
