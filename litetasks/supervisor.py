@@ -90,18 +90,17 @@ def _install_child_signals(pool: WorkerPool) -> None:
     seen = 0
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
+        # Flags only: the pool's dispatcher does the work (puts running tasks back, exits).
         nonlocal seen
         seen += 1
-        if seen > 1:
-            os._exit(1)  # the second signal: exit at once; the supervisor settles our tasks
-        pool.stop()
+        pool.stop(force=seen > 1)
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
 
 
 def _exit_code(pool: WorkerPool) -> int:
-    if pool.failure is not None:
+    if pool.failure is not None or pool.was_forced:
         return 1
     return EXIT_RECYCLE if pool.recycled else 0
 
@@ -246,8 +245,8 @@ class Supervisor:
             self._settle(child, pid, code)
 
     def _settle(self, child: _Child, pid: int, code: int) -> None:
-        store = self.backend.store
         try:
+            store = self.backend.store
             if self._signals:
                 released = store.unregister_worker(child.worker_id)  # stopping: not an attempt
                 if released:

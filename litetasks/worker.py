@@ -39,6 +39,8 @@ _BUSY_BACKOFF_S = 0.5
 # Claim ahead enough short tasks to cover this much work, never more than _PREFETCH_MAX jobs.
 _PREFETCH_WINDOW_S = 0.005
 _PREFETCH_MAX = 64
+# At shutdown, how long executors get to send the task_finished signals of recorded tasks.
+_FINISH_WAIT_S = 10.0
 # Coroutine tasks share one event loop per process; this many may be in flight at once.
 _ASYNC_CONCURRENCY = 100
 
@@ -118,11 +120,13 @@ class WorkerPool:
         self.identity = identity or this_process()
         self.stats = WorkerStats()
         self.recycled = False
+        self.was_forced = False
         self.failure: BaseException | None = None
         self._store_factory = store_factory
         self._runner = runner_factory(worker_id)
         self._stopping = threading.Event()
         self._waiter: Waiter | None = None
+        self._executors: list[threading.Thread] = []
         self._jobs: queue.SimpleQueue[JobRecord | None] = queue.SimpleQueue()
         self._done: list[Done] = []
         self._returned: list[str] = []  # claimed, never started: stopping
@@ -151,12 +155,12 @@ class WorkerPool:
         recover_lost(store, self.config.lease_s, self.identity)
         self._waiter = Waiter(store.path)
         self._waiter.start()
-        threads = [threading.Thread(target=self._maintain, name="litetasks-maintenance")]
-        threads += [
+        self._executors = [
             threading.Thread(target=self._execute, name=f"litetasks-executor-{index}")
             for index in range(self.config.threads)
         ]
-        for thread in threads:
+        threads = [threading.Thread(target=self._maintain, name="litetasks-maintenance")]
+        for thread in threads + self._executors:
             thread.daemon = True
             thread.start()
         try:
@@ -164,11 +168,18 @@ class WorkerPool:
         finally:
             self._shutdown(store)
 
-    def stop(self) -> None:
-        """Stop claiming new tasks; running ones may finish. Safe from any thread."""
+    def stop(self, *, force: bool = False) -> None:
+        """Stop claiming new tasks; running ones may finish. Safe from any thread.
+
+        ``force`` ends the grace period now: ``run()`` returns at once, putting what still
+        runs back to READY.
+        """
         if not self._stopping.is_set():
             self._stop_deadline = time.monotonic() + self.config.grace_s
             self._stopping.set()
+        if force:
+            self.was_forced = True
+            self._stop_deadline = time.monotonic()
         if self._waiter is not None:
             self._waiter.wake()
 
@@ -184,6 +195,12 @@ class WorkerPool:
         self.stop()
         for _ in range(self.config.threads):
             self._jobs.put(None)
+        if self._busy == 0:
+            # Every outcome is recorded; let executors send their last task_finished before
+            # this process may exit. (After the grace period, running tasks are abandoned.)
+            deadline = time.monotonic() + _FINISH_WAIT_S
+            for thread in self._executors:
+                thread.join(max(0.0, deadline - time.monotonic()))
         self._loop.close()
         if self._waiter is not None:
             self._waiter.stop()
