@@ -157,6 +157,10 @@ class Waiter:
                         del _registry[self.path]
         # In a forked child the observer's threads are gone and its locks may be held: drop it.
         if observer is not None and self._pid == os.getpid():
+            # Unscheduling first stops the emitter before the observer: stopping the observer
+            # alone races with an emitter mid-read, which watchdog reports as an ERROR
+            # ("queue_events() called when the thread is inactive").
+            observer.unschedule_all()
             observer.stop()
             observer.join()
 
