@@ -22,7 +22,30 @@ def collect(
     Rounds interleave the systems so that a change in machine load is shared out among them;
     each metric is the median over the rounds.
     """
-    results: dict[str, Any] = {
+    results = _header(options, repeat)
+    for line in results["warnings"] if echo else ():
+        print(f"warning: {line}", file=sys.stderr, flush=True)
+    missing = litetasks_missing() if any(s.family == "litetasks" for s in systems) else None
+    if missing is not None:
+        results["skipped"].append(f"litetasks cannot be imported: {missing}")
+        systems = [s for s in systems if s.family != "litetasks"]
+    rounds: dict[str, list[dict[str, Any]]] = {s.key: [] for s in systems}
+    for round_index in range(repeat):
+        for system in systems:
+            if echo:
+                print(f"round {round_index + 1}/{repeat}: {system.label} ...", file=sys.stderr)
+            rounds[system.key].append(measure_system(system, options))
+    for system in systems:
+        results["systems"][system.key] = _merge(rounds[system.key])
+    results["load_average_after"] = machine.load_average()
+    return results
+
+
+def _header(options: Options, repeat: int) -> dict[str, Any]:
+    """Start a run's record: when, where, with what options, and how busy the machine was."""
+    load = machine.load_average()
+    warning = machine.busy_warning(load)
+    return {
         "started_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "machine": machine.describe(),
         "config": {
@@ -33,32 +56,11 @@ def collect(
             "phases": list(options.phases),
             "repeat": repeat,
         },
-        "load_average_before": machine.load_average(),
+        "load_average_before": load,
+        "warnings": [] if warning is None else [warning],
         "systems": {},
         "skipped": [],
     }
-    warning = machine.busy_warning(results["load_average_before"])
-    results["warnings"] = [] if warning is None else [warning]
-    if warning is not None and echo:
-        print(f"warning: {warning}", file=sys.stderr, flush=True)
-    missing = litetasks_missing() if any(s.family == "litetasks" for s in systems) else None
-    if missing is not None:
-        results["skipped"].append(f"litetasks cannot be imported: {missing}")
-        systems = [s for s in systems if s.family != "litetasks"]
-    rounds: dict[str, list[dict[str, Any]]] = {s.key: [] for s in systems}
-    for round_index in range(repeat):
-        for system in systems:
-            if echo:
-                print(
-                    f"round {round_index + 1}/{repeat}: {system.label} ...",
-                    file=sys.stderr,
-                    flush=True,
-                )
-            rounds[system.key].append(measure_system(system, options))
-    for system in systems:
-        results["systems"][system.key] = _merge(rounds[system.key])
-    results["load_average_after"] = machine.load_average()
-    return results
 
 
 def _merge(rounds: list[dict[str, Any]]) -> dict[str, Any]:
