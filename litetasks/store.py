@@ -458,36 +458,42 @@ class Store:
         """Turn apsw errors into ``StoreError``s that say what happened and what to do."""
         try:
             yield
-        except apsw.BusyError as exc:
-            raise StoreError(
-                f"The queue file {str(self.path)!r} stayed locked by another connection for more "
-                f"than busy_timeout_ms={self.busy_timeout_ms}. Shorten long transactions on it, "
-                "or raise OPTIONS['busy_timeout_ms'].",
-                path=str(self.path),
-            ) from exc
-        except apsw.FullError as exc:
-            raise StoreError(
-                f"The disk holding {str(self.path)!r} is full; nothing was written. Free space "
-                "or prune old results (litetasks prune).",
-                path=str(self.path),
-            ) from exc
-        except apsw.ReadOnlyError as exc:
-            raise StoreError(
-                f"The queue file {str(self.path)!r} is read-only; nothing was written. "
-                "Give this user write permission on it and its folder.",
-                path=str(self.path),
-            ) from exc
-        except (apsw.CorruptError, apsw.NotADBError) as exc:
-            raise StoreError(
-                f"The queue file {str(self.path)!r} is corrupt ({exc}). Stop the workers, move "
-                "the file aside and keep it for inspection; a new one is created on start.",
-                path=str(self.path),
-            ) from exc
-        except (apsw.IOError, apsw.CantOpenError) as exc:
-            raise StoreError(
-                f"Input/output error on the queue file {str(self.path)!r}: {exc}.",
-                path=str(self.path),
-            ) from exc
+        except _TRANSLATED as exc:
+            template = next(text for kinds, text in _MESSAGES if isinstance(exc, kinds))
+            message = template.format(
+                path=str(self.path), busy_timeout_ms=self.busy_timeout_ms, error=exc
+            )
+            raise StoreError(message, path=str(self.path)) from exc
+
+
+# What went wrong with the queue file, and what to do about it; {path!r} is the file.
+_MESSAGES: tuple[tuple[type[BaseException] | tuple[type[BaseException], ...], str], ...] = (
+    (
+        apsw.BusyError,
+        "The queue file {path!r} stayed locked by another connection for more than "
+        "busy_timeout_ms={busy_timeout_ms}. Shorten long transactions on it, or raise "
+        "OPTIONS['busy_timeout_ms'].",
+    ),
+    (
+        apsw.FullError,
+        "The disk holding {path!r} is full; nothing was written. Free space, or delete old "
+        "finished results from the queue file.",
+    ),
+    (
+        apsw.ReadOnlyError,
+        "The queue file {path!r} is read-only; nothing was written. Give this user write "
+        "permission on it and its folder.",
+    ),
+    (
+        (apsw.CorruptError, apsw.NotADBError),
+        "The queue file {path!r} is corrupt ({error}). Stop the workers, move the file aside "
+        "and keep it for inspection; a new one is created on start.",
+    ),
+    ((apsw.IOError, apsw.CantOpenError), "Input/output error on the queue file {path!r}: {error}."),
+)
+_TRANSLATED = tuple(
+    kind for kinds, _ in _MESSAGES for kind in (kinds if isinstance(kinds, tuple) else (kinds,))
+)
 
 
 def _error_json(error: ErrorRecord) -> str:
