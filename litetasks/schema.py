@@ -9,7 +9,7 @@ from __future__ import annotations
 import apsw
 
 from .connection import immediate
-from .exceptions import SchemaVersionError
+from .exceptions import SchemaVersionError, StoreError
 
 __all__ = ["MIGRATIONS", "SCHEMA_VERSION", "migrate"]
 
@@ -73,6 +73,7 @@ def migrate(connection: apsw.Connection) -> int:
     with immediate(connection):
         current = _user_version(connection)  # another process may have migrated meanwhile
         _refuse_newer(connection, current)
+        _refuse_foreign(connection, current)
         for version in range(current, SCHEMA_VERSION):
             connection.execute(MIGRATIONS[version])
         connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
@@ -91,4 +92,15 @@ def _refuse_newer(connection: apsw.Connection, found: int) -> None:
             path=connection.filename,
             found=found,
             supported=SCHEMA_VERSION,
+        )
+
+
+def _refuse_foreign(connection: apsw.Connection, found: int) -> None:
+    # Version 0 with tables is some other database (often the app's own), never a queue file:
+    # every migration commits its tables together with its version bump.
+    if found == 0 and connection.execute("SELECT count(*) FROM sqlite_schema").get:
+        raise StoreError(
+            f"{connection.filename} is not a litetasks queue file: it is a SQLite database "
+            "that already has tables of its own. Point OPTIONS['path'] at a new file.",
+            path=connection.filename,
         )
