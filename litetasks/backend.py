@@ -139,6 +139,7 @@ class SQLiteBackend(BaseTaskBackend):
             raise InvalidTaskBackend(str(exc)) from exc
         self._allowed_roots: tuple[str, ...] | None = None
         self._tasks: dict[str, Task] = {}
+        self._allowed_paths: set[str] = set()
 
     @property
     def store(self) -> Store:
@@ -153,8 +154,10 @@ class SQLiteBackend(BaseTaskBackend):
         self.check_task_module(task.module_path)
         args = normalize_json(args)
         kwargs = normalize_json(kwargs)
-        _check_json_keys(args, "the task's args")
-        _check_json_keys(kwargs, "the task's kwargs")
+        if args:
+            _check_json_keys(args, "the task's args")
+        if kwargs:
+            _check_json_keys(kwargs, "the task's kwargs")
         job = NewJob(
             job_id=new_job_id(),
             task_path=task.module_path,
@@ -242,6 +245,8 @@ class SQLiteBackend(BaseTaskBackend):
 
     def check_task_module(self, task_path: str) -> None:
         """Refuse a task whose module a worker would not be allowed to import."""
+        if task_path in self._allowed_paths:
+            return
         module = task_path.rpartition(".")[0]
         if module == "__main__" or module.startswith("__main__."):
             raise InvalidTask(
@@ -254,6 +259,8 @@ class SQLiteBackend(BaseTaskBackend):
                 f"Add its app to INSTALLED_APPS, or {module!r} to "
                 f"TASKS[{self.alias!r}]['OPTIONS']['task_modules']."
             )
+        if self._allowed_roots is not None:  # the answer is final once the apps are ready
+            self._allowed_paths.add(task_path)
 
     def task_for_job(self, job: JobRecord) -> Task:
         """Return the ``Task`` a row names, configured as it was enqueued.

@@ -191,8 +191,14 @@ class Store:
             }
             for job in jobs
         ]
-        with self._write() as db:
-            db.executemany(_INSERT, rows)
+        if len(rows) == 1:
+            # One INSERT is atomic by itself and takes the write lock through the busy handler
+            # (it is not a read that upgrades to a write): no BEGIN/COMMIT round trips needed.
+            with self._translated():
+                self._db.execute(_INSERT, rows[0])
+        else:
+            with self._write() as db:
+                db.executemany(_INSERT, rows)
         self._doorbell.ring()
         return now
 
