@@ -1,0 +1,58 @@
+"""``litetasks.__all__`` is the package's public surface, kept sorted and complete (httpx style)."""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+
+import pytest
+
+import litetasks
+
+# Dunder metadata that is public on purpose.
+PUBLIC_DUNDERS = {"__version__"}
+
+
+def public_names() -> set[str]:
+    """Return the names a user can rely on: no private names, submodules or ``__future__``."""
+    return {
+        name
+        for name, value in vars(litetasks).items()
+        if not (name.startswith("_") and name not in PUBLIC_DUNDERS)
+        and not isinstance(value, ModuleType)  # submodules appear here once imported
+        and value is not annotations  # bound by the __future__ import
+    }
+
+
+def test_all_lists_every_public_name_once():
+    assert len(litetasks.__all__) == len(set(litetasks.__all__))
+    assert set(litetasks.__all__) == public_names()
+
+
+def test_all_is_sorted_case_insensitively():
+    # Names sort case-insensitively; dunder metadata goes last, as ruff's RUF022 (which the
+    # package's lint enforces) orders it.
+    names = [name for name in litetasks.__all__ if name not in PUBLIC_DUNDERS]
+    dunders = [name for name in litetasks.__all__ if name in PUBLIC_DUNDERS]
+
+    assert names == sorted(names, key=str.casefold)
+    assert litetasks.__all__ == names + sorted(dunders)
+
+
+@pytest.mark.parametrize("name", litetasks.__all__)
+def test_every_exported_name_is_importable(name: str):
+    namespace: dict[str, object] = {}
+    exec(f"from litetasks import {name}", namespace)
+
+    assert namespace[name] is getattr(importlib.import_module("litetasks"), name)
+
+
+def test_every_exported_exception_derives_from_the_root():
+    exceptions = [
+        value
+        for name in litetasks.__all__
+        if isinstance(value := getattr(litetasks, name), type) and issubclass(value, BaseException)
+    ]
+
+    assert exceptions
+    assert all(issubclass(kind, litetasks.LiteTasksError) for kind in exceptions)
