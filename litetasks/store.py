@@ -16,7 +16,7 @@ from typing import Any
 
 import apsw
 
-from .connection import immediate, open_connection
+from .connection import connection_busy_timeout, immediate, open_connection
 from .exceptions import JobNotFound, StoreError
 from .records import ErrorRecord, JobRecord, JobState, NewJob, Outcome, WorkerRecord
 from .schema import migrate
@@ -440,11 +440,16 @@ class Store:
         """Checkpoint the WAL and truncate it; return ``(wal_frames, frames_checkpointed)``.
 
         When a reader holds an old snapshot the checkpoint cannot finish; ``wal_frames`` larger
-        than ``frames_checkpointed`` says so.
+        than ``frames_checkpointed`` says so. It never waits: a TRUNCATE checkpoint that waited
+        for readers would hold off every writer meanwhile.
         """
-        with self._translated():
-            row: Any = self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
-        _busy, log, done = row
+        self._db.set_busy_timeout(0)
+        try:
+            with self._translated():
+                row: Any = self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        finally:
+            connection_busy_timeout(self._db, self.busy_timeout_ms)
+        _busy, log, done = row  # all copied but not truncated: the WAL is reused, not grown
         return int(log), int(done)
 
     def integrity_check(self) -> str:

@@ -61,8 +61,12 @@ def build_pool(
     )
 
 
-def set_process_title(title: str) -> None:
-    """Show ``title`` in ps/top: the full title with setproctitle if installed, else comm."""
+def set_process_title(title: str, short: str) -> None:
+    """Show what this process is in ps and top.
+
+    With the optional ``setproctitle`` package the whole command line becomes ``title``;
+    without it, Linux's 15-character process name (``ps -o comm``, top) becomes ``short``.
+    """
     try:
         import setproctitle  # type: ignore[import-not-found]
 
@@ -70,7 +74,7 @@ def set_process_title(title: str) -> None:
     except ImportError:
         with contextlib.suppress(OSError, AttributeError):
             libc = ctypes.CDLL(None, use_errno=True)
-            libc.prctl(_PR_SET_NAME, title.encode()[:15], 0, 0, 0)
+            libc.prctl(_PR_SET_NAME, short.encode()[:15], 0, 0, 0)
 
 
 def run_pool(backend: SQLiteBackend, config: WorkerConfig) -> int:
@@ -138,7 +142,11 @@ class Supervisor:
     def run(self) -> int:
         """Supervise until SIGTERM/SIGINT (twice: at once) or, in burst mode, until drained."""
         self._install_signals()
-        set_process_title(f"litetasks supervisor [{self.config.process_count} processes]")
+        set_process_title(
+            f"litetasks supervisor [{self.config.process_count} processes, "
+            f"{self.config.threads} threads each] {self.backend.config.store.path}",
+            "lt-supervisor",
+        )
         self._close_django_connections()
         self._recover(())
         logger.info(
@@ -215,7 +223,7 @@ class Supervisor:
             # forwards one SIGTERM; otherwise each child would count two signals and not wait.
             os.setpgid(0, 0)
             _die_with_parent()
-            set_process_title(f"litetasks worker {worker_id}")
+            set_process_title(f"litetasks worker {worker_id}", "lt-worker")
             pool = build_pool(self.backend, self.config, worker_id)
             _install_child_signals(pool)
             signal.pthread_sigmask(signal.SIG_SETMASK, mask)
