@@ -802,12 +802,14 @@ def write_lock(store: Store, db_path: Path) -> Iterator[apsw.Connection]:
     other.close()
 
 
+@pytest.mark.parametrize("size", [1, 3])
 def test_a_write_lock_held_past_busy_timeout_raises_store_error(
-    db_path: Path, clock: FakeClock, write_lock: apsw.Connection
+    db_path: Path, clock: FakeClock, write_lock: apsw.Connection, size: int
 ):
+    jobs = [new_job(f"j{i}") for i in range(size)]
     with Store(db_path, clock=clock, busy_timeout_ms=100) as locked_out:
         with pytest.raises(StoreError, match="busy_timeout_ms=100") as caught:
-            locked_out.enqueue([new_job("a")])
+            locked_out.enqueue(jobs)
         assert not isinstance(caught.value, apsw.Error)
         assert isinstance(caught.value.__cause__, apsw.BusyError)
         with pytest.raises(StoreError, match="busy_timeout_ms=100"):
@@ -815,27 +817,29 @@ def test_a_write_lock_held_past_busy_timeout_raises_store_error(
 
         write_lock.execute("ROLLBACK")
         assert row_count(db_path) == 0
-        locked_out.enqueue([new_job("a")])
+        locked_out.enqueue(jobs)
 
-    assert row_count(db_path) == 1
+    assert row_count(db_path) == size
 
 
-def test_a_full_disk_raises_store_error_and_writes_nothing(store: Store, db_path: Path):
+@pytest.mark.parametrize("size", [1, 20])
+def test_a_full_disk_raises_store_error_and_writes_nothing(store: Store, db_path: Path, size):
     store.enqueue([new_job("before")])
     page_count = int(store._db.execute("PRAGMA page_count").get)
     store._db.execute(f"PRAGMA max_page_count = {page_count + 2}")
-    big = json.dumps(["x" * 2000])
+    big = json.dumps(["x" * (40_000 // size)])
+    jobs = [new_job(f"j{i}", args_json=big) for i in range(size)]
 
     with pytest.raises(StoreError, match=r"disk .* is full") as caught:
-        store.enqueue([new_job(f"j{i}", args_json=big) for i in range(20)])
+        store.enqueue(jobs)
 
     assert isinstance(caught.value.__cause__, apsw.FullError)
     assert store._db.get_autocommit()
     assert store.counts() == {("default", JobState.READY): 1}
     assert row_count(db_path) == 1
     store._db.execute("PRAGMA max_page_count = 1073741823")
-    store.enqueue([new_job(f"j{i}", args_json=big) for i in range(20)])
-    assert row_count(db_path) == 21
+    store.enqueue(jobs)
+    assert row_count(db_path) == 1 + size
     assert store.integrity_check() == "ok"
 
 
