@@ -38,6 +38,7 @@ from .connection import filesystem_type
 from .exceptions import ConfigurationError, JobNotFound, TaskNotAllowed
 from .records import JobRecord, NewJob
 from .store import Store
+from .wakeup import Doorbell
 
 __all__ = ["SQLiteBackend", "new_job_id", "thread_store"]
 
@@ -62,7 +63,10 @@ def thread_store(config: StoreConfig) -> Store:
             return entry[1]
         _abandoned.append(entry[1])
     store = Store(
-        config.path, synchronous=config.synchronous, busy_timeout_ms=config.busy_timeout_ms
+        config.path,
+        synchronous=config.synchronous,
+        busy_timeout_ms=config.busy_timeout_ms,
+        on_ready=Doorbell(config.path).ring,
     )
     cache[config.path] = (pid, store)
     return store

@@ -39,7 +39,9 @@ CREATE TABLE jobs (
 -- The claim reads only this partial index, so finished rows never slow it down. Every index
 -- costs a page write per commit on the hot path, so there are as few as the queries need:
 -- a worker serving some queues only skips other queues' entries in this same index.
-CREATE INDEX jobs_ready ON jobs (priority DESC, due_at, seq) WHERE state = 'READY';
+-- run_after is in it so the claim reads no table row: a job without one is always due (its
+-- due_at is its enqueue time, which a clock stepped backwards must not push into the future).
+CREATE INDEX jobs_ready ON jobs (priority DESC, due_at, seq, run_after) WHERE state = 'READY';
 -- Recovery and release look up RUNNING jobs by owner.
 CREATE INDEX jobs_running ON jobs (owner) WHERE state = 'RUNNING';
 

@@ -20,7 +20,6 @@ from .connection import connection_busy_timeout, immediate, open_connection
 from .exceptions import JobNotFound, StoreError
 from .records import ErrorRecord, JobRecord, JobState, NewJob, Outcome, WorkerRecord
 from .schema import migrate
-from .wakeup import Doorbell
 
 __all__ = ["Clock", "Store", "wall_clock_us"]
 
@@ -54,7 +53,7 @@ SET state = 'RUNNING',
     worker_ids = json_insert(worker_ids, '$[#]', :worker_id)
 WHERE seq IN (
     SELECT seq FROM jobs INDEXED BY {index}
-    WHERE state = 'READY' AND due_at <= :now {queue_filter}
+    WHERE state = 'READY' AND (run_after IS NULL OR due_at <= :now) {queue_filter}
     ORDER BY priority DESC, due_at, seq
     LIMIT :limit
 )
@@ -150,17 +149,19 @@ class Store:
         synchronous: str = "NORMAL",
         busy_timeout_ms: int = 5000,
         clock: Clock = wall_clock_us,
+        on_ready: Callable[[], None] | None = None,
     ) -> None:
         self.path = Path(path)
         self.busy_timeout_ms = busy_timeout_ms
         self._now = clock
+        # Called after every commit that makes a job READY (the backend rings its doorbell
+        # here), so sleeping workers claim it at once.
+        self._on_ready = on_ready or _nothing
         self._db = open_connection(
             self.path, synchronous=synchronous, busy_timeout_ms=busy_timeout_ms
         )
         with self._translated():
             migrate(self._db)
-        # Rung after every commit that makes a job READY, so sleeping workers claim it at once.
-        self._doorbell = Doorbell(self.path)
 
     def close(self) -> None:
         """Close the connection; the store cannot be used afterwards."""
@@ -199,7 +200,7 @@ class Store:
         else:
             with self._write() as db:
                 db.executemany(_INSERT, rows)
-        self._doorbell.ring()
+        self._on_ready()
         return now
 
     # -- consumers ---------------------------------------------------------------------------
@@ -240,7 +241,7 @@ class Store:
             settled = [self._settle(db, outcome) for outcome in outcomes]
             rows = self._claim(db, worker_id, queues, limit) if limit > 0 else []
         if any(o.retry_at_us is not None for o in outcomes):
-            self._doorbell.ring()  # a retry is READY again: waiting workers re-plan their sleep
+            self._on_ready()  # a retry is READY again: waiting workers re-plan their sleep
         rows.sort(key=lambda row: (-row[3], row[-2], row[-1]))  # priority, due_at, seq
         return settled, [_job_from_row(row) for row in rows]
 
@@ -251,6 +252,8 @@ class Store:
         queues: Collection[str] | None,
         limit: int,
     ) -> list[Any]:
+        if isinstance(queues, str):
+            raise TypeError(f"queues must be a collection of names, not the string {queues!r}.")
         params: dict[str, Any] = {"worker_id": worker_id, "now": self._now(), "limit": limit}
         if queues is None:
             sql = _CLAIM_ANY
@@ -288,7 +291,7 @@ class Store:
         with self._write() as db:
             rows = db.execute(_RELEASE, {"worker_id": worker_id, "job_ids": ids}).fetchall()
         if rows:
-            self._doorbell.ring()
+            self._on_ready()
         return [str(row[0]) for row in rows]
 
     # -- workers -----------------------------------------------------------------------------
@@ -357,7 +360,7 @@ class Store:
             del params["now"], params["error"]
             db.execute(_FORGET_LOST_WORKERS, params)
         if any(row[1] == JobState.READY.value for row in rows):
-            self._doorbell.ring()
+            self._on_ready()
         return [(str(row[0]), JobState(row[1])) for row in rows]
 
     def get_workers(self) -> list[WorkerRecord]:
@@ -500,11 +503,20 @@ _MESSAGES: tuple[tuple[type[BaseException] | tuple[type[BaseException], ...], st
         "The queue file {path!r} is corrupt ({error}). Stop the workers, move the file aside "
         "and keep it for inspection; a new one is created on start.",
     ),
+    (
+        apsw.ConstraintError,
+        "A job with the same id is already in {path!r}; nothing was written. Job ids must be "
+        "unique ({error}).",
+    ),
     ((apsw.IOError, apsw.CantOpenError), "Input/output error on the queue file {path!r}: {error}."),
 )
 _TRANSLATED = tuple(
     kind for kinds, _ in _MESSAGES for kind in (kinds if isinstance(kinds, tuple) else (kinds,))
 )
+
+
+def _nothing() -> None:
+    pass
 
 
 def _error_json(error: ErrorRecord) -> str:
