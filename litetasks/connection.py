@@ -23,6 +23,7 @@ __all__ = [
     "filesystem_type",
     "immediate",
     "open_connection",
+    "translated_errors",
 ]
 
 logger = logging.getLogger(__name__)
@@ -231,3 +232,49 @@ def immediate(connection: apsw.Connection) -> Iterator[apsw.Connection]:
         raise
     else:
         connection.execute("COMMIT")
+
+
+@contextlib.contextmanager
+def translated_errors(path: Path, busy_timeout_ms: int) -> Iterator[None]:
+    """Turn apsw errors into ``StoreError``s that say what happened and what to do."""
+    try:
+        yield
+    except _TRANSLATED as exc:
+        template = next(text for kinds, text in _MESSAGES if isinstance(exc, kinds))
+        message = template.format(path=str(path), busy_timeout_ms=busy_timeout_ms, error=exc)
+        raise StoreError(message, path=str(path)) from exc
+
+
+# What went wrong with the queue file, and what to do about it; {path!r} is the file.
+_MESSAGES: tuple[tuple[type[BaseException] | tuple[type[BaseException], ...], str], ...] = (
+    (
+        apsw.BusyError,
+        "The queue file {path!r} stayed locked by another connection for more than "
+        "busy_timeout_ms={busy_timeout_ms}. Shorten long transactions on it, or raise "
+        "OPTIONS['busy_timeout_ms'].",
+    ),
+    (
+        apsw.FullError,
+        "The disk holding {path!r} is full; nothing was written. Free space, or delete old "
+        "finished results from the queue file.",
+    ),
+    (
+        apsw.ReadOnlyError,
+        "The queue file {path!r} is read-only; nothing was written. Give this user write "
+        "permission on it and its folder.",
+    ),
+    (
+        (apsw.CorruptError, apsw.NotADBError),
+        "The queue file {path!r} is corrupt ({error}). Stop the workers, move the file aside "
+        "and keep it for inspection; a new one is created on start.",
+    ),
+    (
+        apsw.ConstraintError,
+        "A job with the same id is already in {path!r}; nothing was written. Job ids must be "
+        "unique ({error}).",
+    ),
+    ((apsw.IOError, apsw.CantOpenError), "Input/output error on the queue file {path!r}: {error}."),
+)
+_TRANSLATED = tuple(
+    kind for kinds, _ in _MESSAGES for kind in (kinds if isinstance(kinds, tuple) else (kinds,))
+)

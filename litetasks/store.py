@@ -16,8 +16,9 @@ from typing import Any
 
 import apsw
 
-from .connection import connection_busy_timeout, immediate, open_connection
-from .exceptions import JobNotFound, StoreError
+from . import sql
+from .connection import connection_busy_timeout, immediate, open_connection, translated_errors
+from .exceptions import JobNotFound
 from .records import ErrorRecord, JobRecord, JobState, NewJob, Outcome, WorkerRecord
 from .schema import migrate
 
@@ -29,114 +30,6 @@ Clock = Callable[[], int]
 def wall_clock_us() -> int:
     """Return the current time in integer microseconds since the Unix epoch."""
     return time.time_ns() // 1000
-
-
-_JOB_COLUMNS = """job_id, task_path, queue_name, priority, args, kwargs, state, enqueued_at,
-    run_after, started_at, last_attempted_at, finished_at, worker_ids, errors, return_value,
-    attempts, max_attempts, owner"""
-
-_INSERT = """
-INSERT INTO jobs (job_id, task_path, queue_name, priority, args, kwargs, state, enqueued_at,
-                  run_after, due_at, max_attempts)
-VALUES (:job_id, :task_path, :queue_name, :priority, :args, :kwargs, 'READY', :now,
-        :run_after, coalesce(:run_after, :now), :max_attempts)
-"""
-
-# The three claim statements differ only in how they pick the queue (and so the index).
-_CLAIM = """
-UPDATE jobs
-SET state = 'RUNNING',
-    owner = :worker_id,
-    attempts = attempts + 1,
-    started_at = coalesce(started_at, :now),
-    last_attempted_at = :now,
-    worker_ids = json_insert(worker_ids, '$[#]', :worker_id)
-WHERE seq IN (
-    SELECT seq FROM jobs INDEXED BY {index}
-    WHERE state = 'READY' AND (run_after IS NULL OR due_at <= :now) {queue_filter}
-    ORDER BY priority DESC, due_at, seq
-    LIMIT :limit
-)
-RETURNING {columns}
-"""
-# RETURNING order is unspecified: ``seq`` comes last so the caller can sort the batch.
-_CLAIMED_COLUMNS = _JOB_COLUMNS + ", due_at, seq"
-_CLAIM_ANY = _CLAIM.format(index="jobs_ready", queue_filter="", columns=_CLAIMED_COLUMNS)
-_CLAIM_ONE_QUEUE = _CLAIM.format(
-    index="jobs_ready", queue_filter="AND queue_name = :queue", columns=_CLAIMED_COLUMNS
-)
-_CLAIM_QUEUES = _CLAIM.format(
-    index="jobs_ready",
-    queue_filter="AND queue_name IN (SELECT value FROM json_each(:queues))",
-    columns=_CLAIMED_COLUMNS,
-)
-
-# Settling is fenced on (owner, attempts): a worker whose job was recovered meanwhile matches
-# no row, so an attempt is settled exactly once.
-_COMPLETE = """
-UPDATE jobs
-SET state = 'SUCCESSFUL',
-    owner = NULL,
-    return_value = :return_value,
-    finished_at = :finished_at,
-    started_at = CASE WHEN attempts = 1 THEN :started_at ELSE started_at END,
-    last_attempted_at = :started_at
-WHERE job_id = :job_id AND state = 'RUNNING' AND owner = :worker_id AND attempts = :attempt
-"""
-
-_FAIL = """
-UPDATE jobs
-SET state = CASE WHEN :retry_at IS NOT NULL AND attempts < max_attempts
-                 THEN 'READY' ELSE 'FAILED' END,
-    finished_at = CASE WHEN :retry_at IS NOT NULL AND attempts < max_attempts
-                       THEN NULL ELSE :finished_at END,
-    due_at = CASE WHEN :retry_at IS NOT NULL AND attempts < max_attempts
-                  THEN :retry_at ELSE due_at END,
-    run_after = CASE WHEN :retry_at IS NOT NULL AND attempts < max_attempts
-                     THEN :retry_at ELSE run_after END,
-    owner = NULL,
-    errors = json_insert(errors, '$[#]', json(:error)),
-    started_at = CASE WHEN attempts = 1 THEN :started_at ELSE started_at END,
-    last_attempted_at = :started_at
-WHERE job_id = :job_id AND state = 'RUNNING' AND owner = :worker_id AND attempts = :attempt
-"""
-
-# An interrupted attempt (graceful shutdown) does not count: it is taken back off the record.
-_RELEASE = """
-UPDATE jobs
-SET state = 'READY',
-    owner = NULL,
-    attempts = attempts - 1,
-    worker_ids = json_remove(worker_ids, '$[#-1]'),
-    started_at = CASE WHEN attempts = 1 THEN NULL ELSE started_at END,
-    last_attempted_at = CASE WHEN attempts = 1 THEN NULL ELSE last_attempted_at END
-WHERE state = 'RUNNING' AND owner = :worker_id
-  AND (:job_ids IS NULL OR job_id IN (SELECT value FROM json_each(:job_ids)))
-RETURNING job_id
-"""
-
-_LOST_OWNER = """
-(owner IN (SELECT value FROM json_each(:dead))
- OR (owner NOT IN (SELECT value FROM json_each(:alive))
-     AND owner NOT IN (SELECT worker_id FROM workers WHERE heartbeat_at >= :stale_before)))
-"""
-
-_RECOVER = f"""
-UPDATE jobs
-SET state = CASE WHEN attempts < max_attempts THEN 'READY' ELSE 'FAILED' END,
-    finished_at = CASE WHEN attempts < max_attempts THEN NULL ELSE :now END,
-    owner = NULL,
-    errors = json_insert(errors, '$[#]', json(:error))
-WHERE state = 'RUNNING' AND {_LOST_OWNER}
-RETURNING job_id, state, owner
-"""
-
-_FORGET_LOST_WORKERS = """
-DELETE FROM workers
-WHERE worker_id IN (SELECT value FROM json_each(:dead))
-   OR (heartbeat_at < :stale_before
-       AND worker_id NOT IN (SELECT value FROM json_each(:alive)))
-"""
 
 
 class Store:
@@ -196,10 +89,10 @@ class Store:
             # One INSERT is atomic by itself and takes the write lock through the busy handler
             # (it is not a read that upgrades to a write): no BEGIN/COMMIT round trips needed.
             with self._translated():
-                self._db.execute(_INSERT, rows[0])
+                self._db.execute(sql.INSERT, rows[0])
         else:
             with self._write() as db:
-                db.executemany(_INSERT, rows)
+                db.executemany(sql.INSERT, rows)
         self._on_ready()
         return now
 
@@ -256,14 +149,14 @@ class Store:
             raise TypeError(f"queues must be a collection of names, not the string {queues!r}.")
         params: dict[str, Any] = {"worker_id": worker_id, "now": self._now(), "limit": limit}
         if queues is None:
-            sql = _CLAIM_ANY
+            statement = sql.CLAIM_ANY
         elif len(queues) == 1:
-            sql = _CLAIM_ONE_QUEUE
+            statement = sql.CLAIM_ONE_QUEUE
             params["queue"] = next(iter(queues))
         else:
-            sql = _CLAIM_QUEUES
+            statement = sql.CLAIM_QUEUES
             params["queues"] = json.dumps(sorted(queues))
-        return db.execute(sql, params).fetchall()
+        return db.execute(statement, params).fetchall()
 
     def _settle(self, db: apsw.Connection, outcome: Outcome) -> bool:
         params: dict[str, Any] = {
@@ -275,11 +168,11 @@ class Store:
         }
         if outcome.error is None:
             params["return_value"] = outcome.return_json
-            db.execute(_COMPLETE, params)
+            db.execute(sql.COMPLETE, params)
         else:
             params["error"] = _error_json(outcome.error)
             params["retry_at"] = outcome.retry_at_us
-            db.execute(_FAIL, params)
+            db.execute(sql.FAIL, params)
         return db.changes() == 1
 
     def release(self, worker_id: str, job_ids: Collection[str] | None = None) -> list[str]:
@@ -289,7 +182,7 @@ class Store:
         """
         ids = None if job_ids is None else json.dumps(list(job_ids))
         with self._write() as db:
-            rows = db.execute(_RELEASE, {"worker_id": worker_id, "job_ids": ids}).fetchall()
+            rows = db.execute(sql.RELEASE, {"worker_id": worker_id, "job_ids": ids}).fetchall()
         if rows:
             self._on_ready()
         return [str(row[0]) for row in rows]
@@ -356,9 +249,9 @@ class Store:
             "error": _error_json(error),
         }
         with self._write() as db:
-            rows = db.execute(_RECOVER, params).fetchall()
+            rows = db.execute(sql.RECOVER, params).fetchall()
             del params["now"], params["error"]
-            db.execute(_FORGET_LOST_WORKERS, params)
+            db.execute(sql.FORGET_LOST_WORKERS, params)
         if any(row[1] == JobState.READY.value for row in rows):
             self._on_ready()
         return [(str(row[0]), JobState(row[1])) for row in rows]
@@ -408,7 +301,7 @@ class Store:
         """Return the job ``job_id``; raise ``JobNotFound`` if there is none."""
         with self._translated():
             row = self._db.execute(
-                f"SELECT {_JOB_COLUMNS} FROM jobs WHERE job_id = ?", (job_id,)
+                f"SELECT {sql.JOB_COLUMNS} FROM jobs WHERE job_id = ?", (job_id,)
             ).fetchone()
         if row is None:
             raise JobNotFound(job_id)
@@ -467,52 +360,9 @@ class Store:
         with self._translated(), immediate(self._db) as db:
             yield db
 
-    @contextlib.contextmanager
-    def _translated(self) -> Iterator[None]:
+    def _translated(self) -> contextlib.AbstractContextManager[None]:
         """Turn apsw errors into ``StoreError``s that say what happened and what to do."""
-        try:
-            yield
-        except _TRANSLATED as exc:
-            template = next(text for kinds, text in _MESSAGES if isinstance(exc, kinds))
-            message = template.format(
-                path=str(self.path), busy_timeout_ms=self.busy_timeout_ms, error=exc
-            )
-            raise StoreError(message, path=str(self.path)) from exc
-
-
-# What went wrong with the queue file, and what to do about it; {path!r} is the file.
-_MESSAGES: tuple[tuple[type[BaseException] | tuple[type[BaseException], ...], str], ...] = (
-    (
-        apsw.BusyError,
-        "The queue file {path!r} stayed locked by another connection for more than "
-        "busy_timeout_ms={busy_timeout_ms}. Shorten long transactions on it, or raise "
-        "OPTIONS['busy_timeout_ms'].",
-    ),
-    (
-        apsw.FullError,
-        "The disk holding {path!r} is full; nothing was written. Free space, or delete old "
-        "finished results from the queue file.",
-    ),
-    (
-        apsw.ReadOnlyError,
-        "The queue file {path!r} is read-only; nothing was written. Give this user write "
-        "permission on it and its folder.",
-    ),
-    (
-        (apsw.CorruptError, apsw.NotADBError),
-        "The queue file {path!r} is corrupt ({error}). Stop the workers, move the file aside "
-        "and keep it for inspection; a new one is created on start.",
-    ),
-    (
-        apsw.ConstraintError,
-        "A job with the same id is already in {path!r}; nothing was written. Job ids must be "
-        "unique ({error}).",
-    ),
-    ((apsw.IOError, apsw.CantOpenError), "Input/output error on the queue file {path!r}: {error}."),
-)
-_TRANSLATED = tuple(
-    kind for kinds, _ in _MESSAGES for kind in (kinds if isinstance(kinds, tuple) else (kinds,))
-)
+        return translated_errors(self.path, self.busy_timeout_ms)
 
 
 def _nothing() -> None:

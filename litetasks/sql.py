@@ -1,0 +1,127 @@
+"""The SQL of the store: every statement the queue runs, with named parameters.
+
+Values always travel as bindings; the only formatting here fills in which index and which
+queue filter a claim uses, from constants.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "CLAIM_ANY",
+    "CLAIM_ONE_QUEUE",
+    "CLAIM_QUEUES",
+    "COMPLETE",
+    "FAIL",
+    "FORGET_LOST_WORKERS",
+    "INSERT",
+    "JOB_COLUMNS",
+    "RECOVER",
+    "RELEASE",
+]
+
+JOB_COLUMNS = """job_id, task_path, queue_name, priority, args, kwargs, state, enqueued_at,
+    run_after, started_at, last_attempted_at, finished_at, worker_ids, errors, return_value,
+    attempts, max_attempts, owner"""
+
+INSERT = """
+INSERT INTO jobs (job_id, task_path, queue_name, priority, args, kwargs, state, enqueued_at,
+                  run_after, due_at, max_attempts)
+VALUES (:job_id, :task_path, :queue_name, :priority, :args, :kwargs, 'READY', :now,
+        :run_after, coalesce(:run_after, :now), :max_attempts)
+"""
+
+# The three claim statements differ only in how they pick the queue (and so the index).
+CLAIM = """
+UPDATE jobs
+SET state = 'RUNNING',
+    owner = :worker_id,
+    attempts = attempts + 1,
+    started_at = coalesce(started_at, :now),
+    last_attempted_at = :now,
+    worker_ids = json_insert(worker_ids, '$[#]', :worker_id)
+WHERE seq IN (
+    SELECT seq FROM jobs INDEXED BY {index}
+    WHERE state = 'READY' AND (run_after IS NULL OR due_at <= :now) {queue_filter}
+    ORDER BY priority DESC, due_at, seq
+    LIMIT :limit
+)
+RETURNING {columns}
+"""
+# RETURNING order is unspecified: ``seq`` comes last so the caller can sort the batch.
+CLAIMED_COLUMNS = JOB_COLUMNS + ", due_at, seq"
+CLAIM_ANY = CLAIM.format(index="jobs_ready", queue_filter="", columns=CLAIMED_COLUMNS)
+CLAIM_ONE_QUEUE = CLAIM.format(
+    index="jobs_ready", queue_filter="AND queue_name = :queue", columns=CLAIMED_COLUMNS
+)
+CLAIM_QUEUES = CLAIM.format(
+    index="jobs_ready",
+    queue_filter="AND queue_name IN (SELECT value FROM json_each(:queues))",
+    columns=CLAIMED_COLUMNS,
+)
+
+# Settling is fenced on (owner, attempts): a worker whose job was recovered meanwhile matches
+# no row, so an attempt is settled exactly once.
+COMPLETE = """
+UPDATE jobs
+SET state = 'SUCCESSFUL',
+    owner = NULL,
+    return_value = :return_value,
+    finished_at = :finished_at,
+    started_at = CASE WHEN attempts = 1 THEN :started_at ELSE started_at END,
+    last_attempted_at = :started_at
+WHERE job_id = :job_id AND state = 'RUNNING' AND owner = :worker_id AND attempts = :attempt
+"""
+
+FAIL = """
+UPDATE jobs
+SET state = CASE WHEN :retry_at IS NOT NULL AND attempts < max_attempts
+                 THEN 'READY' ELSE 'FAILED' END,
+    finished_at = CASE WHEN :retry_at IS NOT NULL AND attempts < max_attempts
+                       THEN NULL ELSE :finished_at END,
+    due_at = CASE WHEN :retry_at IS NOT NULL AND attempts < max_attempts
+                  THEN :retry_at ELSE due_at END,
+    run_after = CASE WHEN :retry_at IS NOT NULL AND attempts < max_attempts
+                     THEN :retry_at ELSE run_after END,
+    owner = NULL,
+    errors = json_insert(errors, '$[#]', json(:error)),
+    started_at = CASE WHEN attempts = 1 THEN :started_at ELSE started_at END,
+    last_attempted_at = :started_at
+WHERE job_id = :job_id AND state = 'RUNNING' AND owner = :worker_id AND attempts = :attempt
+"""
+
+# An interrupted attempt (graceful shutdown) does not count: it is taken back off the record.
+RELEASE = """
+UPDATE jobs
+SET state = 'READY',
+    owner = NULL,
+    attempts = attempts - 1,
+    worker_ids = json_remove(worker_ids, '$[#-1]'),
+    started_at = CASE WHEN attempts = 1 THEN NULL ELSE started_at END,
+    last_attempted_at = CASE WHEN attempts = 1 THEN NULL ELSE last_attempted_at END
+WHERE state = 'RUNNING' AND owner = :worker_id
+  AND (:job_ids IS NULL OR job_id IN (SELECT value FROM json_each(:job_ids)))
+RETURNING job_id
+"""
+
+LOST_OWNER = """
+(owner IN (SELECT value FROM json_each(:dead))
+ OR (owner NOT IN (SELECT value FROM json_each(:alive))
+     AND owner NOT IN (SELECT worker_id FROM workers WHERE heartbeat_at >= :stale_before)))
+"""
+
+RECOVER = f"""
+UPDATE jobs
+SET state = CASE WHEN attempts < max_attempts THEN 'READY' ELSE 'FAILED' END,
+    finished_at = CASE WHEN attempts < max_attempts THEN NULL ELSE :now END,
+    owner = NULL,
+    errors = json_insert(errors, '$[#]', json(:error))
+WHERE state = 'RUNNING' AND {LOST_OWNER}
+RETURNING job_id, state, owner
+"""
+
+FORGET_LOST_WORKERS = """
+DELETE FROM workers
+WHERE worker_id IN (SELECT value FROM json_each(:dead))
+   OR (heartbeat_at < :stale_before
+       AND worker_id NOT IN (SELECT value FROM json_each(:alive)))
+"""
