@@ -27,7 +27,8 @@ from .config import WorkerConfig
 from .exceptions import StoreError
 from .execution import TaskRunner
 from .liveness import this_process
-from .worker import WorkerPool, recover_lost
+from .recovery import recover_lost
+from .worker import WorkerPool
 
 if TYPE_CHECKING:
     from .backend import SQLiteBackend

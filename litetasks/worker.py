@@ -25,12 +25,13 @@ from .attempts import Done, Finish, interrupted, reraise
 from .config import WorkerConfig
 from .eventloop import AsyncLane
 from .exceptions import StoreError
-from .liveness import ProcessIdentity, classify_workers, this_process
-from .records import ErrorRecord, JobRecord, Outcome, WorkerRecord
+from .liveness import ProcessIdentity, this_process
+from .records import JobRecord, Outcome, WorkerRecord
+from .recovery import recover_lost
 from .store import Store, wall_clock_us
 from .wakeup import Waiter
 
-__all__ = ["Runner", "WorkerPool", "WorkerStats", "lost_worker_error", "recover_lost"]
+__all__ = ["Runner", "WorkerPool", "WorkerStats"]
 
 logger = logging.getLogger(__name__)
 
@@ -51,43 +52,6 @@ class Runner(Protocol):
     def run(self, job: JobRecord) -> tuple[Outcome, Finish]: ...
 
     def arun(self, job: JobRecord) -> Awaitable[tuple[Outcome, Finish]]: ...
-
-
-def lost_worker_error() -> ErrorRecord:
-    return ErrorRecord(
-        exception_class_path="litetasks.exceptions.WorkerLost",
-        traceback=(
-            "litetasks.exceptions.WorkerLost: the worker running this task stopped without "
-            "recording an outcome (killed, out of memory, crashed, or the machine stopped).\n"
-        ),
-    )
-
-
-def recover_lost(
-    store: Store,
-    lease_s: float,
-    here: ProcessIdentity | None = None,
-    known_dead: tuple[str, ...] = (),
-) -> int:
-    """Settle the jobs of workers that are dead or silent past the lease; return how many.
-
-    On this host a worker is dead when its process is gone, whatever its heartbeat says; a
-    worker elsewhere is lost when its heartbeat is older than ``lease_s``.
-    """
-    here = here or this_process()
-    workers = store.get_workers()
-    dead, alive = classify_workers(
-        [(w.worker_id, w.host, w.boot_id, w.pid, w.proc_start) for w in workers], here
-    )
-    settled = store.recover_lost(
-        stale_before_us=store.now_us() - int(lease_s * 1_000_000),
-        error=lost_worker_error(),
-        known_dead=[*dead, *known_dead],
-        known_alive=alive,
-    )
-    for job_id, state in settled:
-        logger.warning("Task id=%s was running under a lost worker; now %s", job_id, state)
-    return len(settled)
 
 
 @dataclass
