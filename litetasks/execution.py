@@ -40,7 +40,6 @@ __all__ = ["Finish", "TaskRunner"]
 logger = logging.getLogger(__name__)
 
 
-
 @dataclasses.dataclass(frozen=True, slots=True)
 class _Started:
     """A task whose ``task_started`` was sent, ready to be called."""

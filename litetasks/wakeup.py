@@ -128,7 +128,7 @@ class Waiter:
         return self._observer is not None
 
     def start(self) -> None:
-        """Register for rings in this process and start watching the doorbell's folder.
+        """Register for rings in this process and start watching the doorbell file.
 
         If the folder cannot be watched, logs a warning once per path and carries on: ``wait()``
         then ends at its timeout or at a ring from this process.
@@ -239,9 +239,11 @@ def _watch(path: Path, rung: threading.Event) -> BaseObserver | None:
         return None
     observer.name = "litetasks-doorbell"
     try:
-        observer.schedule(
-            _DoorbellHandler(path, rung), str(path.parent), event_filter=_EVENT_FILTER
-        )
+        # Watch the doorbell file itself, not its folder: the folder also holds the queue
+        # file's -wal and -shm, and every commit there would wake the observer thread for an
+        # event it then ignores, taking the GIL from the workers under load.
+        _create(path)
+        observer.schedule(_DoorbellHandler(path, rung), str(path), event_filter=_EVENT_FILTER)
         observer.start()
     except OSError as exc:  # the folder is missing or unreadable, or max_user_watches is reached
         observer.stop()  # also stops the inotify reader thread the constructor started
