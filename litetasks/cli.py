@@ -6,7 +6,7 @@ import dataclasses
 import logging
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import typer
 
@@ -133,6 +133,44 @@ def demo(
     from .demo import run_demo
 
     raise typer.Exit(run_demo(keep=keep, tasks=tasks))
+
+
+@app.command()
+def bench(
+    settings: Settings = None,
+    pythonpath: PythonPath = None,
+    backend: Backend = "default",
+    path: Annotated[Path | None, typer.Option(help="Queue file to use (new or empty).")] = None,
+    n: Annotated[int | None, typer.Option(min=1, help="Tasks per rate [5000].")] = None,
+    probes: Annotated[int | None, typer.Option(min=1, help="Latency probes [100].")] = None,
+    idle_seconds: Annotated[float | None, typer.Option(min=0.1, help="Idle window [5].")] = None,
+    synchronous: Annotated[
+        Literal["NORMAL", "FULL"] | None,
+        typer.Option(case_sensitive=False, help="Default: OPTIONS."),
+    ] = None,
+    as_json: Annotated[Path | None, typer.Option("--json", help="Save JSON here.")] = None,
+    quick: Annotated[bool, typer.Option(help="1000 tasks, 30 probes, 2 s idle.")] = False,
+) -> None:
+    """Measure enqueue, drain, latency, idle CPU and memory here, on a temporary queue file."""
+    from .bench import bench_options, run_bench
+
+    try:
+        options = bench_options(
+            quick=quick,
+            settings=settings,
+            pythonpath=pythonpath,
+            backend=backend,
+            path=path,
+            n=n,
+            probes=probes,
+            idle_s=idle_seconds,
+            synchronous=synchronous,
+            json_path=as_json,
+        )
+        code = run_bench(options)
+    except LiteTasksError as exc:
+        raise _fail(exc) from None
+    raise typer.Exit(code)
 
 
 def main(argv: list[str] | None = None) -> None:
