@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from .backend import SQLiteBackend
     from .worker import WorkerPool
 
-__all__ = ["should_autorun", "start_autorun"]
+__all__ = ["autorun_backends", "should_autorun", "start_autorun", "suppress"]
 
 logger = logging.getLogger(__name__)
 
@@ -90,8 +90,23 @@ def start_autorun(backend: SQLiteBackend) -> WorkerPool:
     return pool
 
 
+class _Suppressed:
+    is_set = False
+
+
+def suppress() -> None:
+    """Never autorun in this process: it is a litetasks command (``run``, ``status``, ``bench``).
+
+    ``litetasks run`` runs its own pool, and forks: an autorun thread in it would be a second
+    pool, and a thread alive across ``fork()``.
+    """
+    _Suppressed.is_set = True
+
+
 def autorun_backends(argv: Sequence[str] | None = None) -> list[WorkerPool]:
     """Start a pool for every litetasks backend that should autorun in this process."""
+    if _Suppressed.is_set:
+        return []
     from django.conf import settings
 
     from .backend import SQLiteBackend

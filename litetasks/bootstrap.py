@@ -43,6 +43,9 @@ def setup_django(settings: str | None, pythonpath: str | None) -> None:
             sys.path.insert(0, entry)
     module = find_settings_module(settings, folder)
     os.environ["DJANGO_SETTINGS_MODULE"] = module
+    from .autorun import suppress
+
+    suppress()  # a litetasks command is never a web server: OPTIONS["autorun"] must not apply
     import django
     from django.core.exceptions import ImproperlyConfigured
 
