@@ -39,7 +39,7 @@ from . import __version__
 from .backend import SQLiteBackend, new_job_id
 from .bootstrap import find_settings_module, get_backend, setup_django
 from .compat import FRAMEWORK
-from .connection import immediate, open_connection
+from .connection import immediate, mount_of, open_connection
 from .exceptions import ConfigurationError, LiteTasksError
 from .records import JobState, NewJob
 from .store import Store
@@ -358,14 +358,8 @@ def _cpu_model() -> str:
 
 def _filesystem(folder: Path) -> str:
     """Return the type and source of the filesystem holding ``folder`` (Linux), else "unknown"."""
-    device = os.stat(folder).st_dev
-    wanted = f"{os.major(device)}:{os.minor(device)}"
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/self/mountinfo").read_text().splitlines():
-            fields, _, filesystem = line.partition(" - ")
-            if fields.split()[2:3] == [wanted]:
-                return " on ".join(filesystem.split()[:2])
-    return "unknown"
+    mount = mount_of(folder)
+    return "unknown" if mount is None else " on ".join(mount)
 
 
 def _report(run: _Run, metrics: dict[str, float], load_before: list[float]) -> dict[str, Any]:

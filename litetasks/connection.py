@@ -22,6 +22,7 @@ __all__ = [
     "create_private_file",
     "filesystem_type",
     "immediate",
+    "mount_of",
     "open_connection",
     "translated_errors",
 ]
@@ -59,30 +60,37 @@ _MOUNTINFO = Path("/proc/self/mountinfo")
 _OPEN_RETRY_S = 10.0
 
 
+def mount_of(path: Path, mountinfo: Path = _MOUNTINFO) -> tuple[str, str] | None:
+    """Return ``(filesystem type, source)`` of the mount holding ``path``; None if unknown.
+
+    Finds the longest mount point containing ``path`` in ``mountinfo`` (Linux, WSL).
+    """
+    directory = path if path.is_dir() else path.parent
+    try:
+        lines = mountinfo.read_text().splitlines()
+    except OSError:
+        return None
+    best: tuple[int, str, str] | None = None
+    resolved = str(directory.resolve())
+    for line in lines:
+        left, _, right = line.partition(" - ")
+        fields, described = left.split(), right.split()
+        if len(fields) < 5 or len(described) < 2:
+            continue
+        mount_point = fields[4].replace("\\040", " ")
+        inside = resolved == mount_point or resolved.startswith(mount_point.rstrip("/") + "/")
+        if inside and (best is None or len(mount_point) > best[0]):
+            best = (len(mount_point), described[0], described[1])
+    return None if best is None else (best[1], best[2])
+
+
 def filesystem_type(path: Path, mountinfo: Path = _MOUNTINFO) -> str | None:
     """Return the type of the network filesystem holding ``path``, or None for a local one.
 
-    Finds the longest mount point containing ``path`` in ``mountinfo`` (Linux, WSL); elsewhere
-    it answers None. A 9p mount is how WSL exposes Windows drives (``/mnt/c``).
+    A 9p mount is how WSL exposes Windows drives (``/mnt/c``).
     """
-    directory = path if path.is_dir() else path.parent
-    if not mountinfo.exists():
-        return None
-    best: tuple[int, str] | None = None
-    resolved = str(directory.resolve())
-    for line in mountinfo.read_text().splitlines():
-        left, _, right = line.partition(" - ")
-        fields = left.split()
-        if len(fields) < 5 or not right:
-            continue
-        mount_point = fields[4].replace("\\040", " ")
-        fstype = right.split()[0]
-        inside = resolved == mount_point or resolved.startswith(mount_point.rstrip("/") + "/")
-        if inside and (best is None or len(mount_point) > best[0]):
-            best = (len(mount_point), fstype)
-    if best is None:
-        return None
-    return best[1] if best[1] in NETWORK_FILESYSTEMS else None
+    mount = mount_of(path, mountinfo)
+    return mount[0] if mount is not None and mount[0] in NETWORK_FILESYSTEMS else None
 
 
 def create_private_file(path: Path) -> None:
