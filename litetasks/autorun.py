@@ -28,6 +28,8 @@ logger = logging.getLogger(__name__)
 
 # A development pool gets this long to finish running tasks when runserver reloads or stops.
 AUTORUN_GRACE_S = 5.0
+# At exit, how long running tasks get before they are put back (see stop_at_exit).
+_EXIT_WAIT_S = 0.1
 _MANAGE_SCRIPTS = ("manage.py", "django-admin", "django-admin.py")
 
 
@@ -42,7 +44,12 @@ def _management_command(argv: Sequence[str]) -> str | None:
 
 
 def should_autorun(
-    argv: Sequence[str], environ: Mapping[str, str], *, debug: bool, option: bool | None
+    argv: Sequence[str],
+    environ: Mapping[str, str],
+    *,
+    debug: bool,
+    option: bool | None,
+    under_test: bool = False,
 ) -> bool:
     """Decide whether this process should run an in-process pool.
 
@@ -61,7 +68,8 @@ def should_autorun(
         return debug or option is True
     if command is not None:
         return False
-    return option is True
+    # A test run is not a server, even with autorun on: tests drain the queue themselves.
+    return option is True and not under_test
 
 
 def start_autorun(backend: SQLiteBackend) -> WorkerPool:
@@ -77,8 +85,13 @@ def start_autorun(backend: SQLiteBackend) -> WorkerPool:
     thread.start()
 
     def stop_at_exit() -> None:
+        # Django's autoreloader SIGKILLs the serving process about 0.25 s after Ctrl-C, so a
+        # task still running after a brief wait is put back to READY at once (its attempt not
+        # counted) rather than left RUNNING under a dead process.
         pool.stop()
-        thread.join(AUTORUN_GRACE_S + 2)
+        thread.join(_EXIT_WAIT_S)
+        pool.stop(force=True)
+        thread.join(AUTORUN_GRACE_S)
 
     atexit.register(stop_at_exit)
     logger.info(
@@ -124,6 +137,7 @@ def autorun_backends(argv: Sequence[str] | None = None) -> list[WorkerPool]:
             os.environ,
             debug=bool(settings.DEBUG),
             option=backend.config.autorun,
+            under_test="pytest" in sys.modules,
         ):
             pools.append(start_autorun(backend))
     return pools

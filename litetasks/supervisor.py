@@ -41,6 +41,8 @@ EXIT_RECYCLE = 75  # a child that reached its task or memory limit; replace it a
 _PR_SET_PDEATHSIG = 1
 _PR_SET_NAME = 15
 _MAX_RESTART_DELAY_S = 30.0
+# A burst does not restart a worker that keeps failing forever: it ends, exit code 1.
+_MAX_BURST_RESTARTS = 3
 _STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
@@ -267,6 +269,9 @@ class Supervisor:
         if self._signals:
             return
         if code == 0 and self.config.burst:
+            return
+        if self.config.burst and child.restarts >= _MAX_BURST_RESTARTS:
+            logger.error("Worker pid=%d failed %d times in a burst; giving up", pid, child.restarts)
             return
         if code in (EXIT_RECYCLE, 0):
             logger.info("Worker pid=%d recycled; starting a new one", pid)

@@ -42,3 +42,11 @@ def test_run_with_autorun_on_uses_only_its_own_workers(backend: Any, tmp_path: P
         ran_by.update(result.worker_ids)
     # One forked worker ran them all; an autorun pool in the supervisor would show as another.
     assert len(ran_by) == 1, ran_by
+
+
+def test_autorun_on_never_starts_a_pool_under_a_test_runner() -> None:
+    from litetasks.autorun import should_autorun
+
+    gunicorn = ["/venv/bin/gunicorn", "proj.wsgi"]
+    assert should_autorun(gunicorn, {}, debug=False, option=True) is True
+    assert should_autorun(gunicorn, {}, debug=False, option=True, under_test=True) is False
