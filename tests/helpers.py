@@ -72,6 +72,21 @@ def litetasks_argv(*args: str) -> list[str]:
     return [sys.executable, "-c", bootstrap, *args]
 
 
+def run_cli(
+    *args: str, cwd: Path, env: dict[str, str], argv: list[str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run ``litetasks *args`` (or ``argv``) to completion and capture its output."""
+    return subprocess.run(
+        argv or litetasks_argv(*args),
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
 def wait_for(
     predicate: Callable[[], T], *, timeout_s: float, interval_s: float = 0.02, what: str = ""
 ) -> T:

@@ -3,14 +3,13 @@ commands: ``litetasks run`` forks its workers, and a thread alive across fork is
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests import tasks
-from tests.helpers import REPO, litetasks_argv, subprocess_env
+from tests.helpers import REPO, run_cli, subprocess_env
 
 pytestmark = pytest.mark.slow
 
@@ -24,15 +23,7 @@ def test_run_with_autorun_on_uses_only_its_own_workers(backend: Any, tmp_path: P
     (tmp_path / "autorun_settings.py").write_text(SETTINGS)
     results = [tasks.add.enqueue(i, 1) for i in range(5)]
     env = subprocess_env(tmp_path, settings="autorun_settings", pythonpath=(REPO, tmp_path))
-    done = subprocess.run(
-        litetasks_argv("run", "--burst", "--processes", "1", "--threads", "1"),
-        env=env,
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    done = run_cli("run", "--burst", "--processes", "1", "--threads", "1", cwd=tmp_path, env=env)
     assert done.returncode == 0, done.stderr
     assert "running tasks in this process" not in done.stderr
     ran_by = set()

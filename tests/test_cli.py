@@ -25,7 +25,7 @@ from litetasks.compat import FRAMEWORK
 from litetasks.records import JobState
 from litetasks.testing import drain
 from tests import tasks
-from tests.helpers import litetasks_argv, subprocess_env
+from tests.helpers import run_cli, subprocess_env
 
 IMMEDIATE = f"{FRAMEWORK}.backends.immediate.ImmediateBackend"
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -48,20 +48,6 @@ def runner() -> CliRunner:
 
 def invoke(runner: CliRunner, *args: str):  # type: ignore[no-untyped-def]
     return runner.invoke(app, list(args), prog_name="litetasks", catch_exceptions=False)
-
-
-def run_cli(
-    *args: str, cwd: Path, env: dict[str, str], argv: list[str] | None = None
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        argv or litetasks_argv(*args),
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
 
 
 def assert_one_line_error(stderr: str, returncode: int, expected: str) -> None:
