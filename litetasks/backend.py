@@ -40,9 +40,14 @@ from .records import JobRecord, NewJob
 from .store import Store
 from .wakeup import Doorbell
 
-__all__ = ["SQLiteBackend", "new_job_id", "thread_store"]
+__all__ = ["MAX_JSON_DEPTH", "SQLiteBackend", "new_job_id", "thread_store"]
 
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+# How deep lists and dicts may nest in one argument or return value. Django's normalize_json
+# recurses once or twice per level, so a value near Python's recursion limit (1000 frames)
+# could be stored by a shallow caller and then fail to load in a worker, every time it is
+# retried. 100 is also the default of Ruby's JSON parser (serde_json's is 128).
+MAX_JSON_DEPTH = 100
 
 # One Store per (thread, queue file). A connection must never cross fork(), so a Store opened
 # by another process (we are a forked child) is abandoned, never closed: closing it could
@@ -109,8 +114,15 @@ def from_us(value: int | None) -> datetime | None:
     return naive
 
 
-def _check_json_keys(value: Any, where: str) -> None:
-    """Refuse dict keys that JSON would silently turn into strings (``{1: "a"}``)."""
+def _check_json_value(value: Any, where: str, depth: int = 0) -> None:
+    """Refuse dict keys that JSON would silently turn into strings (``{1: "a"}``), and lists
+    and dicts nested more than ``MAX_JSON_DEPTH`` levels deep.
+
+    ``depth`` is how many lists and dicts enclose ``value``: -1 for an args list or kwargs
+    dict, whose items are each checked as a value of their own.
+    """
+    if isinstance(value, (dict, list)) and depth >= MAX_JSON_DEPTH:
+        raise ValueError(_too_deep(where))
     if isinstance(value, dict):
         for key, item in value.items():
             if not isinstance(key, str):
@@ -118,10 +130,42 @@ def _check_json_keys(value: Any, where: str) -> None:
                     f"Unsupported dict key {key!r} ({type(key).__name__}) in {where}: JSON object "
                     "keys are strings, so it would come back as a different value. Use str keys."
                 )
-            _check_json_keys(item, where)
+            _check_json_value(item, where, depth + 1)
     elif isinstance(value, list):
         for item in value:
-            _check_json_keys(item, where)
+            _check_json_value(item, where, depth + 1)
+
+
+def _too_deep(where: str) -> str:
+    return (
+        f"Lists and dicts in {where} are nested more than {MAX_JSON_DEPTH} levels deep, the "
+        "most litetasks stores so that every worker can load them. Pass flatter data."
+    )
+
+
+def normalized_json(value: Any, where: str, depth: int = 0) -> Any:
+    """Return ``normalize_json(value)``, refused as ``_check_json_value`` refuses.
+
+    Raises ``TypeError`` or ``ValueError`` (also for nesting too deep for ``normalize_json``).
+    """
+    try:
+        value = normalize_json(value)
+    except RecursionError:
+        raise ValueError(_too_deep(where)) from None
+    if value:
+        _check_json_value(value, where, depth)
+    return value
+
+
+def load_json(text: str, where: str, depth: int = 0) -> Any:
+    """Decode stored JSON text, refused as ``_check_json_value`` refuses (``ValueError``)."""
+    try:
+        value = json.loads(text)
+    except RecursionError:
+        raise ValueError(_too_deep(where)) from None
+    if value:
+        _check_json_value(value, where, depth)
+    return value
 
 
 class SQLiteBackend(BaseTaskBackend):
@@ -156,12 +200,8 @@ class SQLiteBackend(BaseTaskBackend):
         """Validate ``task`` and its arguments, store it READY, and return its result."""
         self.validate_task(task)
         self.check_task_module(task.module_path)
-        args = normalize_json(args)
-        kwargs = normalize_json(kwargs)
-        if args:
-            _check_json_keys(args, "the task's args")
-        if kwargs:
-            _check_json_keys(kwargs, "the task's kwargs")
+        args = normalized_json(args, "the task's args", depth=-1)
+        kwargs = normalized_json(kwargs, "the task's kwargs", depth=-1)
         job = NewJob(
             job_id=new_job_id(),
             task_path=task.module_path,
@@ -203,7 +243,7 @@ class SQLiteBackend(BaseTaskBackend):
             raise InvalidTask(f"Result {result_id!r} cannot be loaded: {exc}") from exc
         try:
             return self.result_from_job(task, job)
-        except json.JSONDecodeError as exc:  # a row written by something other than enqueue()
+        except ValueError as exc:  # a row written by something other than enqueue()
             raise InvalidTask(
                 f"Result {result_id!r} cannot be loaded: a stored JSON value is malformed ({exc})."
             ) from exc
@@ -295,8 +335,8 @@ class SQLiteBackend(BaseTaskBackend):
             started_at=from_us(job.started_at_us),
             last_attempted_at=from_us(job.last_attempted_at_us),
             finished_at=from_us(job.finished_at_us),
-            args=json.loads(job.args_json),
-            kwargs=json.loads(job.kwargs_json),
+            args=load_json(job.args_json, "the stored args", depth=-1),
+            kwargs=load_json(job.kwargs_json, "the stored kwargs", depth=-1),
             backend=self.alias,
             errors=[
                 TaskError(exception_class_path=e.exception_class_path, traceback=e.traceback)
@@ -305,7 +345,7 @@ class SQLiteBackend(BaseTaskBackend):
             worker_ids=list(job.worker_ids),
         )
         if job.return_json is not None:
-            set_return_value(result, json.loads(job.return_json))
+            set_return_value(result, load_json(job.return_json, "the stored return value"))
         return result
 
     def _import_task(self, task_path: str) -> Task:

@@ -17,14 +17,13 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from .attempts import Finish
-from .backend import _check_json_keys, from_us, set_return_value
+from .backend import from_us, load_json, normalized_json, set_return_value
 from .compat import (
     InvalidTask,
     TaskContext,
     TaskError,
     TaskResult,
     TaskResultStatus,
-    normalize_json,
     task_finished,
     task_started,
 )
@@ -115,8 +114,7 @@ class TaskRunner:
         job, started_us = started.job, started.started_us
         if exc is None:
             try:
-                value = normalize_json(raw)
-                _check_json_keys(value, "the return value")
+                value = normalized_json(raw, "the return value")
                 return_json = json.dumps(value)
             except BaseException as not_json:  # a non-JSON return value fails the task
                 exc = not_json
@@ -196,8 +194,8 @@ def _load_arguments(job: JobRecord) -> tuple[list[Any], dict[str, Any]]:
     ``task.call(*args, **kwargs)`` would accept other shapes (``*{"a": 1}`` passes the key), so a
     tampered row could otherwise run with arguments nobody enqueued.
     """
-    args = json.loads(job.args_json)
-    kwargs = json.loads(job.kwargs_json)
+    args = load_json(job.args_json, "the stored args", depth=-1)
+    kwargs = load_json(job.kwargs_json, "the stored kwargs", depth=-1)
     if not isinstance(args, list) or not isinstance(kwargs, dict):
         raise ValueError(
             "The stored arguments are malformed: args must be a JSON array and kwargs a JSON "
