@@ -148,3 +148,28 @@ async def async_sleep(seconds: float) -> float:
     started = time.monotonic()
     await asyncio.sleep(seconds)
     return started
+
+
+# What capture() received and what return_next() returns: for in-process runs (drain()) only.
+RECEIVED: list[tuple[tuple[Any, ...], dict[str, Any]]] = []
+RETURNS: list[Any] = []
+
+
+@task
+def capture(*args: Any, **kwargs: Any) -> dict[str, Any]:
+    """Keep the arguments exactly as received in ``RECEIVED``; return them."""
+    RECEIVED.append((args, kwargs))
+    return {"args": list(args), "kwargs": kwargs}
+
+
+@task
+def return_next() -> Any:
+    """Return the first value of ``RETURNS`` as it is (not normalised): a test puts it there."""
+    return RETURNS.pop(0)
+
+
+@task
+def grow(path: str, size: int) -> str:
+    """Append ``grow <pid>`` to ``path``, then return a string of ``size`` characters."""
+    _append(path, "grow")
+    return "x" * size
