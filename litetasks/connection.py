@@ -277,6 +277,11 @@ _MESSAGES: tuple[tuple[type[BaseException] | tuple[type[BaseException], ...], st
         "and keep it for inspection; a new one is created on start.",
     ),
     (
+        apsw.TooBigError,
+        "A value is too big for the queue file {path!r} ({error}); nothing was written. Keep "
+        "large data elsewhere (a file, the app database) and pass its id or path instead.",
+    ),
+    (
         apsw.ConstraintError,
         "A job with the same id is already in {path!r}; nothing was written. Job ids must be "
         "unique ({error}).",

@@ -38,6 +38,9 @@ __all__ = ["Finish", "TaskRunner"]
 
 logger = logging.getLogger(__name__)
 
+# Room in a row for everything but the arguments and the return value (ids, errors, times).
+_ROW_MARGIN_BYTES = 64 * 1024
+
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class _Started:
@@ -58,6 +61,7 @@ class TaskRunner:
         self.backend = backend
         self.worker_id = worker_id
         self._sender = type(backend)
+        self._max_row_bytes: int | None = None
 
     def is_async(self, job: JobRecord) -> bool:
         """Whether ``job``'s task is a coroutine function (False if it cannot be loaded)."""
@@ -116,6 +120,7 @@ class TaskRunner:
             try:
                 value = normalized_json(raw, "the return value")
                 return_json = json.dumps(value)
+                self._check_size(job, return_json)
             except BaseException as not_json:  # a non-JSON return value fails the task
                 exc = not_json
         if isinstance(exc, KeyboardInterrupt):
@@ -129,6 +134,19 @@ class TaskRunner:
         outcome = self._outcome(job, started_us, return_json=return_json)
         done = self._finished_result(started.result, outcome, value=value)
         return outcome, functools.partial(_send_finished, self._sender, done)
+
+    def _check_size(self, job: JobRecord, return_json: str) -> None:
+        """Fail a task whose return value would not fit in its row, rather than the commit
+        that records it (and every other outcome of that commit) with it."""
+        if self._max_row_bytes is None:
+            self._max_row_bytes = self.backend.store.max_row_bytes()
+        row_bytes = len(return_json) + len(job.args_json) + len(job.kwargs_json)
+        if row_bytes + _ROW_MARGIN_BYTES > self._max_row_bytes:
+            raise ValueError(
+                f"The return value is {len(return_json):,} bytes of JSON, more than the queue "
+                f"file's rows hold ({self._max_row_bytes:,} bytes). Store large results "
+                "elsewhere (a file, the app database) and return their id or path."
+            )
 
     def _outcome(self, job: JobRecord, started_us: int, **fields: Any) -> Outcome:
         return Outcome(

@@ -326,6 +326,10 @@ class Store:
             row = self._db.execute(sql, params).fetchone()
         return None if row is None or row[0] is None else int(row[0])
 
+    def max_row_bytes(self) -> int:
+        """Return the most bytes one row may take (SQLite's ``SQLITE_LIMIT_LENGTH``)."""
+        return int(self._db.limit(apsw.SQLITE_LIMIT_LENGTH))
+
     def now_us(self) -> int:
         """Return the store clock's current time (microseconds)."""
         return self._now()

@@ -25,8 +25,8 @@ Decisions, each pinned by an example test below:
 - Size: litetasks has no limit of its own. A 50 MB argument is stored and run by a real worker.
   The stored text is what counts: ``json.dumps`` escapes non-ASCII, so "é" takes 6 bytes and
   an emoji 12. Past SQLite's limit on a string or row (``SQLITE_MAX_LENGTH``, 1 GB by default;
-  lowered to 1 MB here to test it) two bugs remain, in the store and the worker; their tests are
-  ``xfail(strict=True)``.
+  lowered to 1 MB here to test it) an argument is refused with a ``StoreError`` ("too big")
+  and nothing is written, and a return value fails only its own task.
 """
 
 from __future__ import annotations
@@ -457,11 +457,6 @@ def test_special_values_and_a_50_mb_argument_survive_a_real_worker_process(
     assert backend.store.integrity_check() == "ok"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=apsw.TooBigError,
-    reason="store bug: apsw.TooBigError is not translated into a StoreError (connection.py)",
-)
 def test_an_argument_over_sqlites_row_limit_is_refused_with_a_store_error(
     backend: SQLiteBackend, row_limit: Callable[[int], None], queue_path: Path
 ) -> None:
@@ -471,12 +466,6 @@ def test_an_argument_over_sqlites_row_limit_is_refused_with_a_store_error(
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="worker bug: a return value over SQLite's row limit kills the worker process; its "
-    "task (and the others recorded in the same commit) go back to READY and run again",
-)
 def test_a_return_value_over_sqlites_row_limit_fails_only_its_task(
     backend: SQLiteBackend, tmp_path: Path
 ) -> None:
