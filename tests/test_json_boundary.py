@@ -58,7 +58,7 @@ from litetasks.exceptions import StoreError
 from litetasks.records import JobState, NewJob
 from litetasks.testing import drain
 from tests import tasks
-from tests.helpers import REPO, ProcessGroup, litetasks_argv, subprocess_env, wait_for
+from tests.helpers import REPO, ProcessGroup, litetasks_argv, run_cli, subprocess_env, wait_for
 
 # The backend fixture (one queue file per test) is shared by a test's examples on purpose: each
 # example checks what it added or that nothing was added.
@@ -412,15 +412,7 @@ def write_settings(folder: Path, limit: int | None) -> dict[str, str]:
 
 
 def run_burst(folder: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        litetasks_argv("run", "--burst", "--processes", "1", "--threads", "2"),
-        cwd=folder,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    return run_cli("run", "--burst", "--processes", "1", "--threads", "2", cwd=folder, env=env)
 
 
 @pytest.fixture
