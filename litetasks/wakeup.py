@@ -35,6 +35,23 @@ __all__ = ["Doorbell", "Waiter", "doorbell_path"]
 
 logger = logging.getLogger(__name__)
 
+
+class _StoppingRaceFilter(logging.Filter):
+    """Drop watchdog's ERROR for its own benign stop race.
+
+    watchdog 7's inotify emitter can loop once more after ``on_thread_stop`` dropped its
+    inotify handle, and logs "queue_events() called when the thread is inactive" at ERROR
+    (watchdog/observers/inotify.py, ``InotifyEmitter.queue_events``). Nothing is lost: the
+    observer is stopping. Without a handler the message lands on stderr through logging's
+    last-resort handler, so every Waiter.stop() could print a false error.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "called when the thread is inactive" not in record.getMessage()
+
+
+logging.getLogger("watchdog.observers.inotify").addFilter(_StoppingRaceFilter())
+
 DOORBELL_SUFFIX = "-doorbell"
 _DOORBELL_MODE = 0o600
 
