@@ -35,12 +35,12 @@ from .compat import (
 )
 from .config import BackendConfig, StoreConfig, from_options
 from .connection import filesystem_type
-from .exceptions import ConfigurationError, JobNotFound, TaskNotAllowed
+from .exceptions import ConfigurationError, JobNotFound, StoreError, TaskNotAllowed
 from .records import JobRecord, NewJob
 from .store import Store
 from .wakeup import Doorbell
 
-__all__ = ["MAX_JSON_DEPTH", "SQLiteBackend", "new_job_id", "thread_store"]
+__all__ = ["MAX_JSON_DEPTH", "ROW_MARGIN_BYTES", "SQLiteBackend", "new_job_id", "thread_store"]
 
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 # How deep lists and dicts may nest in one argument or return value. Django's normalize_json
@@ -48,6 +48,9 @@ EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 # could be stored by a shallow caller and then fail to load in a worker, every time it is
 # retried. 100 is also the default of Ruby's JSON parser (serde_json's is 128).
 MAX_JSON_DEPTH = 100
+# Room a row keeps beside its arguments for what running the task adds to it (worker ids,
+# times, errors, which are cut to fit) and for a return value checked against the rest.
+ROW_MARGIN_BYTES = 64 * 1024
 
 # One Store per (thread, queue file). A connection must never cross fork(), so a Store opened
 # by another process (we are a forked child) is abandoned, never closed: closing it could
@@ -211,6 +214,7 @@ class SQLiteBackend(BaseTaskBackend):
             kwargs_json=json.dumps(kwargs),
             run_after_us=None if task.run_after is None else to_us(task.run_after),
         )
+        self._check_room(len(job.args_json) + len(job.kwargs_json))
         enqueued_at_us = self.store.enqueue([job])  # rings the doorbell after the commit
         result = TaskResult(
             task=task,
@@ -247,6 +251,19 @@ class SQLiteBackend(BaseTaskBackend):
             raise InvalidTask(
                 f"Result {result_id!r} cannot be loaded: a stored JSON value is malformed ({exc})."
             ) from exc
+
+    def _check_room(self, arguments_bytes: int) -> None:
+        """Refuse arguments that would leave their row no room for the task's outcome."""
+        max_row_bytes = self.store.max_row_bytes()
+        if arguments_bytes + ROW_MARGIN_BYTES > max_row_bytes:
+            path = str(self.config.store.path)
+            raise StoreError(
+                f"The task's arguments are too big for the queue file {path!r}: "
+                f"{arguments_bytes:,} bytes of JSON, and a row holds {max_row_bytes:,} bytes "
+                f"with {ROW_MARGIN_BYTES:,} kept for the outcome; nothing was written. Keep "
+                "large data elsewhere (a file, the app database) and pass its id or path instead.",
+                path=path,
+            )
 
     def check(self, **kwargs: Any) -> Iterator[checks.CheckMessage]:
         """Report a queue file that cannot work: unwritable folder, network filesystem."""

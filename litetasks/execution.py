@@ -17,7 +17,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from .attempts import Finish
-from .backend import from_us, load_json, normalized_json, set_return_value
+from .backend import ROW_MARGIN_BYTES, from_us, load_json, normalized_json, set_return_value
 from .compat import (
     InvalidTask,
     TaskContext,
@@ -38,8 +38,8 @@ __all__ = ["Finish", "TaskRunner"]
 
 logger = logging.getLogger(__name__)
 
-# Room in a row for everything but the arguments and the return value (ids, errors, times).
-_ROW_MARGIN_BYTES = 64 * 1024
+# Room a stored error leaves in its row for worker ids and times.
+_ROW_RESERVE_BYTES = 4096
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -105,7 +105,7 @@ class TaskRunner:
         except (TaskNotAllowed, InvalidTask, ValueError) as exc:
             # The task cannot even start: FAILED with no signals, as no TaskResult can exist.
             logger.error("Task id=%s path=%s cannot run: %s", job.job_id, job.task_path, exc)
-            return self._outcome(job, started_us, error=ErrorRecord.from_exception(exc)), _nothing
+            return self._outcome(job, started_us, error=self._error(job, exc)), _nothing
         result = self._running_result(task, job, args, kwargs, started_us)
         _send(task_started, self._sender, result)
         call_args = [TaskContext(task_result=result), *args] if task.takes_context else args
@@ -124,10 +124,10 @@ class TaskRunner:
             except BaseException as not_json:  # a non-JSON return value fails the task
                 exc = not_json
         if isinstance(exc, KeyboardInterrupt):
-            outcome = self._outcome(job, started_us, error=ErrorRecord.from_exception(exc))
+            outcome = self._outcome(job, started_us, error=self._error(job, exc))
             return outcome, functools.partial(_reraise, exc)
         if exc is not None:  # SystemExit too, as ImmediateBackend does
-            error = ErrorRecord.from_exception(exc)
+            error = self._error(job, exc)
             outcome = self._outcome(job, started_us, error=error)
             failed = self._finished_result(started.result, outcome, error=error)
             return outcome, functools.partial(_send_failed, self._sender, failed, exc)
@@ -138,15 +138,41 @@ class TaskRunner:
     def _check_size(self, job: JobRecord, return_json: str) -> None:
         """Fail a task whose return value would not fit in its row, rather than the commit
         that records it (and every other outcome of that commit) with it."""
-        if self._max_row_bytes is None:
-            self._max_row_bytes = self.backend.store.max_row_bytes()
+        max_row_bytes = self._max_row()
         row_bytes = len(return_json) + len(job.args_json) + len(job.kwargs_json)
-        if row_bytes + _ROW_MARGIN_BYTES > self._max_row_bytes:
+        if row_bytes + ROW_MARGIN_BYTES > max_row_bytes:
             raise ValueError(
                 f"The return value is {len(return_json):,} bytes of JSON, more than the queue "
-                f"file's rows hold ({self._max_row_bytes:,} bytes). Store large results "
+                f"file's rows hold ({max_row_bytes:,} bytes). Store large results "
                 "elsewhere (a file, the app database) and return their id or path."
             )
+
+    def _max_row(self) -> int:
+        if self._max_row_bytes is None:
+            self._max_row_bytes = self.backend.store.max_row_bytes()
+        return self._max_row_bytes
+
+    def _error(self, job: JobRecord, exc: BaseException) -> ErrorRecord:
+        """Describe ``exc``, its traceback cut in the middle if its row could not hold it.
+
+        A row that cannot be written would fail the commit recording this outcome, and every
+        other outcome of that commit, again and again.
+        """
+        error = ErrorRecord.from_exception(exc)
+        text = error.traceback
+        earlier = sum(len(json.dumps(e.traceback)) + 100 for e in job.errors)
+        used = len(job.args_json) + len(job.kwargs_json) + earlier + _ROW_RESERVE_BYTES
+        room = self._max_row() - used
+        if len(json.dumps(text)) <= room:
+            return error
+        keep = max(0, room // 12 - 200)  # an escaped character takes up to 12 bytes
+        head, tail = text[: keep // 2], text[len(text) - (keep - keep // 2) :]
+        cut = len(text) - len(head) - len(tail)
+        return ErrorRecord(
+            exception_class_path=error.exception_class_path,
+            traceback=f"{head}\n[... {cut:,} characters cut: too long for the queue file ...]\n"
+            f"{tail}",
+        )
 
     def _outcome(self, job: JobRecord, started_us: int, **fields: Any) -> Outcome:
         return Outcome(
