@@ -173,3 +173,9 @@ def grow(path: str, size: int) -> str:
     """Append ``grow <pid>`` to ``path``, then return a string of ``size`` characters."""
     _append(path, "grow")
     return "x" * size
+
+
+@task
+def fail_verbosely(size: int) -> None:
+    """Raise a ``ValueError`` whose message (and so traceback) is ``size`` characters long."""
+    raise ValueError("m" * size)

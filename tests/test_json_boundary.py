@@ -485,3 +485,42 @@ def test_a_return_value_over_sqlites_row_limit_fails_only_its_task(
         other.refresh()
         assert other.status == TaskResultStatus.SUCCESSFUL
     assert backend.store.integrity_check() == "ok"
+
+
+@pytest.mark.parametrize("spare", [0, 1000, 60_000])
+def test_arguments_that_leave_no_room_in_the_row_for_an_outcome_are_refused(
+    backend: SQLiteBackend, row_limit: Callable[[int], None], spare: int
+) -> None:
+    # They would fit, but the worker could not add worker ids or an error to the row.
+    row_limit(MB)
+    with nothing_written(backend), pytest.raises(StoreError, match="too big"):
+        tasks.echo.enqueue("x" * (MB - spare - 100))
+
+
+@pytest.mark.slow
+def test_an_error_too_long_for_the_row_is_recorded_cut_short(
+    backend: SQLiteBackend, tmp_path: Path
+) -> None:
+    env = write_settings(tmp_path, MB)
+    verbose = tasks.fail_verbosely.enqueue(2 * MB)
+    others = [tasks.add.enqueue(n, n) for n in range(5)]
+
+    with ProcessGroup().cleanup() as group:
+        worker = group.start(litetasks_argv("run", "--processes", "1"), env=env, cwd=tmp_path)
+        wait_for(
+            lambda: all(backend.get_result(r.id).is_finished for r in [verbose, *others]),
+            timeout_s=20,
+            what="the tasks to settle",
+        )
+        worker.send(signal.SIGTERM)
+        assert worker.wait(timeout_s=20) == 0, worker.output
+
+    verbose.refresh()
+    [error] = verbose.errors
+    assert error.exception_class_path == "builtins.ValueError"
+    assert error.traceback.startswith("Traceback (most recent call last):")
+    assert "\nValueError: mmm" in error.traceback
+    assert "characters cut: too long for the queue file" in error.traceback
+    assert error.traceback.endswith("mmm\n")
+    assert len(json.dumps(error.traceback)) < MB
+    assert [other.refresh() or other.return_value for other in others] == [0, 2, 4, 6, 8]
