@@ -524,3 +524,44 @@ def test_an_error_too_long_for_the_row_is_recorded_cut_short(
     assert error.traceback.endswith("mmm\n")
     assert len(json.dumps(error.traceback)) < MB
     assert [other.refresh() or other.return_value for other in others] == [0, 2, 4, 6, 8]
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(
+    strict=True,
+    raises=AssertionError,
+    reason="worker bug: a row the claim cannot grow (SQLite's length limit) fails every "
+    "claim of every worker; the dispatcher retries that StoreError forever and runs nothing",
+)
+def test_a_stored_row_too_big_to_claim_is_failed_and_the_queue_goes_on(
+    backend: SQLiteBackend, tmp_path: Path, row_limit: Callable[[int], None]
+) -> None:
+    env = write_settings(tmp_path, MB)
+    row_limit(MB)
+    # Written straight into the file (enqueue() would refuse it): it fits, but not with the
+    # worker id that claiming it adds.
+    for spare in range(0, 400, 10):  # as big as the insert allows
+        job_id = new_job_id()
+        args_json = json.dumps(["x" * (MB - 100 - spare)])
+        with contextlib.suppress(StoreError):
+            backend.store.enqueue(
+                [NewJob(job_id=job_id, task_path=tasks.echo.module_path, args_json=args_json)]
+            )
+            break
+    others = [tasks.add.enqueue(n, n) for n in range(5)]
+
+    with ProcessGroup().cleanup() as group:
+        worker = group.start(litetasks_argv("run", "--processes", "1"), env=env, cwd=tmp_path)
+        try:
+            wait_for(
+                lambda: all(backend.get_result(r.id).is_finished for r in others),
+                timeout_s=3,  # a second when healthy
+                what="the other tasks to run",
+            )
+        finally:
+            worker.send(signal.SIGTERM)
+            stopped = wait_for(
+                lambda: worker.proc.poll() is not None, timeout_s=15, what="SIGTERM to stop it"
+            )
+    assert stopped and worker.proc.returncode == 0, worker.output
+    assert backend.store.get(job_id).state == JobState.FAILED
