@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from .exceptions import (
     ConfigurationError,
     JobNotFound,
@@ -9,20 +11,57 @@ from .exceptions import (
     LiteTasksError,
     SchemaVersionError,
     StoreError,
+    TaskCancelled,
+    TaskInterrupted,
     TaskNotAllowed,
+    TaskTimeout,
     WorkerLost,
 )
+
+if TYPE_CHECKING:
+    from .api import Call, enqueue_many, enqueue_on_commit
+    from .task import LiteTask, exponential, fixed
+
+# These need Django; they load on first use, so the store layer can be imported without it.
+_LAZY = {
+    "Call": "api",
+    "enqueue_many": "api",
+    "enqueue_on_commit": "api",
+    "LiteTask": "task",
+    "exponential": "task",
+    "fixed": "task",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'litetasks' has no attribute {name!r}")
+    from importlib import import_module
+
+    value = getattr(import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
 
 __version__ = "0.1.0.dev0"
 
 __all__ = [
+    "Call",
     "ConfigurationError",
     "JobNotFound",
     "LeaseLost",
+    "LiteTask",
     "LiteTasksError",
     "SchemaVersionError",
     "StoreError",
+    "TaskCancelled",
+    "TaskInterrupted",
     "TaskNotAllowed",
+    "TaskTimeout",
     "WorkerLost",
     "__version__",
+    "enqueue_many",
+    "enqueue_on_commit",
+    "exponential",
+    "fixed",
 ]

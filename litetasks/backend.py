@@ -6,12 +6,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
-import secrets
 import threading
-import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -36,11 +35,19 @@ from .compat import (
 from .config import BackendConfig, StoreConfig, from_options
 from .connection import filesystem_type
 from .exceptions import ConfigurationError, JobNotFound, StoreError, TaskNotAllowed
-from .records import JobRecord, NewJob
-from .store import Store
+from .records import Hook, JobRecord, JobState, NewJob
+from .store import CancelResult, Store, new_job_id
+from .task import LiteTask, check_options
 from .wakeup import Doorbell
 
-__all__ = ["MAX_JSON_DEPTH", "ROW_MARGIN_BYTES", "SQLiteBackend", "new_job_id", "thread_store"]
+__all__ = [
+    "MAX_JSON_DEPTH",
+    "ROW_MARGIN_BYTES",
+    "Call",
+    "SQLiteBackend",
+    "new_job_id",
+    "thread_store",
+]
 
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 # How deep lists and dicts may nest in one argument or return value. Django's normalize_json
@@ -78,11 +85,6 @@ def thread_store(config: StoreConfig) -> Store:
     )
     cache[config.path] = (pid, store)
     return store
-
-
-def new_job_id() -> str:
-    """Return a new result id: 32 hex digits, time-ordered so the id index appends."""
-    return f"{time.time_ns() // 1_000_000:012x}{secrets.token_hex(10)}"
 
 
 def default_queue_path(alias: str) -> Path:
@@ -178,6 +180,7 @@ class SQLiteBackend(BaseTaskBackend):
     supports_async_task = True
     supports_get_result = True
     supports_priority = True
+    task_class = LiteTask
 
     def __init__(self, alias: str, params: dict[str, Any]) -> None:
         # Runs at import time through @task: parse settings, open nothing.
@@ -200,22 +203,67 @@ class SQLiteBackend(BaseTaskBackend):
     # -- the django.tasks API ----------------------------------------------------------------
 
     def enqueue(self, task: Task, args: Any, kwargs: Any) -> TaskResult:
-        """Validate ``task`` and its arguments, store it READY, and return its result."""
+        """Validate ``task`` and its arguments, store it READY, and return its result.
+
+        A unique task (``@task(unique=...)``) with a twin READY or RUNNING gets that twin's
+        result back, and nothing is stored or signalled.
+        """
+        job, args, kwargs = self._new_job(task, args, kwargs)
+        if job.unique_key is None:
+            enqueued_at_us = self.store.enqueue([job])  # rings the doorbell after the commit
+        else:
+            enqueued_at_us, [twin] = self.store.enqueue_unique([job])
+            if twin is not None:
+                return self.result_from_job(task, twin)
+        return self._enqueued(task, job, args, kwargs, enqueued_at_us)
+
+    def enqueue_many(
+        self, task: Task, calls: Iterable[Sequence[Any] | Mapping[str, Any] | Call]
+    ) -> list[TaskResult]:
+        """Enqueue ``task`` once per call, all in one transaction; see ``litetasks.enqueue_many``.
+
+        Every call is validated before anything is written: one bad call refuses them all.
+        """
+        prepared = [self._new_job(task, *_call_arguments(call)) for call in calls]
+        if not prepared:
+            return []
+        jobs = [job for job, _, _ in prepared]
+        if any(job.unique_key is not None for job in jobs):
+            enqueued_at_us, twins = self.store.enqueue_unique(jobs)
+        else:
+            enqueued_at_us, twins = self.store.enqueue(jobs), [None] * len(jobs)
+        return [
+            self.result_from_job(task, twin)
+            if twin is not None
+            else self._enqueued(task, job, args, kwargs, enqueued_at_us)
+            for (job, args, kwargs), twin in zip(prepared, twins, strict=True)
+        ]
+
+    def _new_job(self, task: Task, args: Any, kwargs: Any) -> tuple[NewJob, Any, Any]:
+        """Validate a call of ``task``; return its row and its normalised arguments."""
         self.validate_task(task)
         self.check_task_module(task.module_path)
         args = normalized_json(args, "the task's args", depth=-1)
         kwargs = normalized_json(kwargs, "the task's kwargs", depth=-1)
+        args_json, kwargs_json = json.dumps(args), json.dumps(kwargs)
+        self._check_room(len(args_json) + len(kwargs_json))
         job = NewJob(
             job_id=new_job_id(),
             task_path=task.module_path,
             queue_name=task.queue_name,
             priority=task.priority,
-            args_json=json.dumps(args),
-            kwargs_json=json.dumps(kwargs),
+            args_json=args_json,
+            kwargs_json=kwargs_json,
             run_after_us=None if task.run_after is None else to_us(task.run_after),
+            max_attempts=getattr(task, "max_attempts", 1),
+            unique_key=self._unique_key(task, args, kwargs, args_json, kwargs_json),
+            hooks=self._hooks(task),
         )
-        self._check_room(len(job.args_json) + len(job.kwargs_json))
-        enqueued_at_us = self.store.enqueue([job])  # rings the doorbell after the commit
+        return job, args, kwargs
+
+    def _enqueued(
+        self, task: Task, job: NewJob, args: Any, kwargs: Any, enqueued_at_us: int
+    ) -> TaskResult:
         result = TaskResult(
             task=task,
             id=job.job_id,
@@ -232,6 +280,75 @@ class SQLiteBackend(BaseTaskBackend):
         )
         task_enqueued.send(type(self), task_result=result)
         return result
+
+    def _unique_key(
+        self, task: Task, args: Any, kwargs: Any, args_json: str, kwargs_json: str
+    ) -> str | None:
+        unique = getattr(task, "unique", False)
+        if unique is False:
+            return None
+        if unique is True:
+            canonical = json.dumps([args, kwargs], sort_keys=True, separators=(",", ":"))
+            digest = hashlib.sha256(canonical.encode()).hexdigest()
+            return f"{task.module_path}:{digest}"
+        key = unique(*args, **kwargs)
+        if not isinstance(key, str):
+            raise InvalidTask(
+                f"The unique key function of {task.module_path!r} returned {key!r} "
+                f"({type(key).__name__}); it must return a str."
+            )
+        return f"{task.module_path}:{key}"
+
+    def _hooks(self, task: Task) -> tuple[Hook, ...]:
+        hooks = []
+        for when in ("success", "failure", "finish"):
+            hook = getattr(task, f"on_{when}", None)
+            if hook is not None:
+                hooks.append(
+                    Hook(
+                        when=when,
+                        task_path=hook.module_path,
+                        queue_name=hook.queue_name,
+                        priority=hook.priority,
+                        max_attempts=getattr(hook, "max_attempts", 1),
+                    )
+                )
+        return tuple(hooks)
+
+    def validate_task(self, task: Task) -> None:
+        """Django's checks, then litetasks' options (``LiteTask``) with errors that say how."""
+        super().validate_task(task)
+        if isinstance(task, LiteTask):
+            check_options(task)
+
+    # -- beyond DEP 0014: operator actions ----------------------------------------------------
+
+    def cancel(self, result_ids: Iterable[str]) -> dict[str, CancelResult]:
+        """Cancel tasks: a READY one never runs; a RUNNING one is interrupted by its worker.
+
+        Both end FAILED with a ``litetasks.exceptions.TaskCancelled`` error. Returns what
+        happened to each id.
+        """
+        return self.store.cancel(list(result_ids))
+
+    def retry(self, result_ids: Iterable[str]) -> dict[str, str]:
+        """Run FAILED tasks again, each with a fresh attempt budget; see ``Store.retry``."""
+        return self.store.retry(list(result_ids))
+
+    def prune(
+        self,
+        *,
+        older_than: timedelta,
+        statuses: Iterable[str] = ("SUCCESSFUL", "FAILED"),
+    ) -> int:
+        """Delete results that finished more than ``older_than`` ago; return how many.
+
+        READY and RUNNING tasks are never deleted.
+        """
+        cutoff = self.store.now_us() - older_than // timedelta(microseconds=1)
+        return self.store.prune(
+            finished_before_us=cutoff, states=[JobState(str(s).upper()) for s in statuses]
+        )
 
     def get_result(self, result_id: str) -> TaskResult:
         """Return the stored result ``result_id``; raise ``TaskResultDoesNotExist`` if none."""
@@ -399,6 +516,35 @@ class SQLiteBackend(BaseTaskBackend):
         else:
             allowed = self._allowed_roots
         return any(module == root or module.startswith(root + ".") for root in allowed)
+
+
+class Call:
+    """The arguments of one call in ``enqueue_many``: ``Call(1, 2, lang="de")``."""
+
+    __slots__ = ("args", "kwargs")
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.args = args
+        self.kwargs = kwargs
+
+    def __repr__(self) -> str:
+        parts = [repr(a) for a in self.args] + [f"{k}={v!r}" for k, v in self.kwargs.items()]
+        return f"Call({', '.join(parts)})"
+
+
+def _call_arguments(call: Any) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """A call of ``enqueue_many``: a ``Call``, a tuple or list of positional arguments, or a
+    dict of keyword arguments."""
+    if isinstance(call, Call):
+        return call.args, call.kwargs
+    if isinstance(call, (tuple, list)):
+        return tuple(call), {}
+    if isinstance(call, Mapping):
+        return (), dict(call)
+    raise TypeError(
+        f"Each call passed to enqueue_many must be a tuple of positional arguments, a dict of "
+        f"keyword arguments, or litetasks.Call(*args, **kwargs); got {call!r}."
+    )
 
 
 def set_return_value(result: TaskResult, value: Any) -> None:

@@ -12,6 +12,8 @@ The hierarchy::
 Errors recorded on a task (in ``TaskResult.errors``) rather than raised:
 
     WorkerLost                the worker running the task died (kill -9, OOM, power loss)
+    TaskTimeout               the task ran longer than its ``timeout``
+    TaskCancelled             the task was cancelled while it ran
     TaskNotAllowed            a stored row names something that is not a task of this backend
 """
 
@@ -24,7 +26,10 @@ __all__ = [
     "LiteTasksError",
     "SchemaVersionError",
     "StoreError",
+    "TaskCancelled",
+    "TaskInterrupted",
     "TaskNotAllowed",
+    "TaskTimeout",
     "WorkerLost",
 ]
 
@@ -79,3 +84,19 @@ class WorkerLost(LiteTasksError):
 
 class TaskNotAllowed(LiteTasksError):
     """A stored row names something that is not a task this backend may run."""
+
+
+class TaskInterrupted(BaseException):
+    """Raised inside a running task to stop it.
+
+    A ``BaseException``, as ``asyncio.CancelledError`` is, so the task's own ``except
+    Exception`` blocks do not swallow it.
+    """
+
+
+class TaskTimeout(TaskInterrupted):
+    """The task ran longer than its ``timeout``."""
+
+
+class TaskCancelled(TaskInterrupted):
+    """The task was cancelled while it ran."""

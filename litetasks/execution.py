@@ -27,9 +27,10 @@ from .compat import (
     task_finished,
     task_started,
 )
-from .exceptions import TaskNotAllowed
+from .exceptions import TaskCancelled, TaskNotAllowed, TaskTimeout
 from .records import ErrorRecord, JobRecord, Outcome
 from .store import wall_clock_us
+from .task import DEFAULT_BACKOFF, LiteTask
 
 if TYPE_CHECKING:
     from .backend import SQLiteBackend
@@ -128,12 +129,47 @@ class TaskRunner:
             return outcome, functools.partial(_reraise, exc)
         if exc is not None:  # SystemExit too, as ImmediateBackend does
             error = self._error(job, exc)
-            outcome = self._outcome(job, started_us, error=error)
+            retry_at_us = self._retry_at(started, exc)
+            outcome = self._outcome(job, started_us, error=error, retry_at_us=retry_at_us)
+            if retry_at_us is not None:
+                # Not finished: READY again (unless cancelled meanwhile), so no task_finished.
+                logger.warning(
+                    "Task id=%s path=%s attempt %d of %d failed (%s); retrying in %.1f s",
+                    job.job_id,
+                    job.task_path,
+                    job.attempts,
+                    job.max_attempts,
+                    error.exception_class_path,
+                    (retry_at_us - outcome.finished_at_us) / 1e6,
+                )
+                return outcome, _nothing
             failed = self._finished_result(started.result, outcome, error=error)
             return outcome, functools.partial(_send_failed, self._sender, failed, exc)
         outcome = self._outcome(job, started_us, return_json=return_json)
         done = self._finished_result(started.result, outcome, value=value)
         return outcome, functools.partial(_send_finished, self._sender, done)
+
+    def _retry_at(self, started: _Started, exc: BaseException) -> int | None:
+        """When a failed attempt runs again (µs since the epoch), or None if it does not."""
+        task, job = started.task, started.job
+        if not _retryable(task, job, exc):
+            return None
+        backoff = task.backoff or DEFAULT_BACKOFF
+        try:
+            delay = backoff(exc, started.result)
+        except Exception:
+            logger.exception("The backoff of task %s raised; not retrying", job.task_path)
+            return None
+        if delay is None:
+            return None
+        if isinstance(delay, bool) or not isinstance(delay, (int, float)) or not delay >= 0:
+            logger.error(
+                "The backoff of task %s returned %r, not seconds >= 0 or None; not retrying",
+                job.task_path,
+                delay,
+            )
+            return None
+        return wall_clock_us() + int(min(delay, 10 * 365 * 86400) * 1_000_000)
 
     def _check_size(self, job: JobRecord, return_json: str) -> None:
         """Fail a task whose return value would not fit in its row, rather than the commit
@@ -230,6 +266,15 @@ class TaskRunner:
         if error is None:
             set_return_value(finished, value)
         return finished
+
+
+def _retryable(task: Any, job: JobRecord, exc: BaseException) -> bool:
+    """Whether ``exc`` ending this attempt may be retried, by the task's options."""
+    if not isinstance(task, LiteTask) or job.attempts >= job.max_attempts:
+        return False
+    if isinstance(exc, (TaskCancelled, *task.no_retry_on)):
+        return False
+    return isinstance(exc, (*task.retry_on, TaskTimeout))
 
 
 def _load_arguments(job: JobRecord) -> tuple[list[Any], dict[str, Any]]:

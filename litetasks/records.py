@@ -6,7 +6,7 @@ import enum
 import traceback
 from dataclasses import dataclass, field
 
-__all__ = ["ErrorRecord", "JobRecord", "JobState", "NewJob", "Outcome", "WorkerRecord"]
+__all__ = ["ErrorRecord", "Hook", "JobRecord", "JobState", "NewJob", "Outcome", "WorkerRecord"]
 
 
 class JobState(str, enum.Enum):
@@ -63,6 +63,27 @@ class NewJob:
     kwargs_json: str = "{}"
     run_after_us: int | None = None
     max_attempts: int = 1
+    unique_key: str | None = None
+    hooks: tuple[Hook, ...] = ()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Hook:
+    """A task to enqueue when a job finishes: ``when`` is ``success``, ``failure`` or ``finish``.
+
+    The hook task is called with one argument: the finished job's id.
+    """
+
+    when: str
+    task_path: str
+    queue_name: str = "default"
+    priority: int = 0
+    max_attempts: int = 1
+
+    def fires_on(self, state: JobState) -> bool:
+        if self.when == "finish":
+            return state.is_finished
+        return state is (JobState.SUCCESSFUL if self.when == "success" else JobState.FAILED)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -87,6 +108,9 @@ class JobRecord:
     attempts: int
     max_attempts: int
     owner: str | None
+    unique_key: str | None = None
+    cancel_requested: bool = False
+    hooks: tuple[Hook, ...] = ()
 
     @property
     def due_at_us(self) -> int:

@@ -57,8 +57,33 @@ CREATE TABLE workers (
 );
 """
 
+# Version 2: the features beyond DEP 0014.
+_V2 = """
+-- A job enqueued with a unique key has no twin READY or RUNNING; NULL keys are never compared,
+-- so ordinary jobs cost this index nothing.
+ALTER TABLE jobs ADD COLUMN unique_key TEXT;
+CREATE UNIQUE INDEX jobs_unique ON jobs (unique_key)
+    WHERE unique_key IS NOT NULL AND state IN ('READY', 'RUNNING');
+-- Tasks to enqueue when this one finishes: a JSON list of hooks, or NULL.
+ALTER TABLE jobs ADD COLUMN hooks TEXT;
+-- A RUNNING job asked to stop; its worker interrupts it and records it FAILED.
+ALTER TABLE jobs ADD COLUMN cancel_requested INTEGER NOT NULL DEFAULT 0;
+-- The attempts one run of the task may use (max_attempts grows by it on a manual retry).
+ALTER TABLE jobs ADD COLUMN budget INTEGER NOT NULL DEFAULT 1;
+UPDATE jobs SET budget = max_attempts;
+
+-- The last slot of each periodic schedule that was enqueued: the claim of a slot and its job's
+-- insert share one transaction, so each slot is enqueued once however many supervisors run.
+CREATE TABLE schedules (
+    name TEXT PRIMARY KEY,
+    last_slot INTEGER NOT NULL,
+    last_job_id TEXT,
+    updated_at INTEGER NOT NULL
+);
+"""
+
 # MIGRATIONS[n] takes a file from version n to n + 1. Append only; never edit a released one.
-MIGRATIONS: tuple[str, ...] = (_V1,)
+MIGRATIONS: tuple[str, ...] = (_V1, _V2)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -21,13 +21,13 @@ __all__ = [
 
 JOB_COLUMNS = """job_id, task_path, queue_name, priority, args, kwargs, state, enqueued_at,
     run_after, started_at, last_attempted_at, finished_at, worker_ids, errors, return_value,
-    attempts, max_attempts, owner"""
+    attempts, max_attempts, owner, unique_key, cancel_requested, hooks"""
 
 INSERT = """
 INSERT INTO jobs (job_id, task_path, queue_name, priority, args, kwargs, state, enqueued_at,
-                  run_after, due_at, max_attempts)
+                  run_after, due_at, max_attempts, budget, unique_key, hooks)
 VALUES (:job_id, :task_path, :queue_name, :priority, :args, :kwargs, 'READY', :now,
-        :run_after, coalesce(:run_after, :now), :max_attempts)
+        :run_after, coalesce(:run_after, :now), :max_attempts, :max_attempts, :unique_key, :hooks)
 """
 
 # The three claim statements differ only in how they pick the queue (and so the index).
@@ -70,23 +70,24 @@ SET state = 'SUCCESSFUL',
     started_at = CASE WHEN attempts = 1 THEN :started_at ELSE started_at END,
     last_attempted_at = :started_at
 WHERE job_id = :job_id AND state = 'RUNNING' AND owner = :worker_id AND attempts = :attempt
+RETURNING state, hooks
 """
 
-FAIL = """
+# A failed attempt is retried when the worker asks (retry_at), attempts remain and nobody
+# cancelled the job.
+_RETRY = "(:retry_at IS NOT NULL AND attempts < max_attempts AND NOT cancel_requested)"
+FAIL = f"""
 UPDATE jobs
-SET state = CASE WHEN :retry_at IS NOT NULL AND attempts < max_attempts
-                 THEN 'READY' ELSE 'FAILED' END,
-    finished_at = CASE WHEN :retry_at IS NOT NULL AND attempts < max_attempts
-                       THEN NULL ELSE :finished_at END,
-    due_at = CASE WHEN :retry_at IS NOT NULL AND attempts < max_attempts
-                  THEN :retry_at ELSE due_at END,
-    run_after = CASE WHEN :retry_at IS NOT NULL AND attempts < max_attempts
-                     THEN :retry_at ELSE run_after END,
+SET state = CASE WHEN {_RETRY} THEN 'READY' ELSE 'FAILED' END,
+    finished_at = CASE WHEN {_RETRY} THEN NULL ELSE :finished_at END,
+    due_at = CASE WHEN {_RETRY} THEN :retry_at ELSE due_at END,
+    run_after = CASE WHEN {_RETRY} THEN :retry_at ELSE run_after END,
     owner = NULL,
     errors = json_insert(errors, '$[#]', json(:error)),
     started_at = CASE WHEN attempts = 1 THEN :started_at ELSE started_at END,
     last_attempted_at = :started_at
 WHERE job_id = :job_id AND state = 'RUNNING' AND owner = :worker_id AND attempts = :attempt
+RETURNING state, hooks
 """
 
 # An interrupted attempt (graceful shutdown) does not count: it is taken back off the record.
@@ -109,14 +110,17 @@ LOST_OWNER = """
      AND owner NOT IN (SELECT worker_id FROM workers WHERE heartbeat_at >= :stale_before)))
 """
 
+# A lost worker's job runs again if attempts remain, unless it was being cancelled.
+_AGAIN = "(attempts < max_attempts AND NOT cancel_requested)"
 RECOVER = f"""
 UPDATE jobs
-SET state = CASE WHEN attempts < max_attempts THEN 'READY' ELSE 'FAILED' END,
-    finished_at = CASE WHEN attempts < max_attempts THEN NULL ELSE :now END,
+SET state = CASE WHEN {_AGAIN} THEN 'READY' ELSE 'FAILED' END,
+    finished_at = CASE WHEN {_AGAIN} THEN NULL ELSE :now END,
     owner = NULL,
-    errors = json_insert(errors, '$[#]', json(:error))
+    errors = json_insert(errors, '$[#]',
+                         json(CASE WHEN cancel_requested THEN :cancel_error ELSE :error END))
 WHERE state = 'RUNNING' AND {LOST_OWNER}
-RETURNING job_id, state, owner
+RETURNING job_id, state, hooks
 """
 
 FORGET_LOST_WORKERS = """
@@ -124,4 +128,62 @@ DELETE FROM workers
 WHERE worker_id IN (SELECT value FROM json_each(:dead))
    OR (heartbeat_at < :stale_before
        AND worker_id NOT IN (SELECT value FROM json_each(:alive)))
+"""
+
+# Cancelling: a READY job is FAILED at once; a RUNNING one is flagged for its worker.
+CANCEL_READY = """
+UPDATE jobs
+SET state = 'FAILED',
+    finished_at = :now,
+    errors = json_insert(errors, '$[#]', json(:error))
+WHERE job_id = :job_id AND state = 'READY'
+RETURNING state, hooks
+"""
+
+CANCEL_RUNNING = """
+UPDATE jobs SET cancel_requested = 1
+WHERE job_id = :job_id AND state = 'RUNNING'
+"""
+
+CANCEL_REQUESTED = """
+SELECT job_id FROM jobs INDEXED BY jobs_running
+WHERE state = 'RUNNING' AND owner = :worker_id AND cancel_requested
+"""
+
+# A manual retry gives a FAILED job a fresh attempt budget and makes it due now.
+RETRY = """
+UPDATE jobs
+SET state = 'READY',
+    max_attempts = attempts + budget,
+    run_after = NULL,
+    due_at = :now,
+    finished_at = NULL,
+    owner = NULL,
+    cancel_requested = 0
+WHERE job_id = :job_id AND state = 'FAILED'
+"""
+
+# Pruning walks the table in rowid order, one window of rows per transaction, so it needs no
+# index of its own (which would cost every completion a write) and never holds the lock long.
+PRUNE_WINDOW_END = """
+SELECT max(seq), max(enqueued_at) FROM (
+    SELECT seq, enqueued_at FROM jobs WHERE seq > :after ORDER BY seq LIMIT :batch
+)
+"""
+
+PRUNE = """
+DELETE FROM jobs
+WHERE seq > :after AND seq <= :upto
+  AND state IN (SELECT value FROM json_each(:states))
+  AND finished_at < :before
+"""
+
+SCHEDULE_LAST_SLOT = "SELECT last_slot FROM schedules WHERE name = :name"
+
+SCHEDULE_SET_SLOT = """
+INSERT INTO schedules (name, last_slot, last_job_id, updated_at)
+VALUES (:name, :slot, :job_id, :now)
+ON CONFLICT (name) DO UPDATE
+SET last_slot = excluded.last_slot, last_job_id = excluded.last_job_id,
+    updated_at = excluded.updated_at
 """

@@ -8,7 +8,9 @@ statement, so two workers can never claim the same job.
 from __future__ import annotations
 
 import contextlib
+import enum
 import json
+import secrets
 import time
 from collections.abc import Callable, Collection, Iterator, Sequence
 from pathlib import Path
@@ -19,10 +21,10 @@ import apsw
 from . import sql
 from .connection import connection_busy_timeout, immediate, open_connection, translated_errors
 from .exceptions import JobNotFound
-from .records import ErrorRecord, JobRecord, JobState, NewJob, Outcome, WorkerRecord
+from .records import ErrorRecord, Hook, JobRecord, JobState, NewJob, Outcome, WorkerRecord
 from .schema import migrate
 
-__all__ = ["Clock", "Store", "wall_clock_us"]
+__all__ = ["CancelResult", "Clock", "Store", "new_job_id", "wall_clock_us"]
 
 Clock = Callable[[], int]
 
@@ -30,6 +32,36 @@ Clock = Callable[[], int]
 def wall_clock_us() -> int:
     """Return the current time in integer microseconds since the Unix epoch."""
     return time.time_ns() // 1000
+
+
+def new_job_id() -> str:
+    """Return a new job (result) id: 32 hex digits, time-ordered so the id index appends."""
+    return f"{time.time_ns() // 1_000_000:012x}{secrets.token_hex(10)}"
+
+
+class CancelResult(str, enum.Enum):
+    """What ``Store.cancel`` did to one job."""
+
+    CANCELLED = "cancelled"  # it was READY: now FAILED, it never runs
+    CANCELLING = "cancelling"  # it is RUNNING: its worker interrupts it and records it FAILED
+    FINISHED = "finished"  # already SUCCESSFUL or FAILED: unchanged
+    NOT_FOUND = "not found"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+CANCELLED_ERROR = ErrorRecord(
+    exception_class_path="litetasks.exceptions.TaskCancelled",
+    traceback="litetasks.exceptions.TaskCancelled: cancelled before it ran.\n",
+)
+CANCELLED_LOST_ERROR = ErrorRecord(
+    exception_class_path="litetasks.exceptions.TaskCancelled",
+    traceback=(
+        "litetasks.exceptions.TaskCancelled: cancelled while it ran; its worker stopped before "
+        "recording an outcome.\n"
+    ),
+)
 
 
 class Store:
@@ -50,6 +82,7 @@ class Store:
         # Called after every commit that makes a job READY (the backend rings its doorbell
         # here), so sleeping workers claim it at once.
         self._on_ready = on_ready or _nothing
+        self._hooked = False  # the current write transaction enqueued a hook
         self._db = open_connection(
             self.path, synchronous=synchronous, busy_timeout_ms=busy_timeout_ms
         )
@@ -81,6 +114,8 @@ class Store:
                 "kwargs": job.kwargs_json,
                 "run_after": job.run_after_us,
                 "max_attempts": job.max_attempts,
+                "unique_key": job.unique_key,
+                "hooks": _hooks_json(job.hooks),
                 "now": now,
             }
             for job in jobs
@@ -95,6 +130,80 @@ class Store:
                 db.executemany(sql.INSERT, rows)
         self._on_ready()
         return now
+
+    def enqueue_unique(self, jobs: Sequence[NewJob]) -> tuple[int, list[JobRecord | None]]:
+        """Insert ``jobs`` in one transaction, skipping twins of live jobs; return ``enqueued_at``.
+
+        A job whose ``unique_key`` is the key of a READY or RUNNING job (already stored, or
+        earlier in ``jobs``) is not inserted; the list says, per job, which live job it
+        duplicates (``None``: it was inserted).
+        """
+        now = self._now()
+        existing: list[JobRecord | None] = []
+        inserted = False
+        with self._write() as db:
+            for job in jobs:
+                twin = None
+                if job.unique_key is not None:
+                    twin = db.execute(
+                        f"SELECT {sql.JOB_COLUMNS} FROM jobs WHERE unique_key = ?"
+                        " AND state IN ('READY', 'RUNNING')",
+                        (job.unique_key,),
+                    ).fetchone()
+                if twin is not None:
+                    existing.append(_job_from_row(twin))
+                    continue
+                self._insert(db, job, now)
+                existing.append(None)
+                inserted = True
+        if inserted:
+            self._on_ready()
+        return now, existing
+
+    def enqueue_slot(self, name: str, slot_us: int, job: NewJob) -> bool:
+        """Enqueue ``job`` as the slot ``slot_us`` of the periodic schedule ``name``, once.
+
+        False (nothing written) when that slot or a later one was already enqueued, by this
+        process or any other on the same file.
+        """
+        with self._write() as db:
+            last = db.execute(sql.SCHEDULE_LAST_SLOT, {"name": name}).fetchone()
+            if last is not None and int(last[0]) >= slot_us:
+                return False
+            now = self._now()
+            self._insert(db, job, now)
+            db.execute(
+                sql.SCHEDULE_SET_SLOT,
+                {"name": name, "slot": slot_us, "job_id": job.job_id, "now": now},
+            )
+        self._on_ready()
+        return True
+
+    def schedules(self) -> dict[str, tuple[int, str | None]]:
+        """Return, per periodic schedule name, its last enqueued slot and that job's id."""
+        with self._translated():
+            rows: list[Any] = self._db.execute(
+                "SELECT name, last_slot, last_job_id FROM schedules"
+            ).fetchall()
+        return {str(n): (int(s), None if j is None else str(j)) for n, s, j in rows}
+
+    def _insert(self, db: apsw.Connection, job: NewJob, now: int) -> None:
+        db.execute(
+            sql.INSERT,
+            {
+                "job_id": job.job_id,
+                "task_path": job.task_path,
+                "queue_name": job.queue_name,
+                "priority": job.priority,
+                "args": job.args_json,
+                "kwargs": job.kwargs_json,
+                "run_after": job.run_after_us,
+                "max_attempts": job.max_attempts,
+                "unique_key": job.unique_key,
+                "hooks": _hooks_json(job.hooks),
+                "now": now,
+            },
+        )
 
     # -- consumers ---------------------------------------------------------------------------
 
@@ -131,10 +240,11 @@ class Store:
         transaction halves the commits per task.
         """
         with self._write() as db:
+            self._hooked = False
             settled = [self._settle(db, outcome) for outcome in outcomes]
             rows = self._claim(db, worker_id, queues, limit) if limit > 0 else []
-        if any(o.retry_at_us is not None for o in outcomes):
-            self._on_ready()  # a retry is READY again: waiting workers re-plan their sleep
+        if self._hooked or any(o.retry_at_us is not None for o in outcomes):
+            self._on_ready()  # a retry or a hook is READY: waiting workers re-plan their sleep
         rows.sort(key=lambda row: (-row[3], row[-2], row[-1]))  # priority, due_at, seq
         return settled, [_job_from_row(row) for row in rows]
 
@@ -168,12 +278,39 @@ class Store:
         }
         if outcome.error is None:
             params["return_value"] = outcome.return_json
-            db.execute(sql.COMPLETE, params)
+            row = db.execute(sql.COMPLETE, params).fetchone()
         else:
             params["error"] = _error_json(outcome.error)
             params["retry_at"] = outcome.retry_at_us
-            db.execute(sql.FAIL, params)
-        return db.changes() == 1
+            row = db.execute(sql.FAIL, params).fetchone()
+        if row is None:
+            return False
+        if row[1] is not None:
+            self._enqueue_hooks(db, outcome.job_id, JobState(row[0]), row[1])
+        return True
+
+    def _enqueue_hooks(
+        self, db: apsw.Connection, job_id: str, state: JobState, hooks_json: str
+    ) -> None:
+        """Insert the hooks of ``job_id`` that fire on ``state``, in the caller's transaction."""
+        if not state.is_finished:
+            return
+        now = self._now()
+        for hook in _hooks_from_json(hooks_json):
+            if hook.fires_on(state):
+                self._insert(
+                    db,
+                    NewJob(
+                        job_id=new_job_id(),
+                        task_path=hook.task_path,
+                        queue_name=hook.queue_name,
+                        priority=hook.priority,
+                        args_json=json.dumps([job_id]),
+                        max_attempts=hook.max_attempts,
+                    ),
+                    now,
+                )
+                self._hooked = True
 
     def release(self, worker_id: str, job_ids: Collection[str] | None = None) -> list[str]:
         """Put ``worker_id``'s RUNNING jobs back to READY without counting the attempt.
@@ -248,13 +385,128 @@ class Store:
             "now": self._now(),
             "error": _error_json(error),
         }
+        params["cancel_error"] = _error_json(CANCELLED_LOST_ERROR)
         with self._write() as db:
+            self._hooked = False
             rows = db.execute(sql.RECOVER, params).fetchall()
-            del params["now"], params["error"]
+            for job_id, state, hooks in rows:
+                if hooks is not None:
+                    self._enqueue_hooks(db, str(job_id), JobState(state), str(hooks))
+            del params["now"], params["error"], params["cancel_error"]
             db.execute(sql.FORGET_LOST_WORKERS, params)
-        if any(row[1] == JobState.READY.value for row in rows):
+        if self._hooked or any(row[1] == JobState.READY.value for row in rows):
             self._on_ready()
         return [(str(row[0]), JobState(row[1])) for row in rows]
+
+    # -- operator actions ----------------------------------------------------------------------
+
+    def cancel(
+        self, job_ids: Collection[str], *, error: ErrorRecord = CANCELLED_ERROR
+    ) -> dict[str, CancelResult]:
+        """Cancel jobs in one transaction: a READY job is FAILED with ``error`` and never runs;
+        a RUNNING one is flagged, and its worker interrupts it (see ``cancel_requested``)."""
+        results: dict[str, CancelResult] = {}
+        now = self._now()
+        with self._write() as db:
+            self._hooked = False
+            for job_id in job_ids:
+                row = db.execute(
+                    sql.CANCEL_READY,
+                    {"job_id": job_id, "now": now, "error": _error_json(error)},
+                ).fetchone()
+                if row is not None:
+                    if row[1] is not None:
+                        self._enqueue_hooks(db, job_id, JobState(row[0]), row[1])
+                    results[job_id] = CancelResult.CANCELLED
+                    continue
+                db.execute(sql.CANCEL_RUNNING, {"job_id": job_id})
+                if db.changes():
+                    results[job_id] = CancelResult.CANCELLING
+                    continue
+                found = db.execute("SELECT 1 FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
+                results[job_id] = CancelResult.FINISHED if found else CancelResult.NOT_FOUND
+        if self._hooked:
+            self._on_ready()
+        return results
+
+    def cancel_requested(self, worker_id: str) -> list[str]:
+        """Return the ids of ``worker_id``'s RUNNING jobs that someone asked to cancel."""
+        with self._translated():
+            rows = self._db.execute(sql.CANCEL_REQUESTED, {"worker_id": worker_id}).fetchall()
+        return [str(row[0]) for row in rows]
+
+    def retry(self, job_ids: Collection[str]) -> dict[str, str]:
+        """Make FAILED jobs READY again with a fresh attempt budget, in one transaction.
+
+        Returns, per id, ``"retried"``, ``"not failed"`` (READY, RUNNING or SUCCESSFUL: left
+        alone), ``"duplicate"`` (a unique job whose twin is READY or RUNNING) or ``"not found"``.
+        """
+        results: dict[str, str] = {}
+        now = self._now()
+        with self._write() as db:
+            for job_id in job_ids:
+                try:
+                    db.execute(sql.RETRY, {"job_id": job_id, "now": now})
+                except apsw.ConstraintError:
+                    results[job_id] = "duplicate"
+                    continue
+                if db.changes():
+                    results[job_id] = "retried"
+                    continue
+                found = db.execute("SELECT 1 FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
+                results[job_id] = "not failed" if found else "not found"
+        if "retried" in results.values():
+            self._on_ready()
+        return results
+
+    def failed_job_ids(self, *, queues: Collection[str] | None = None) -> list[str]:
+        """Return the ids of every FAILED job (of ``queues``), oldest first."""
+        query = "SELECT job_id FROM jobs WHERE state = 'FAILED'"
+        params: tuple[str, ...] = ()
+        if queues is not None:
+            query += " AND queue_name IN (SELECT value FROM json_each(?))"
+            params = (json.dumps(list(queues)),)
+        with self._translated():
+            rows = self._db.execute(query + " ORDER BY seq", params).fetchall()
+        return [str(row[0]) for row in rows]
+
+    def prune(
+        self,
+        *,
+        finished_before_us: int,
+        states: Collection[JobState] = (JobState.SUCCESSFUL, JobState.FAILED),
+        batch: int = 1000,
+        max_batches: int | None = None,
+    ) -> int:
+        """Delete jobs in ``states`` that finished before ``finished_before_us``; return how many.
+
+        Works through the table ``batch`` rows per transaction, oldest first, so writers wait
+        at most one short transaction. Stops at the first window holding jobs enqueued after
+        the cut-off (they cannot have finished before it) or after ``max_batches`` windows.
+        READY and RUNNING jobs are never deleted.
+        """
+        finished = [JobState(s).value for s in states if JobState(s).is_finished]
+        if len(finished) != len(list(states)):
+            raise ValueError("Only SUCCESSFUL and FAILED jobs can be pruned.")
+        params: dict[str, Any] = {
+            "after": 0,
+            "batch": batch,
+            "states": json.dumps(finished),
+            "before": finished_before_us,
+        }
+        deleted = windows = 0
+        while max_batches is None or windows < max_batches:
+            with self._write() as db:
+                upto, newest = db.execute(sql.PRUNE_WINDOW_END, params).fetchone() or (None, None)
+                if upto is None:
+                    break
+                db.execute(sql.PRUNE, {**params, "upto": upto})
+                deleted += db.changes()
+            windows += 1
+            params["after"] = upto
+            if newest is not None and int(newest) >= finished_before_us:
+                break
+        return deleted
 
     def get_workers(self) -> list[WorkerRecord]:
         """Return every registered worker with the ids of the jobs it is running."""
@@ -399,7 +651,10 @@ def _job_from_row(row: Any) -> JobRecord:
         attempts,
         max_attempts,
         owner,
-    ) = row[:18]
+        unique_key,
+        cancel_requested,
+        hooks,
+    ) = row[:21]
     return JobRecord(
         job_id=str(job_id),
         task_path=str(task_path),
@@ -419,4 +674,28 @@ def _job_from_row(row: Any) -> JobRecord:
         attempts=int(attempts),
         max_attempts=int(max_attempts),
         owner=None if owner is None else str(owner),
+        unique_key=None if unique_key is None else str(unique_key),
+        cancel_requested=bool(cancel_requested),
+        hooks=() if hooks is None else _hooks_from_json(str(hooks)),
     )
+
+
+def _hooks_json(hooks: Sequence[Hook]) -> str | None:
+    if not hooks:
+        return None
+    return json.dumps(
+        [
+            {
+                "when": h.when,
+                "task_path": h.task_path,
+                "queue_name": h.queue_name,
+                "priority": h.priority,
+                "max_attempts": h.max_attempts,
+            }
+            for h in hooks
+        ]
+    )
+
+
+def _hooks_from_json(text: str) -> tuple[Hook, ...]:
+    return tuple(Hook(**item) for item in json.loads(text))

@@ -1,0 +1,159 @@
+"""``LiteTask``: Django's ``Task`` with the options litetasks adds, and retry back-off policies.
+
+``SQLiteBackend.task_class`` is ``LiteTask``, so ``@task(...)`` of a litetasks backend accepts::
+
+    @task(max_attempts=5, backoff=exponential(cap=600), retry_on=(IOError,), timeout=30,
+          unique=True, on_failure=alert_admins)
+    def sync_account(account_id): ...
+
+A task without these options is an ordinary ``Task``: code written for litetasks imports and
+runs on any other backend as long as it does not pass them.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from .compat import InvalidTask, Task, TaskResult
+
+__all__ = ["Backoff", "LiteTask", "check_options", "exponential", "fixed"]
+
+Backoff = Callable[[BaseException, TaskResult], "float | None"]
+"""Decides a failed attempt's fate: seconds until the next attempt, or None not to retry.
+
+Called with the exception and the task's result (``len(result.worker_ids)`` is the number of
+the attempt that failed), as Django's retry proposal (new-features #142) describes.
+"""
+
+
+def exponential(
+    base: float = 1.0, factor: float = 2.0, cap: float = 3600.0, jitter: float = 0.5
+) -> Backoff:
+    """Wait ``base * factor ** (attempt - 1)`` seconds, at most ``cap``, minus random jitter.
+
+    ``jitter`` is the fraction that may be taken off at random (0: none, 1: "full jitter"),
+    so tasks that failed together do not all retry at the same moment.
+    """
+    if base < 0 or factor < 1 or cap < 0 or not 0 <= jitter <= 1:
+        raise ValueError(
+            "exponential() needs base >= 0, factor >= 1, cap >= 0 and 0 <= jitter <= 1 "
+            f"(got base={base!r}, factor={factor!r}, cap={cap!r}, jitter={jitter!r})."
+        )
+
+    def backoff(exc: BaseException, result: TaskResult) -> float:
+        attempt = max(1, len(result.worker_ids))
+        delay = min(cap, base * factor ** min(attempt - 1, 64))
+        return delay * (1 - jitter * random.random())
+
+    backoff.__qualname__ = f"exponential(base={base}, factor={factor}, cap={cap}, jitter={jitter})"
+    return backoff
+
+
+def fixed(seconds: float) -> Backoff:
+    """Wait the same ``seconds`` before every retry."""
+    if seconds < 0:
+        raise ValueError(f"fixed() needs seconds >= 0 (got {seconds!r}).")
+
+    def backoff(exc: BaseException, result: TaskResult) -> float:
+        return seconds
+
+    backoff.__qualname__ = f"fixed({seconds})"
+    return backoff
+
+
+DEFAULT_BACKOFF = exponential()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LiteTask(Task):
+    """A ``Task`` with retries, a timeout, uniqueness and completion hooks.
+
+    - ``max_attempts``: how many times the task may run in all (1: no retries).
+    - ``backoff``: a ``Backoff``; default ``exponential()`` (1 s, 2 s, 4 s ... at most 1 h,
+      with jitter).
+    - ``retry_on`` / ``no_retry_on``: exception classes that are / are not retried (default:
+      every ``Exception``, and ``TaskTimeout``; never ``TaskCancelled``).
+    - ``timeout``: seconds an attempt may run before it is interrupted with ``TaskTimeout``.
+    - ``unique``: True, or a function of the task's arguments returning a key: enqueueing a
+      twin of a READY or RUNNING task returns that task's result instead of a new one.
+    - ``on_success`` / ``on_failure`` / ``on_finish``: tasks of the same backend, enqueued with
+      the finished task's result id as their one argument, in the transaction that records
+      the outcome.
+    """
+
+    max_attempts: int = 1
+    backoff: Backoff | None = None
+    retry_on: tuple[type[BaseException], ...] = (Exception,)
+    no_retry_on: tuple[type[BaseException], ...] = ()
+    timeout: float | None = None
+    unique: bool | Callable[..., Any] = False
+    on_success: Task | None = None
+    on_failure: Task | None = None
+    on_finish: Task | None = None
+
+    def __post_init__(self) -> None:
+        # A single class is accepted where a tuple is expected (as ``except`` accepts both).
+        for name in ("retry_on", "no_retry_on"):
+            value = getattr(self, name)
+            if isinstance(value, (type, list)):
+                object.__setattr__(
+                    self, name, (value,) if isinstance(value, type) else tuple(value)
+                )
+        Task.__post_init__(self)  # not super(): slots=True makes a new class
+
+
+def check_options(task: LiteTask) -> None:
+    """Raise ``InvalidTask`` naming the option of ``task`` that is wrong and what it takes."""
+    name = task.module_path
+    attempts = task.max_attempts
+    if not isinstance(attempts, int) or isinstance(attempts, bool) or attempts < 1:
+        raise InvalidTask(
+            f"max_attempts of {name!r} must be a whole number >= 1 (got {attempts!r})."
+        )
+    if task.backoff is not None and not callable(task.backoff):
+        raise InvalidTask(
+            f"backoff of {name!r} must be a function (exception, result) -> seconds or None, "
+            f"such as litetasks.exponential() (got {task.backoff!r})."
+        )
+    for option in ("retry_on", "no_retry_on"):
+        classes = getattr(task, option)
+        if not isinstance(classes, tuple) or not all(
+            isinstance(c, type) and issubclass(c, BaseException) for c in classes
+        ):
+            raise InvalidTask(
+                f"{option} of {name!r} must be an exception class or a tuple of them "
+                f"(got {classes!r})."
+            )
+    timeout = task.timeout
+    if timeout is not None and (
+        isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0
+    ):
+        raise InvalidTask(
+            f"timeout of {name!r} must be a number of seconds > 0, or None (got {timeout!r})."
+        )
+    if not isinstance(task.unique, bool) and not callable(task.unique):
+        raise InvalidTask(
+            f"unique of {name!r} must be True, False or a function of the task's arguments "
+            f"returning a str key (got {task.unique!r})."
+        )
+    _check_hooks(task)
+
+
+def _check_hooks(task: LiteTask) -> None:
+    for when in ("success", "failure", "finish"):
+        hook = getattr(task, f"on_{when}")
+        if hook is None:
+            continue
+        if not isinstance(hook, Task):
+            raise InvalidTask(
+                f"on_{when} of {task.module_path!r} must be a task (a function decorated with "
+                f"@task), got {hook!r}."
+            )
+        if hook.backend != task.backend:
+            raise InvalidTask(
+                f"on_{when} of {task.module_path!r} is a task of backend {hook.backend!r}; hooks "
+                f"are enqueued in the same queue file, so it must use {task.backend!r}."
+            )
