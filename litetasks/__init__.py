@@ -43,6 +43,7 @@ def __getattr__(name: str) -> Any:
     globals()[name] = value
     return value
 
+
 __version__ = "0.1.0.dev0"
 
 __all__ = [

@@ -125,6 +125,71 @@ def status(
 
 
 @app.command()
+def retry(
+    ids: Annotated[list[str] | None, typer.Argument(help="Ids of FAILED tasks.")] = None,
+    failed: Annotated[bool, typer.Option("--failed", help="Retry every FAILED task.")] = False,
+    queue: Annotated[
+        list[str] | None, typer.Option("--queue", "-q", help="With --failed: only this queue.")
+    ] = None,
+    settings: Settings = None,
+    pythonpath: PythonPath = None,
+    backend: Backend = "default",
+) -> None:
+    """Run FAILED tasks again, each with a fresh attempt budget."""
+    from .actions import retry_tasks
+
+    try:
+        setup_django(settings, pythonpath)
+        code = retry_tasks(get_backend(backend), ids or [], failed=failed, queues=queue or [])
+    except LiteTasksError as exc:
+        raise _fail(exc) from None
+    raise typer.Exit(code)
+
+
+@app.command()
+def cancel(
+    ids: Annotated[list[str] | None, typer.Argument(help="Ids of the tasks to cancel.")] = None,
+    settings: Settings = None,
+    pythonpath: PythonPath = None,
+    backend: Backend = "default",
+) -> None:
+    """Cancel tasks: READY ones never run, RUNNING ones are interrupted; both end FAILED."""
+    from .actions import cancel_tasks
+
+    try:
+        setup_django(settings, pythonpath)
+        code = cancel_tasks(get_backend(backend), ids or [])
+    except LiteTasksError as exc:
+        raise _fail(exc) from None
+    raise typer.Exit(code)
+
+
+@app.command()
+def prune(
+    older_than: Annotated[
+        str | None,
+        typer.Option(help="Age of the results to delete: 45s, 30m, 12h, 7d [results_ttl]."),
+    ] = None,
+    status: Annotated[
+        list[str] | None,
+        typer.Option("--status", help="SUCCESSFUL or FAILED (repeat); both if omitted."),
+    ] = None,
+    settings: Settings = None,
+    pythonpath: PythonPath = None,
+    backend: Backend = "default",
+) -> None:
+    """Delete finished results now (workers also do it in the background: results_ttl)."""
+    from .actions import prune_results
+
+    try:
+        setup_django(settings, pythonpath)
+        code = prune_results(get_backend(backend), older_than, status or [])
+    except LiteTasksError as exc:
+        raise _fail(exc) from None
+    raise typer.Exit(code)
+
+
+@app.command()
 def demo(
     keep: Annotated[bool, typer.Option(help="Keep the demo project folder.")] = False,
     tasks: Annotated[int, typer.Option(min=1, help="How many tasks to enqueue.")] = 2000,

@@ -11,6 +11,7 @@ import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ from .exceptions import ConfigurationError
 __all__ = ["OPTION_NAMES", "BackendConfig", "StoreConfig", "WorkerConfig", "from_options"]
 
 SYNCHRONOUS_MODES = ("NORMAL", "FULL")
+DEFAULT_RESULTS_TTL_S = 7 * 86400.0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -45,6 +47,7 @@ class WorkerConfig:
     max_tasks_per_child: int = 0  # 0: never recycle
     max_memory_per_child_mb: int = 0  # 0: never recycle
     prefetch: int = 0  # jobs always claimed ahead per process, beyond one per thread
+    results_ttl_s: float | None = DEFAULT_RESULTS_TTL_S  # None: keep finished results forever
 
     def __post_init__(self) -> None:
         if self.heartbeat_s * 2 > self.lease_s:
@@ -86,6 +89,11 @@ _OPTIONS: dict[str, tuple[type, Any, str]] = {
     "max_tasks_per_child": _NON_NEGATIVE_INT,
     "max_memory_per_child_mb": _NON_NEGATIVE_INT,
     "prefetch": _NON_NEGATIVE_INT,
+    "results_ttl": (
+        object,
+        lambda v: v is None or (_seconds(v) or 0) > 0,
+        "a number of seconds above 0, a timedelta, or None (keep finished results forever)",
+    ),
     "autorun": (bool, lambda v: True, "True or False"),
     "task_modules": (
         list,
@@ -110,6 +118,8 @@ def from_options(alias: str, options: Mapping[str, Any], *, default_path: Path) 
         synchronous=values.pop("synchronous", "NORMAL").upper(),
         busy_timeout_ms=values.pop("busy_timeout_ms", 5000),
     )
+    if "results_ttl" in values:
+        values["results_ttl_s"] = _seconds(values.pop("results_ttl"))
     autorun = values.pop("autorun", None)
     task_modules = tuple(values.pop("task_modules", ()))
     worker_values = {k: v for k, v in values.items() if k in _WORKER_FIELDS}
@@ -118,6 +128,15 @@ def from_options(alias: str, options: Mapping[str, Any], *, default_path: Path) 
     except ConfigurationError as exc:
         raise ConfigurationError(f"TASKS[{alias!r}]['OPTIONS']: {exc}") from None
     return BackendConfig(store=store, worker=worker, autorun=autorun, task_modules=task_modules)
+
+
+def _seconds(value: Any) -> float | None:
+    """Seconds from a number or a timedelta; None for anything else (or None)."""
+    if isinstance(value, timedelta):
+        value = value.total_seconds()
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return None
+    return float(value)
 
 
 def _checked(alias: str, name: str, value: Any) -> Any:

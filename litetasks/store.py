@@ -476,37 +476,54 @@ class Store:
         finished_before_us: int,
         states: Collection[JobState] = (JobState.SUCCESSFUL, JobState.FAILED),
         batch: int = 1000,
-        max_batches: int | None = None,
     ) -> int:
         """Delete jobs in ``states`` that finished before ``finished_before_us``; return how many.
 
-        Works through the table ``batch`` rows per transaction, oldest first, so writers wait
-        at most one short transaction. Stops at the first window holding jobs enqueued after
-        the cut-off (they cannot have finished before it) or after ``max_batches`` windows.
-        READY and RUNNING jobs are never deleted.
+        Works through the table ``batch`` rows per transaction, oldest first (``prune_step``),
+        so writers wait at most one short transaction. READY and RUNNING jobs are never deleted.
         """
-        finished = [JobState(s).value for s in states if JobState(s).is_finished]
-        if len(finished) != len(list(states)):
+        deleted = 0
+        after: int | None = 0
+        while after is not None:
+            count, after = self.prune_step(
+                finished_before_us=finished_before_us, states=states, after=after, batch=batch
+            )
+            deleted += count
+        return deleted
+
+    def prune_step(
+        self,
+        *,
+        finished_before_us: int,
+        states: Collection[JobState] = (JobState.SUCCESSFUL, JobState.FAILED),
+        after: int = 0,
+        batch: int = 1000,
+    ) -> tuple[int, int | None]:
+        """Prune the ``batch`` rows after ``after`` (a position; 0: the start) in one transaction.
+
+        Returns how many were deleted and where the next step starts, or None when the walk is
+        over: at the end of the table, or at a window holding jobs enqueued after the cut-off
+        (they cannot have finished before it).
+        """
+        names = [JobState(s) for s in states]
+        if not all(state.is_finished for state in names):
             raise ValueError("Only SUCCESSFUL and FAILED jobs can be pruned.")
+        if batch < 1:
+            raise ValueError(f"batch must be at least 1 (got {batch!r}).")
         params: dict[str, Any] = {
-            "after": 0,
+            "after": after,
             "batch": batch,
-            "states": json.dumps(finished),
+            "states": json.dumps([state.value for state in names]),
             "before": finished_before_us,
         }
-        deleted = windows = 0
-        while max_batches is None or windows < max_batches:
-            with self._write() as db:
-                upto, newest = db.execute(sql.PRUNE_WINDOW_END, params).fetchone() or (None, None)
-                if upto is None:
-                    break
-                db.execute(sql.PRUNE, {**params, "upto": upto})
-                deleted += db.changes()
-            windows += 1
-            params["after"] = upto
-            if newest is not None and int(newest) >= finished_before_us:
-                break
-        return deleted
+        with self._write() as db:
+            upto, newest = db.execute(sql.PRUNE_WINDOW_END, params).fetchone() or (None, None)
+            if upto is None:
+                return 0, None
+            db.execute(sql.PRUNE, {**params, "upto": upto})
+            deleted = db.changes()
+        done = newest is not None and int(newest) >= finished_before_us
+        return deleted, None if done else int(upto)
 
     def get_workers(self) -> list[WorkerRecord]:
         """Return every registered worker with the ids of the jobs it is running."""

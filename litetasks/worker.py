@@ -25,6 +25,7 @@ from .attempts import Done, Finish, interrupted, reraise
 from .config import WorkerConfig
 from .eventloop import AsyncLane
 from .exceptions import StoreError
+from .janitor import Pruner
 from .liveness import ProcessIdentity, this_process
 from .records import JobRecord, Outcome, WorkerRecord
 from .recovery import recover_lost
@@ -401,6 +402,7 @@ class WorkerPool:
 
     def _maintain(self) -> None:
         store = self._store_factory()
+        pruner = Pruner(self.config.results_ttl_s)
         parent = os.getppid()
         next_recovery = time.monotonic() + self.config.lease_s / 4
         while not self._stopping.wait(min(self.config.heartbeat_s, 1.0)):
@@ -420,6 +422,7 @@ class WorkerPool:
                 if time.monotonic() >= next_recovery:
                     recover_lost(store, self.config.lease_s, self.identity)
                     next_recovery = time.monotonic() + self.config.lease_s / 4
+                pruner.tick(store)
                 if self._idle.is_set() and self._dirty:
                     self._idle.clear()
                     self._dirty = False

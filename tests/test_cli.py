@@ -438,3 +438,98 @@ def test_management_command_runs_a_burst(tmp_path: Path) -> None:
     write_project(tmp_path)
     done = manage(tmp_path, "run", "--burst", "--processes", "1", "--threads", "1")
     assert done.returncode == 0, done.stderr
+
+
+# -- retry, cancel, prune ----------------------------------------------------------------------
+
+
+def test_retry_reruns_failed_tasks_by_id(runner: CliRunner, backend) -> None:
+    failed = tasks.fail_value_error.enqueue()
+    done = tasks.noop.enqueue()
+    drain()
+
+    result = invoke(runner, "retry", failed.id, done.id)
+
+    assert result.exit_code == 0, result.output
+    assert f"{failed.id}: retried" in result.stdout
+    assert f"{done.id}: not failed" in result.stdout
+    assert "1 of 2 task(s) retried." in result.stdout
+    assert backend.get_result(failed.id).status == "READY"
+
+
+def test_retry_failed_reruns_every_failed_task_of_a_queue(runner: CliRunner, backend) -> None:
+    mail = [tasks.fail_value_error.using(queue_name="emails").enqueue() for _ in range(2)]
+    report = tasks.fail_value_error.using(queue_name="reports").enqueue()
+    drain()
+
+    result = invoke(runner, "retry", "--failed", "--queue", "emails")
+
+    assert result.exit_code == 0, result.output
+    assert "2 of 2 task(s) retried." in result.stdout
+    assert [backend.get_result(r.id).status for r in mail] == ["READY", "READY"]
+    assert backend.get_result(report.id).status == "FAILED"
+    assert invoke(runner, "retry", "--failed", "--queue", "emails").stdout.strip() == (
+        "No FAILED tasks."
+    )
+
+
+def test_retry_of_an_unknown_id_exits_1(runner: CliRunner, backend) -> None:
+    result = invoke(runner, "retry", "0" * 32)
+    assert result.exit_code == 1
+    assert "not found" in result.stdout
+
+
+def test_retry_needs_ids_or_failed(runner: CliRunner, backend) -> None:
+    result = invoke(runner, "retry")
+    assert result.exit_code == 2
+    assert "Give task ids or --failed" in result.stderr
+
+
+def test_cancel_fails_a_ready_task_that_then_never_runs(runner: CliRunner, backend) -> None:
+    result_ = tasks.noop.enqueue()
+
+    result = invoke(runner, "cancel", result_.id, "f" * 32)
+
+    assert result.exit_code == 1  # one id was unknown
+    assert f"{result_.id}: cancelled" in result.stdout
+    assert f"{'f' * 32}: not found" in result.stdout
+    assert drain() == 0
+    stored = backend.get_result(result_.id)
+    assert stored.status == "FAILED"
+    assert stored.errors[0].exception_class_path == "litetasks.exceptions.TaskCancelled"
+
+
+def test_prune_deletes_finished_results_older_than_asked(runner: CliRunner, backend) -> None:
+    old = [tasks.noop.enqueue() for _ in range(3)]
+    failed = tasks.fail_value_error.enqueue()
+    drain()
+    waiting = tasks.noop.enqueue()
+
+    kept = invoke(runner, "prune", "--older-than", "1h")
+    assert kept.exit_code == 0, kept.output
+    assert "Deleted 0 " in kept.stdout
+
+    import time
+
+    time.sleep(0.01)
+    result = invoke(runner, "prune", "--older-than", "0s", "--status", "successful")
+    assert result.exit_code == 0, result.output
+    assert "Deleted 3 SUCCESSFUL result(s)" in result.stdout
+    assert backend.get_result(failed.id).status == "FAILED"
+    assert backend.get_result(waiting.id).status == "READY"
+    del old
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--older-than", "soon"], "Cannot read the duration 'soon'"),
+        (["--older-than", "1d", "--status", "READY"], "--status READY cannot be pruned"),
+    ],
+)
+def test_prune_refuses_bad_arguments_in_one_line(
+    runner: CliRunner, backend, args: list[str], expected: str
+) -> None:
+    result = invoke(runner, "prune", *args)
+    assert result.exit_code == 2
+    assert expected in result.stderr
