@@ -709,6 +709,29 @@ def test_reopening_keeps_the_jobs(db_path: Path, clock: FakeClock):
     assert user_version(db_path) == SCHEMA_VERSION
 
 
+def test_a_version_1_file_is_migrated_in_place_keeping_its_jobs(db_path: Path, clock: FakeClock):
+    from litetasks.schema import MIGRATIONS
+
+    connection = apsw.Connection(str(db_path))
+    connection.execute(MIGRATIONS[0])
+    connection.execute("PRAGMA user_version = 1")
+    connection.execute(
+        "INSERT INTO jobs (job_id, task_path, queue_name, priority, args, kwargs, state, "
+        "enqueued_at, due_at, max_attempts, attempts) "
+        "VALUES ('old', 'app.tasks.f', 'default', 0, '[1]', '{}', 'FAILED', 1, 1, 3, 3)"
+    )
+    connection.close()
+
+    with Store(db_path, clock=clock) as store:
+        job = store.get("old")
+        assert (job.state, job.args_json, job.max_attempts) == (JobState.FAILED, "[1]", 3)
+        assert (job.unique_key, job.cancel_requested, job.hooks) == (None, False, ())
+        # The attempt budget of a migrated job is its max_attempts: a retry grants 3 more.
+        assert store.retry(["old"]) == {"old": "retried"}
+        assert store.get("old").max_attempts == 6
+    assert user_version(db_path) == SCHEMA_VERSION
+
+
 def test_a_file_with_a_newer_schema_is_refused(db_path: Path):
     newer = SCHEMA_VERSION + 1
     connection = apsw.Connection(str(db_path))
