@@ -27,8 +27,11 @@ PRUNE_WINDOWS_PER_TICK = 20
 class Pruner:
     """Prune results older than ``ttl_s`` every ``interval_s`` (with jitter), bit by bit."""
 
-    def __init__(self, ttl_s: float | None, interval_s: float = 60.0) -> None:
+    def __init__(self, ttl_s: float | None, interval_s: float | None = None) -> None:
         self.ttl_s = ttl_s
+        # Every minute; more often for a short ttl, so results live about as long as asked.
+        if interval_s is None:
+            interval_s = 60.0 if ttl_s is None else min(60.0, max(1.0, ttl_s))
         self.interval_s = interval_s
         # Processes started together should not all prune at once.
         self._next = time.monotonic() + random.uniform(0.1, 1.0) * interval_s
