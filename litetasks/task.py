@@ -29,39 +29,46 @@ the attempt that failed), as Django's retry proposal (new-features #142) describ
 """
 
 
-def exponential(
-    base: float = 1.0, factor: float = 2.0, cap: float = 3600.0, jitter: float = 0.5
-) -> Backoff:
+@dataclass(frozen=True, slots=True)
+class exponential:  # lower case: used like a function, backoff=exponential(cap=600)
     """Wait ``base * factor ** (attempt - 1)`` seconds, at most ``cap``, minus random jitter.
 
     ``jitter`` is the fraction that may be taken off at random (0: none, 1: "full jitter"),
-    so tasks that failed together do not all retry at the same moment.
+    so tasks that failed together do not all retry at the same moment. A value (comparable,
+    hashable, picklable), as every field of a ``Task`` should be.
     """
-    if base < 0 or factor < 1 or cap < 0 or not 0 <= jitter <= 1:
-        raise ValueError(
-            "exponential() needs base >= 0, factor >= 1, cap >= 0 and 0 <= jitter <= 1 "
-            f"(got base={base!r}, factor={factor!r}, cap={cap!r}, jitter={jitter!r})."
-        )
 
-    def backoff(exc: BaseException, result: TaskResult) -> float:
+    base: float = 1.0
+    factor: float = 2.0
+    cap: float = 3600.0
+    jitter: float = 0.5
+
+    def __post_init__(self) -> None:
+        if self.base < 0 or self.factor < 1 or self.cap < 0 or not 0 <= self.jitter <= 1:
+            raise ValueError(
+                "exponential() needs base >= 0, factor >= 1, cap >= 0 and 0 <= jitter <= 1 "
+                f"(got base={self.base!r}, factor={self.factor!r}, cap={self.cap!r}, "
+                f"jitter={self.jitter!r})."
+            )
+
+    def __call__(self, exc: BaseException, result: TaskResult) -> float:
         attempt = max(1, len(result.worker_ids))
-        delay = min(cap, base * factor ** min(attempt - 1, 64))
-        return delay * (1 - jitter * random.random())
-
-    backoff.__qualname__ = f"exponential(base={base}, factor={factor}, cap={cap}, jitter={jitter})"
-    return backoff
+        delay = min(self.cap, self.base * self.factor ** min(attempt - 1, 64))
+        return delay * (1 - self.jitter * random.random())
 
 
-def fixed(seconds: float) -> Backoff:
+@dataclass(frozen=True, slots=True)
+class fixed:  # lower case: used like a function, backoff=fixed(60)
     """Wait the same ``seconds`` before every retry."""
-    if seconds < 0:
-        raise ValueError(f"fixed() needs seconds >= 0 (got {seconds!r}).")
 
-    def backoff(exc: BaseException, result: TaskResult) -> float:
-        return seconds
+    seconds: float
 
-    backoff.__qualname__ = f"fixed({seconds})"
-    return backoff
+    def __post_init__(self) -> None:
+        if self.seconds < 0:
+            raise ValueError(f"fixed() needs seconds >= 0 (got {self.seconds!r}).")
+
+    def __call__(self, exc: BaseException, result: TaskResult) -> float:
+        return self.seconds
 
 
 DEFAULT_BACKOFF = exponential()

@@ -474,3 +474,46 @@ def test_results_ttl_none_keeps_results(backend):
 def test_store_prune_refuses_live_states(backend):
     with pytest.raises(ValueError, match="Only SUCCESSFUL and FAILED"):
         backend.store.prune(finished_before_us=0, states=[JobState.READY])
+
+
+# -- back-off policies -----------------------------------------------------------------------------
+
+
+class _Attempt:
+    def __init__(self, attempt: int) -> None:
+        self.worker_ids = ["w"] * attempt
+
+
+def test_exponential_backoff_doubles_up_to_its_cap_and_jitter_only_shortens():
+    plain = litetasks.exponential(base=1, factor=2, cap=10, jitter=0)
+    assert [plain(ValueError(), _Attempt(n)) for n in range(1, 7)] == [1, 2, 4, 8, 10, 10]
+    jittered = litetasks.exponential(base=4, jitter=0.5)
+    delays = [jittered(ValueError(), _Attempt(1)) for _ in range(200)]
+    assert all(2 <= d <= 4 for d in delays)
+    assert len(set(delays)) > 100  # really random
+    assert litetasks.fixed(7)(ValueError(), _Attempt(3)) == 7
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: litetasks.exponential(factor=0.5),
+        lambda: litetasks.exponential(jitter=2),
+        lambda: litetasks.fixed(-1),
+    ],
+)
+def test_bad_backoff_parameters_are_refused(make):
+    with pytest.raises(ValueError, match="needs"):
+        make()
+
+
+def test_tasks_with_options_compare_equal_and_pickle(backend):
+    import pickle
+
+    same = feature_tasks.flaky.__class__(
+        func=feature_tasks.flaky.func, max_attempts=3, backoff=litetasks.fixed(0)
+    )
+    assert same == feature_tasks.flaky
+    assert hash(same) == hash(feature_tasks.flaky)
+    if FRAMEWORK == "django.tasks":  # Django 6.1 pickles tasks by module path; the backport not
+        assert pickle.loads(pickle.dumps(feature_tasks.flaky)) == feature_tasks.flaky
