@@ -38,7 +38,19 @@ def status_data(backend: SQLiteBackend) -> dict[str, Any]:
         "queues": queues,
         "workers": [_worker_data(w, now, w.worker_id in lost) for w in workers],
         "stranded_workers": stranded,
+        "unserved_queues": _unserved(queues, workers, lost),
     }
+
+
+def _unserved(
+    queues: dict[str, dict[str, int]], workers: list[WorkerRecord], lost: set[str]
+) -> list[str]:
+    """Queues holding READY tasks that no live worker serves (while some worker runs)."""
+    live = [w for w in workers if w.worker_id not in lost]
+    if not live or any(w.queues is None for w in live):
+        return []
+    served = {queue for w in live for queue in w.queues or ()}
+    return sorted(q for q, by_state in queues.items() if by_state["READY"] and q not in served)
 
 
 def _lost_workers(workers: list[WorkerRecord], now_us: int, lease_s: float) -> set[str]:
@@ -91,6 +103,11 @@ def print_status(backend: SQLiteBackend, *, as_json: bool) -> None:
         console.print(workers)
     else:
         console.print("No worker is running. Start one with: litetasks run")
+    for queue in data["unserved_queues"]:
+        console.print(
+            f"Queue {queue!r} has {data['queues'][queue]['READY']} READY task(s) and no live "
+            f"worker serves it: start one with `litetasks run --queue {queue}`."
+        )
     if data["stranded_workers"]:
         console.print(
             "Tasks are RUNNING under lost workers: "

@@ -85,3 +85,21 @@ def test_a_worker_elsewhere_is_lost_only_after_the_lease(backend) -> None:  # ty
         "UPDATE workers SET heartbeat_at = ?", (wall_clock_us() - int(lease_s * 2e6),)
     )
     assert status_data(backend)["workers"][0]["is_lost"] is True
+
+
+def test_status_names_a_queue_with_ready_tasks_that_no_live_worker_serves(backend) -> None:  # type: ignore[no-untyped-def]
+    here = this_process()
+    _register(backend, "w-mail", pid=here.pid, proc_start=here.proc_start)  # serves "emails"
+    tasks.noop.using(queue_name="reports").enqueue()
+    tasks.noop.using(queue_name="emails").enqueue()
+
+    assert status_data(backend)["unserved_queues"] == ["reports"]
+
+
+def test_status_names_no_unserved_queue_without_workers_or_with_one_serving_all(backend) -> None:  # type: ignore[no-untyped-def]
+    tasks.noop.using(queue_name="reports").enqueue()
+    assert status_data(backend)["unserved_queues"] == []  # nothing runs: status says so already
+    here = this_process()
+    _register(backend, "w-mail", pid=here.pid, proc_start=here.proc_start)
+    backend.store._db.execute("UPDATE workers SET queues = NULL")
+    assert status_data(backend)["unserved_queues"] == []
