@@ -83,6 +83,9 @@ def start_autorun(backend: SQLiteBackend) -> WorkerPool:
     thread = threading.Thread(target=pool.run, name=f"litetasks-autorun-{backend.alias}")
     thread.daemon = True
     thread.start()
+    from .periodic import start_scheduler_thread
+
+    start_scheduler_thread(backend, lambda: pool.is_stopping)
 
     def stop_at_exit() -> None:
         # Django's autoreloader SIGKILLs the serving process about 0.25 s after Ctrl-C, so a

@@ -94,6 +94,9 @@ def run(
         }
         overrides.update({name: value for name, value in flags.items() if value is not None})
         config = dataclasses.replace(lite.config.worker, **overrides)
+        from .periodic import load_schedules
+
+        schedules = {} if burst or reload else load_schedules(lite)  # bad ones: exit 2 here
     except LiteTasksError as exc:
         raise _fail(exc) from None
     if reload:
@@ -103,7 +106,7 @@ def run(
         raise typer.Exit(run_with_reload(reload_command(sys.argv), folders))
     from .supervisor import Supervisor
 
-    raise typer.Exit(Supervisor(lite, config).run())
+    raise typer.Exit(Supervisor(lite, config, schedules).run())
 
 
 @app.command()

@@ -70,6 +70,7 @@ class BackendConfig:
     worker: WorkerConfig
     autorun: bool | None = None  # None: run under runserver when DEBUG is on
     task_modules: tuple[str, ...] = ()
+    periodic: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # see periodic.py
 
 
 # name -> (type, check, rule text). The rule text completes "... must be ...".
@@ -95,6 +96,11 @@ _OPTIONS: dict[str, tuple[type, Any, str]] = {
         "a number of seconds above 0, a timedelta, or None (keep finished results forever)",
     ),
     "autorun": (bool, lambda v: True, "True or False"),
+    "periodic": (
+        dict,
+        lambda v: all(isinstance(name, str) and name for name in v),
+        "a dict of schedules by name (see 'Periodic tasks' in the README)",
+    ),
     "task_modules": (
         list,
         lambda v: all(isinstance(m, str) and m for m in v),
@@ -122,12 +128,19 @@ def from_options(alias: str, options: Mapping[str, Any], *, default_path: Path) 
         values["results_ttl_s"] = _seconds(values.pop("results_ttl"))
     autorun = values.pop("autorun", None)
     task_modules = tuple(values.pop("task_modules", ()))
+    periodic = dict(values.pop("periodic", {}))
     worker_values = {k: v for k, v in values.items() if k in _WORKER_FIELDS}
     try:
         worker = WorkerConfig(**worker_values)
     except ConfigurationError as exc:
         raise ConfigurationError(f"TASKS[{alias!r}]['OPTIONS']: {exc}") from None
-    return BackendConfig(store=store, worker=worker, autorun=autorun, task_modules=task_modules)
+    return BackendConfig(
+        store=store,
+        worker=worker,
+        autorun=autorun,
+        task_modules=task_modules,
+        periodic=periodic,
+    )
 
 
 def _seconds(value: Any) -> float | None:

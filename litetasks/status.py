@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime, timedelta, timezone, tzinfo
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
@@ -39,7 +40,40 @@ def status_data(backend: SQLiteBackend) -> dict[str, Any]:
         "workers": [_worker_data(w, now, w.worker_id in lost) for w in workers],
         "stranded_workers": stranded,
         "unserved_queues": _unserved(queues, workers, lost),
+        "periodic": _periodic(backend),
     }
+
+
+def _periodic(backend: SQLiteBackend) -> list[dict[str, Any]]:
+    """Each periodic schedule: what, when, the next slot and the last one enqueued."""
+    from .periodic import Scheduler, load_schedules
+
+    schedules = load_schedules(backend)
+    recorded = backend.store.schedules()
+    upcoming = Scheduler(backend, schedules).next_runs()
+    rows = []
+    for name, schedule in sorted(schedules.items()):
+        last_slot, last_job = recorded.get(name, (None, None))
+        following = upcoming[name]
+        rows.append(
+            {
+                "name": name,
+                "task": schedule.task_path,
+                "schedule": schedule.description,
+                "next_run": _moment(following, schedule.tz),
+                "next_run_utc": _moment(following, timezone.utc),
+                "last_slot": _moment(last_slot, schedule.tz),
+                "last_job_id": last_job,
+            }
+        )
+    return rows
+
+
+def _moment(us: int | None, tz: tzinfo) -> str | None:
+    if us is None:
+        return None
+    moment = datetime(1970, 1, 1, tzinfo=timezone.utc) + timedelta(microseconds=us)
+    return moment.astimezone(tz).isoformat(timespec="seconds")
 
 
 def _unserved(
@@ -103,6 +137,8 @@ def print_status(backend: SQLiteBackend, *, as_json: bool) -> None:
         console.print(workers)
     else:
         console.print("No worker is running. Start one with: litetasks run")
+    if data["periodic"]:
+        console.print(_periodic_table(data["periodic"]))
     for queue in data["unserved_queues"]:
         console.print(
             f"Queue {queue!r} has {data['queues'][queue]['READY']} READY task(s) and no live "
@@ -113,3 +149,19 @@ def print_status(backend: SQLiteBackend, *, as_json: bool) -> None:
             "Tasks are RUNNING under lost workers: "
             f"{', '.join(data['stranded_workers'])}. The next `litetasks run` recovers them."
         )
+
+
+def _periodic_table(rows: list[dict[str, Any]]) -> Table:
+    table = Table(title="periodic tasks")
+    for column in ("name", "task", "schedule", "next run", "next run (UTC)", "last slot"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(
+            row["name"],
+            row["task"],
+            row["schedule"],
+            row["next_run"] or "-",
+            row["next_run_utc"] or "-",
+            row["last_slot"] or "never",
+        )
+    return table

@@ -164,18 +164,25 @@ class Store:
         """Enqueue ``job`` as the slot ``slot_us`` of the periodic schedule ``name``, once.
 
         False (nothing written) when that slot or a later one was already enqueued, by this
-        process or any other on the same file.
+        process or any other on the same file; also False, with the slot recorded as done,
+        when ``job`` is unique and its twin is READY or RUNNING (the slot is skipped).
         """
         with self._write() as db:
             last = db.execute(sql.SCHEDULE_LAST_SLOT, {"name": name}).fetchone()
             if last is not None and int(last[0]) >= slot_us:
                 return False
             now = self._now()
-            self._insert(db, job, now)
+            try:
+                self._insert(db, job, now)
+                job_id: str | None = job.job_id
+            except apsw.ConstraintError:  # a unique task whose twin is READY or RUNNING
+                job_id = None
             db.execute(
                 sql.SCHEDULE_SET_SLOT,
-                {"name": name, "slot": slot_us, "job_id": job.job_id, "now": now},
+                {"name": name, "slot": slot_us, "job_id": job_id, "now": now},
             )
+        if job_id is None:
+            return False
         self._on_ready()
         return True
 

@@ -13,12 +13,13 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import logging
+import math
 import os
 import select
 import signal
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from types import FrameType
 from typing import TYPE_CHECKING
@@ -27,6 +28,7 @@ from .config import WorkerConfig
 from .exceptions import StoreError
 from .execution import TaskRunner
 from .liveness import this_process
+from .periodic import Schedule, Scheduler, load_schedules
 from .recovery import recover_lost
 from .worker import WorkerPool
 
@@ -130,10 +132,22 @@ class _Slots:
 class Supervisor:
     """Fork ``config.process_count`` worker processes and keep them running until stopped."""
 
-    def __init__(self, backend: SQLiteBackend, config: WorkerConfig) -> None:
+    def __init__(
+        self,
+        backend: SQLiteBackend,
+        config: WorkerConfig,
+        schedules: Mapping[str, Schedule] | None = None,
+    ) -> None:
         self.backend = backend
         self.config = config
         self.slots = _Slots()
+        # Periodic tasks: enqueued by this loop (never in a burst, which only drains).
+        if config.burst:
+            schedules = {}
+        elif schedules is None:
+            schedules = load_schedules(backend)
+        self.scheduler = Scheduler(backend, schedules)
+        self._next_periodic = 0.0 if schedules else math.inf
         self._signals = 0
         self._forwarded = 0
         self._wake_r, self._wake_w = os.pipe()
@@ -179,6 +193,9 @@ class Supervisor:
                 self._kill_children()
                 return 1
             self._start_due()
+            if not self._signals and time.monotonic() >= self._next_periodic:
+                # Just after the slot, not before it (the wall clock and monotonic differ).
+                self._next_periodic = time.monotonic() + self.scheduler.tick() + 0.002
             if time.monotonic() >= next_sweep:
                 self._recover(())
                 next_sweep = time.monotonic() + self.config.lease_s / 4
@@ -187,7 +204,7 @@ class Supervisor:
 
     def _next_timeout(self, next_sweep: float) -> float:
         now = time.monotonic()
-        timeout = max(0.0, next_sweep - now)
+        timeout = max(0.0, min(next_sweep, self._next_periodic) - now)
         for when, _ in self.slots.pending:
             timeout = min(timeout, max(0.0, when - now))
         return min(timeout, 1.0)
