@@ -20,7 +20,7 @@ from .exceptions import (
 
 if TYPE_CHECKING:
     from .api import Call, enqueue_many, enqueue_on_commit
-    from .periodic import periodic
+    from .scheduling import periodic
     from .task import LiteTask, exponential, fixed
 
 # These need Django; they load on first use, so the store layer can be imported without it.
@@ -28,7 +28,7 @@ _LAZY = {
     "Call": "api",
     "enqueue_many": "api",
     "enqueue_on_commit": "api",
-    "periodic": "periodic",
+    "periodic": "scheduling",
     "LiteTask": "task",
     "exponential": "task",
     "fixed": "task",

@@ -94,7 +94,7 @@ def run(
         }
         overrides.update({name: value for name, value in flags.items() if value is not None})
         config = dataclasses.replace(lite.config.worker, **overrides)
-        from .periodic import load_schedules
+        from .scheduling import load_schedules
 
         schedules = {} if burst or reload else load_schedules(lite)  # bad ones: exit 2 here
     except LiteTasksError as exc:

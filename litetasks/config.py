@@ -48,6 +48,7 @@ class WorkerConfig:
     max_memory_per_child_mb: int = 0  # 0: never recycle
     prefetch: int = 0  # jobs always claimed ahead per process, beyond one per thread
     results_ttl_s: float | None = DEFAULT_RESULTS_TTL_S  # None: keep finished results forever
+    interrupt_grace_s: float = 5.0  # a timed-out or cancelled task gets this long to stop
 
     def __post_init__(self) -> None:
         if self.heartbeat_s * 2 > self.lease_s:
@@ -90,6 +91,7 @@ _OPTIONS: dict[str, tuple[type, Any, str]] = {
     "max_tasks_per_child": _NON_NEGATIVE_INT,
     "max_memory_per_child_mb": _NON_NEGATIVE_INT,
     "prefetch": _NON_NEGATIVE_INT,
+    "interrupt_grace_s": _POSITIVE_SECONDS,
     "results_ttl": (
         object,
         lambda v: v is None or (_seconds(v) or 0) > 0,

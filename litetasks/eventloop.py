@@ -30,12 +30,18 @@ class AsyncLane:
         hand_off: Callable[[Done | None, str | None], None],
         is_stopping: Callable[[], bool],
         on_failure: Callable[[BaseException], None],
+        watch: Callable[[JobRecord, Callable[[], None]], BaseException | None],
+        unwatch: Callable[[str], None],
+        interrupted: Callable[[JobRecord, BaseException], tuple[Outcome, Finish]],
     ) -> None:
         self._worker_id = worker_id
         self._arun = arun
         self._hand_off = hand_off
         self._is_stopping = is_stopping
         self._on_failure = on_failure
+        self._watch = watch
+        self._unwatch = unwatch
+        self._interrupted = interrupted
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self.in_flight = 0  # updated on the dispatcher thread only
@@ -78,11 +84,24 @@ class AsyncLane:
         if self._is_stopping():
             self._hand_off(None, job.job_id)
             return
+        loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
+        assert task is not None
+
+        # A timeout or a cancellation cancels this asyncio task from another thread.
+        def cancel() -> None:
+            loop.call_soon_threadsafe(task.cancel)
+
+        cancelled = self._watch(job, cancel)
         try:
-            outcome, finish = await self._arun(job)
+            if cancelled is not None:
+                outcome, finish = self._interrupted(job, cancelled)
+            else:
+                outcome, finish = await self._arun(job)
         except KeyboardInterrupt as exc:  # raised around the task, not by it
             outcome, finish = interrupted(job, self._worker_id, exc), reraise(exc)
-        loop = asyncio.get_running_loop()
+        finally:
+            self._unwatch(job.job_id)
         recorded: asyncio.Future[None] = loop.create_future()
 
         def wake() -> None:

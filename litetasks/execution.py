@@ -14,6 +14,7 @@ import functools
 import inspect
 import json
 import logging
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from .attempts import Finish
@@ -63,6 +64,31 @@ class TaskRunner:
         self.worker_id = worker_id
         self._sender = type(backend)
         self._max_row_bytes: int | None = None
+        # Maps what an interrupt raised in a task (a bare TaskTimeout class, a CancelledError)
+        # to the exception to record; the worker pool sets it (``Interrupter.take``).
+        self.translate: Callable[[str, BaseException], BaseException] = _same
+
+    def timeout_of(self, job: JobRecord) -> float | None:
+        """The ``timeout`` of ``job``'s task, in seconds (None: none, or it cannot load)."""
+        try:
+            task = self.backend.task_for_job(job)
+        except (TaskNotAllowed, InvalidTask):
+            return None
+        timeout = getattr(task, "timeout", None)
+        return None if timeout is None else float(timeout)
+
+    def interrupted(self, job: JobRecord, exc: BaseException) -> tuple[Outcome, Finish]:
+        """The outcome of an attempt stopped from outside the task (an interrupt that landed
+        after the task returned, a task that ignored its interrupt, or one cancelled before
+        it started): FAILED, retried by the task's options, without signals."""
+        started_us = job.last_attempted_at_us or wall_clock_us()
+        try:
+            task = self.backend.task_for_job(job)
+            args, kwargs = _load_arguments(job)
+        except (TaskNotAllowed, InvalidTask, ValueError):
+            return self._outcome(job, started_us, error=self._error(job, exc)), _nothing
+        result = self._running_result(task, job, args, kwargs, started_us)
+        return self._complete(_Started(job, task, args, kwargs, result, started_us), exc=exc)
 
     def is_async(self, job: JobRecord) -> bool:
         """Whether ``job``'s task is a coroutine function (False if it cannot be loaded)."""
@@ -124,6 +150,8 @@ class TaskRunner:
                 self._check_size(job, return_json)
             except BaseException as not_json:  # a non-JSON return value fails the task
                 exc = not_json
+        if exc is not None:
+            exc = self.translate(job.job_id, exc)
         if isinstance(exc, KeyboardInterrupt):
             outcome = self._outcome(job, started_us, error=self._error(job, exc))
             return outcome, functools.partial(_reraise, exc)
@@ -291,6 +319,10 @@ def _load_arguments(job: JobRecord) -> tuple[list[Any], dict[str, Any]]:
             f"object (got {type(args).__name__} and {type(kwargs).__name__})."
         )
     return args, kwargs
+
+
+def _same(job_id: str, exc: BaseException) -> BaseException:
+    return exc
 
 
 def _nothing(settled: bool) -> None:

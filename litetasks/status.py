@@ -46,7 +46,7 @@ def status_data(backend: SQLiteBackend) -> dict[str, Any]:
 
 def _periodic(backend: SQLiteBackend) -> list[dict[str, Any]]:
     """Each periodic schedule: what, when, the next slot and the last one enqueued."""
-    from .periodic import Scheduler, load_schedules
+    from .scheduling import Scheduler, load_schedules
 
     schedules = load_schedules(backend)
     recorded = backend.store.schedules()

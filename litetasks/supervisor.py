@@ -28,8 +28,8 @@ from .config import WorkerConfig
 from .exceptions import StoreError
 from .execution import TaskRunner
 from .liveness import this_process
-from .periodic import Schedule, Scheduler, load_schedules
 from .recovery import recover_lost
+from .scheduling import Schedule, Scheduler, load_schedules
 from .worker import WorkerPool
 
 if TYPE_CHECKING:
@@ -55,14 +55,23 @@ def new_worker_id() -> str:
 
 
 def build_pool(
-    backend: SQLiteBackend, config: WorkerConfig, worker_id: str | None = None
+    backend: SQLiteBackend,
+    config: WorkerConfig,
+    worker_id: str | None = None,
+    *,
+    can_exit: bool = False,
 ) -> WorkerPool:
-    """Return a thread pool serving ``backend`` in this process."""
+    """Return a thread pool serving ``backend`` in this process.
+
+    ``can_exit``: this process is a supervised worker, which may exit to get rid of a task
+    that ignores its timeout or cancellation (the supervisor replaces it).
+    """
     return WorkerPool(
         store_factory=lambda: backend.store,
         runner_factory=lambda wid: TaskRunner(backend, wid),
         config=config,
         worker_id=worker_id or new_worker_id(),
+        can_exit=can_exit,
     )
 
 
@@ -109,7 +118,11 @@ def _install_child_signals(pool: WorkerPool) -> None:
 
 
 def _exit_code(pool: WorkerPool) -> int:
-    if pool.failure is not None or pool.was_forced:
+    if pool.failure is not None:
+        return 1
+    if pool.must_be_replaced:  # a task ignored its interrupt: a fresh process takes over
+        return EXIT_RECYCLE
+    if pool.was_forced:
         return 1
     return EXIT_RECYCLE if pool.recycled else 0
 
@@ -244,7 +257,7 @@ class Supervisor:
             os.setpgid(0, 0)
             _die_with_parent()
             set_process_title(f"litetasks worker {worker_id}", "lt-worker")
-            pool = build_pool(self.backend, self.config, worker_id)
+            pool = build_pool(self.backend, self.config, worker_id, can_exit=True)
             _install_child_signals(pool)
             signal.pthread_sigmask(signal.SIG_SETMASK, mask)
             pool.run()

@@ -24,7 +24,8 @@ from typing import Protocol
 from .attempts import Done, Finish, interrupted, reraise
 from .config import WorkerConfig
 from .eventloop import AsyncLane
-from .exceptions import StoreError
+from .exceptions import StoreError, TaskInterrupted
+from .interrupts import Interrupter
 from .janitor import Pruner
 from .liveness import ProcessIdentity, this_process
 from .records import JobRecord, Outcome, WorkerRecord
@@ -48,11 +49,17 @@ _ASYNC_CONCURRENCY = 100
 
 
 class Runner(Protocol):
+    translate: Callable[[str, BaseException], BaseException]
+
     def is_async(self, job: JobRecord) -> bool: ...
 
     def run(self, job: JobRecord) -> tuple[Outcome, Finish]: ...
 
     def arun(self, job: JobRecord) -> Awaitable[tuple[Outcome, Finish]]: ...
+
+    def timeout_of(self, job: JobRecord) -> float | None: ...
+
+    def interrupted(self, job: JobRecord, exc: BaseException) -> tuple[Outcome, Finish]: ...
 
 
 @dataclass
@@ -79,6 +86,7 @@ class WorkerPool:
         config: WorkerConfig,
         worker_id: str,
         identity: ProcessIdentity | None = None,
+        can_exit: bool = False,
     ) -> None:
         self.config = config
         self.worker_id = worker_id
@@ -86,9 +94,19 @@ class WorkerPool:
         self.stats = WorkerStats()
         self.recycled = False
         self.was_forced = False
+        # A task ignored its interrupt: this process must be replaced (see interrupts.py).
+        self.must_be_replaced = False
+        self._can_exit = can_exit
         self.failure: BaseException | None = None
         self._store_factory = store_factory
         self._runner = runner_factory(worker_id)
+        self._interrupter = Interrupter(
+            worker_id=worker_id,
+            store_factory=store_factory,
+            grace_s=config.interrupt_grace_s,
+            on_stuck=self._stuck,
+        )
+        self._runner.translate = self._interrupter.take
         self._stopping = threading.Event()
         self._waiter: Waiter | None = None
         self._executors: list[threading.Thread] = []
@@ -107,6 +125,11 @@ class WorkerPool:
             hand_off=lambda done, returned: self._hand_off(done=done, returned=returned),
             is_stopping=self._stopping.is_set,
             on_failure=self._fail,
+            watch=lambda job, cancel: self._interrupter.begin(
+                job, self._runner.timeout_of(job), cancel=cancel
+            ),
+            unwatch=self._interrupter.end,
+            interrupted=self._runner.interrupted,
         )
         self._task_s = 0.1  # moving average of task run time; starts pessimistic
         self._claimed = 0  # jobs this pool has claimed, for max_tasks_per_child
@@ -167,6 +190,7 @@ class WorkerPool:
             for thread in self._executors:
                 thread.join(max(0.0, deadline - time.monotonic()))
         self._loop.close()
+        self._interrupter.stop()
         if self._waiter is not None:
             self._waiter.stop()
         try:
@@ -364,13 +388,52 @@ class WorkerPool:
         with self.stats.lock:
             self.stats.running[name] = job.job_id
         try:
-            outcome, finish = self._runner.run(job)
+            cancelled = self._interrupter.begin(job, self._runner.timeout_of(job))
+            if cancelled is not None:
+                outcome, finish = self._runner.interrupted(job, cancelled)
+            else:
+                outcome, finish = self._runner.run(job)
         except KeyboardInterrupt as exc:  # raised around the task, not by it
             outcome, finish = interrupted(job, self.worker_id, exc), reraise(exc)
+        except TaskInterrupted as exc:  # landed just after the task itself returned
+            outcome, finish = self._runner.interrupted(job, self._runner.translate(job.job_id, exc))
         finally:
+            _end_watch(self._interrupter, job.job_id)
             with self.stats.lock:
                 self.stats.running.pop(name, None)
         return Done(outcome, finish)
+
+    def _stuck(self, job: JobRecord, exc: TaskInterrupted) -> None:
+        """A task ignored its interrupt (on the interrupter's thread)."""
+        if not self._can_exit:
+            logger.error(
+                "Task id=%s ignored its interrupt (%s) for %.1f s and keeps running: a thread "
+                "cannot be killed in an in-process pool (litetasks run replaces the process)",
+                job.job_id,
+                type(exc).__name__,
+                self.config.interrupt_grace_s,
+            )
+            return
+        logger.error(
+            "Task id=%s ignored its interrupt (%s) for %.1f s: recording it and replacing "
+            "worker process pid=%d",
+            job.job_id,
+            type(exc).__name__,
+            self.config.interrupt_grace_s,
+            os.getpid(),
+        )
+        outcome, finish = self._runner.interrupted(job, exc)
+        settled = False
+        try:
+            [settled] = self._store_factory().record([outcome])
+        except StoreError:
+            logger.exception("Could not record task id=%s; it will be recovered", job.job_id)
+        try:
+            finish(settled)
+        except Exception:
+            logger.exception("Finishing task id=%s failed", job.job_id)
+        self.must_be_replaced = True
+        self.stop(force=True)
 
     def _hand_off(self, *, done: Done | None = None, returned: str | None = None) -> None:
         with self._handoff:
@@ -450,6 +513,16 @@ def _get_nowait(jobs: queue.SimpleQueue[JobRecord | None]) -> object:
         return jobs.get_nowait()
     except queue.Empty:
         return _NOTHING_QUEUED
+
+
+def _end_watch(interrupter: Interrupter, job_id: str) -> None:
+    # An interrupt fired a moment too late can land here, once: the attempt is over anyway.
+    for _ in range(3):
+        try:
+            interrupter.end(job_id)
+            return
+        except TaskInterrupted:
+            continue
 
 
 def _finish_all(unfinished: collections.deque[Done]) -> None:

@@ -6,6 +6,8 @@ thread or process can be observed.
 
 from __future__ import annotations
 
+import asyncio
+import time
 from pathlib import Path
 from typing import Any
 
@@ -96,3 +98,59 @@ def unique_by_arguments(a: int, b: int = 0) -> int:
 @task(unique=lambda account_id, **kwargs: str(account_id))
 def unique_by_account(account_id: int, note: str = "") -> str:
     return note
+
+
+def _spin(seconds: float) -> None:
+    """Busy-wait in Python bytecode (interruptible), unlike time.sleep (blocked in C)."""
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        pass
+
+
+@task(timeout=0.5)
+def spins(seconds: float) -> str:
+    _spin(seconds)
+    return "finished"
+
+
+@task(timeout=0.5, max_attempts=2, backoff=fixed(0))
+def spins_twice(folder: str, seconds: float) -> str:
+    _attempt(folder)
+    _spin(seconds)
+    return "finished"
+
+
+@task(timeout=0.5)
+def sleeps_in_c(seconds: float) -> str:
+    time.sleep(seconds)
+    return "finished"
+
+
+@task
+def spins_until_cancelled(folder: str, seconds: float) -> str:
+    _attempt(folder)
+    _spin(seconds)
+    return "finished"
+
+
+@task(timeout=0.5)
+async def sleeps_async(seconds: float) -> str:
+    await asyncio.sleep(seconds)
+    return "finished"
+
+
+@task
+async def sleeps_async_until_cancelled(seconds: float) -> str:
+    await asyncio.sleep(seconds)
+    return "finished"
+
+
+@task(timeout=0.5)
+def swallows_everything(seconds: float) -> str:
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        try:
+            _spin(end - time.monotonic())
+        except BaseException:  # a task that refuses to stop
+            continue
+    return "finished"

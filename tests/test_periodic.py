@@ -20,7 +20,7 @@ from litetasks import periodic as declare
 from litetasks.cli import app
 from litetasks.compat import task_backends
 from litetasks.exceptions import ConfigurationError
-from litetasks.periodic import Schedule, Scheduler, _declared, load_schedules
+from litetasks.scheduling import Schedule, Scheduler, _declared, load_schedules
 from litetasks.status import status_data
 from tests import tasks
 
@@ -317,7 +317,7 @@ def test_a_new_schedule_starting_exactly_on_a_slot_runs_it(periodic_backend, que
 
 
 def test_the_in_process_scheduler_thread_enqueues_and_stops(periodic_backend, queue_path):
-    from litetasks.periodic import start_scheduler_thread
+    from litetasks.scheduling import start_scheduler_thread
     from tests.helpers import wait_for
 
     backend = periodic_backend({"tick": {"task": ADD, "every": 1, "args": [2, 3]}})
@@ -331,7 +331,7 @@ def test_the_in_process_scheduler_thread_enqueues_and_stops(periodic_backend, qu
 
 
 def test_the_in_process_scheduler_logs_a_bad_schedule_and_runs_nothing(periodic_backend, caplog):
-    from litetasks.periodic import start_scheduler_thread
+    from litetasks.scheduling import start_scheduler_thread
 
     backend = periodic_backend({"tick": {"task": ADD, "cron": "nope"}})
     assert start_scheduler_thread(backend, lambda: False) is None
