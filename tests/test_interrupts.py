@@ -19,7 +19,7 @@ from litetasks.supervisor import build_pool
 from litetasks.worker import WorkerPool
 from tests import feature_tasks
 from tests.helpers import wait_for
-from tests.test_pool import FAST, Pool, open_pool, stop
+from tests.test_pool import FAST, Pool, open_pool, report, stop
 from tests.test_worker_processes import procs
 
 pytestmark = pytest.mark.slow
@@ -88,6 +88,10 @@ def test_a_task_running_past_its_timeout_is_failed_with_task_timeout(
     assert result.status == TaskResultStatus.FAILED
     assert error_paths(result) == [TIMEOUT]
     assert "longer than its timeout of 0.5 s" in result.errors[0].traceback
+    assert result.finished_at is not None and result.started_at is not None
+    report(
+        "timeout 0.5 s: start to FAILED", (result.finished_at - result.started_at).total_seconds()
+    )
     assert time.monotonic() - began < 10  # not the 30 s it wanted
     assert stop(worker) == 0
 
@@ -121,6 +125,11 @@ def test_a_task_blocked_in_c_past_its_timeout_gets_its_process_replaced_and_noth
 
     assert stuck.status == TaskResultStatus.FAILED
     assert error_paths(stuck) == [TIMEOUT]
+    assert stuck.finished_at is not None and stuck.started_at is not None
+    report(
+        "timeout 0.5 s + grace 0.5 s, blocked in C: start to FAILED",
+        (stuck.finished_at - stuck.started_at).total_seconds(),
+    )
     [second_pid] = pool.children(1)
     assert second_pid != first_pid  # replaced
     # The other task was put back (its attempt not counted) and ran in the new process.
@@ -160,6 +169,7 @@ def test_cancelling_a_running_task_in_a_worker_process_fails_it(
     assert pool.backend.cancel([result.id]) == {result.id: CancelResult.CANCELLING}
     finished(result)
 
+    report("cancel of a running task to FAILED", time.monotonic() - began)
     assert time.monotonic() - began < 5
     assert result.status == TaskResultStatus.FAILED
     assert error_paths(result) == [CANCELLED]
