@@ -73,6 +73,7 @@ class Interrupter:
         self._attempts: dict[str, _Attempt] = {}
         self._cancelled: set[str] = set()  # flagged before they started
         self._lock = threading.Condition()
+        self._wake_at = 0.0  # when the watcher wakes next (time.monotonic())
         self._stopping = False
         self._thread: threading.Thread | None = None
 
@@ -103,7 +104,11 @@ class Interrupter:
                 cancel=cancel,
             )
             self._start()
-            self._lock.notify()
+            # Waking the watcher costs the executor a thread switch, so only a deadline
+            # earlier than its next wake-up does; it sees other new attempts within
+            # CANCEL_POLL_S anyway.
+            if deadline is not None and deadline < self._wake_at:
+                self._lock.notify()
         return None
 
     def end(self, job_id: str) -> None:
@@ -142,15 +147,15 @@ class Interrupter:
         next_poll = 0.0
         while True:
             with self._lock:
-                while not self._stopping and not self._attempts:
-                    self._lock.wait()  # idle: no polling, no wake-ups
+                wait = self._until_next(next_poll) if self._attempts else CANCEL_POLL_S
+                self._wake_at = time.monotonic() + wait
+                self._lock.wait(wait)
+                self._wake_at = 0.0  # awake: nobody needs to notify
                 if self._stopping:
                     return
-                self._lock.wait(self._until_next(next_poll))
-                if self._stopping:
-                    return
+                busy = bool(self._attempts)
             now = time.monotonic()
-            if now >= next_poll:
+            if busy and now >= next_poll:  # the queue file is read only while tasks run
                 next_poll = now + CANCEL_POLL_S
                 if store is None:
                     store = self._store_factory()
