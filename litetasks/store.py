@@ -19,7 +19,14 @@ from typing import Any
 import apsw
 
 from . import sql
-from .connection import connection_busy_timeout, immediate, open_connection, translated_errors
+from .connection import (
+    connection_busy_timeout,
+    create_private_file,
+    file_has_moved,
+    immediate,
+    open_connection,
+    translated_errors,
+)
 from .exceptions import JobNotFound
 from .faults import ACTIVE as FAULTS
 from .faults import fault
@@ -660,6 +667,16 @@ class Store:
             connection_busy_timeout(self._db, self.busy_timeout_ms)
         _busy, log, done = row  # all copied but not truncated: the WAL is reused, not grown
         return int(log), int(done)
+
+    def has_moved(self) -> bool:
+        """Whether the queue file was deleted or replaced since this store opened it."""
+        return file_has_moved(self._db)
+
+    def copy_to(self, target: Path) -> None:
+        """Write a copy of the queue, as this connection sees it, to the new file ``target``."""
+        create_private_file(target)
+        with self._translated():
+            self._db.execute("VACUUM INTO ?", (str(target),))
 
     def integrity_check(self) -> str:
         """Run ``PRAGMA integrity_check`` and return its first line (``ok`` when healthy)."""
