@@ -392,8 +392,10 @@ class WorkerPool:
     def _give_back(self, done: list[Done], returned: Sequence[str] = ()) -> None:
         """Keep outcomes (and jobs to release) that could not be written for the next try."""
         with self._handoff:
-            self._done[:0] = [d for d in done if not d.recorded.is_set()]
-            self._returned[:0] = returned
+            # Idempotent: _settle gives back what it could not record, and so may its caller.
+            kept = {id(item) for item in self._done}
+            self._done[:0] = [d for d in done if not d.recorded.is_set() and id(d) not in kept]
+            self._returned[:0] = [job_id for job_id in returned if job_id not in self._returned]
 
     def _wait_timeout(self, store: Store, *, idle: bool) -> float:
         if self._stopping.is_set():
