@@ -11,6 +11,7 @@ checkpoints the WAL when idle. The pool knows nothing of Django: the ``Runner`` 
 from __future__ import annotations
 
 import collections
+import contextlib
 import logging
 import os
 import queue
@@ -162,8 +163,10 @@ class WorkerPool:
             thread.start()
         try:
             self._dispatch(store)
-        finally:
-            self._shutdown(store)
+        except BaseException:
+            self._shutdown(store, crashed=True)
+            raise
+        self._shutdown(store)
 
     def stop(self, *, force: bool = False) -> None:
         """Stop claiming new tasks; running ones may finish. Safe from any thread.
@@ -188,11 +191,22 @@ class WorkerPool:
         """Register this worker, so no other pool mistakes its tasks for lost ones."""
         store.register_worker(self._record())
 
-    def _shutdown(self, store: Store) -> None:
+    def _shutdown(self, store: Store, *, crashed: bool = False) -> None:
         self.stop()
+        unstarted = _drain(self._jobs) if crashed else []
         for _ in range(self.config.threads):
             self._jobs.put(None)
         self._write_last(store)
+        if crashed:
+            # Tasks may be running, or finished and not handed off yet: putting them back as
+            # not started would run them twice. Only the ones no executor took go back; the
+            # rest are settled as lost once this process has exited.
+            with contextlib.suppress(StoreError):
+                store.release(self.worker_id, unstarted)
+            self._loop.close()
+            if self._waiter is not None:
+                self._waiter.stop()
+            return
         if self._busy == 0:
             # Every outcome is recorded; let executors send their last task_finished before
             # this process may exit. (After the grace period, running tasks are abandoned.)
@@ -609,6 +623,15 @@ def _end_watch(interrupter: Interrupter, job_id: str) -> None:
             return
         except TaskInterrupted:
             continue
+
+
+def _drain(jobs: queue.SimpleQueue[JobRecord | None]) -> list[str]:
+    """Take every job still queued for the executors; return their ids."""
+    taken = []
+    while (job := _get_nowait(jobs)) is not _NOTHING_QUEUED:
+        if isinstance(job, JobRecord):
+            taken.append(job.job_id)
+    return taken
 
 
 def _finish_all(unfinished: collections.deque[Done]) -> None:

@@ -9,7 +9,8 @@ everything. Then, whatever the point and action:
 - every task is SUCCESSFUL or FAILED; none is READY, RUNNING, or lost;
 - a SUCCESSFUL task with one attempt ran exactly once; no task finished more often than it
   was attempted; ``attempts == len(worker_ids)``; two runs of one task never overlapped;
-- a FAILED task failed only as ``WorkerLost`` (the killed worker's), never silently done;
+- a FAILED task failed only as ``WorkerLost`` (it was running in the worker that was killed or
+  crashed: lost, never put back as not started nor silently done);
 - the supervisor exits 0 after SIGTERM; ``PRAGMA integrity_check`` is ``ok``; no worker is
   left registered.
 """
@@ -101,7 +102,8 @@ def check_every_task(pool: Pool, action: str) -> None:
             if job.max_attempts == 1:
                 assert finished[label] == 1, (label, job)
         else:
-            assert action == "kill9", (label, job)  # only a kill loses an attempt
+            # Only a dead worker (killed, or crashed by an unexpected error) loses an attempt.
+            assert action in ("kill9", "raise"), (label, job)
             assert job.errors and finished[label] <= 1, (label, job)
     assert store.integrity_check() == "ok"
     assert store.get_workers() == []
