@@ -204,6 +204,7 @@ class WorkerPool:
             with contextlib.suppress(StoreError):
                 store.release(self.worker_id, unstarted)
             self._loop.close()
+            self._interrupter.stop()
             if self._waiter is not None:
                 self._waiter.stop()
             return
