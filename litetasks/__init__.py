@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 from .exceptions import (
     ConfigurationError,
     JobNotFound,
+    JobTooBig,
     LeaseLost,
     LiteTasksError,
     SchemaVersionError,
@@ -52,6 +53,7 @@ __all__ = [
     "Call",
     "ConfigurationError",
     "JobNotFound",
+    "JobTooBig",
     "LeaseLost",
     "LiteTask",
     "LiteTasksError",

@@ -6,6 +6,7 @@ Every policy here exists because a queue on SQLite fails without it; the docstri
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import errno
 import logging
 import os
@@ -20,6 +21,7 @@ from .exceptions import StoreError
 __all__ = [
     "NETWORK_FILESYSTEMS",
     "create_private_file",
+    "file_has_moved",
     "filesystem_type",
     "immediate",
     "mount_of",
@@ -135,6 +137,30 @@ def connection_wal(connection: apsw.Connection) -> None:
         )
 
 
+def connection_writable(connection: apsw.Connection) -> None:
+    """Refuse a file this process may only read.
+
+    SQLite quietly opens such a file read-only; every write would then fail, one by one.
+    """
+    if connection.readonly("main"):
+        raise StoreError(
+            f"The queue file {connection.filename!r} is read-only for this user; litetasks "
+            "needs to write to it. Give this user write permission on it and its folder.",
+            path=connection.filename,
+        )
+
+
+def file_has_moved(connection: apsw.Connection) -> bool:
+    """Whether the file ``connection`` uses was deleted or replaced since it was opened.
+
+    SQLite goes on reading and writing a deleted file's inode, which no other process will
+    open again, without an error: only this file control tells (SQLITE_FCNTL_HAS_MOVED).
+    """
+    moved = ctypes.c_int(0)
+    connection.file_control("main", apsw.SQLITE_FCNTL_HAS_MOVED, ctypes.addressof(moved))
+    return bool(moved.value)
+
+
 def connection_synchronous(connection: apsw.Connection, synchronous: str) -> None:
     """Set durability: NORMAL survives process crashes, FULL also survives power loss.
 
@@ -197,6 +223,7 @@ def open_connection(path: Path, *, synchronous: str, busy_timeout_ms: int) -> ap
                 str(path), flags=apsw.SQLITE_OPEN_READWRITE | apsw.SQLITE_OPEN_CREATE
             )
             connection_busy_timeout(connection, busy_timeout_ms)
+            connection_writable(connection)
             connection_wal(connection)
             connection_synchronous(connection, synchronous)
             connection_bounded_wal(connection)

@@ -12,6 +12,7 @@ The hierarchy::
 Errors recorded on a task (in ``TaskResult.errors``) rather than raised:
 
     WorkerLost                the worker running the task died (kill -9, OOM, power loss)
+    JobTooBig                 the stored row is too big for a worker to claim it
     TaskTimeout               the task ran longer than its ``timeout``
     TaskCancelled             the task was cancelled while it ran
     TaskNotAllowed            a stored row names something that is not a task of this backend
@@ -22,6 +23,7 @@ from __future__ import annotations
 __all__ = [
     "ConfigurationError",
     "JobNotFound",
+    "JobTooBig",
     "LeaseLost",
     "LiteTasksError",
     "SchemaVersionError",
@@ -80,6 +82,10 @@ class LeaseLost(LiteTasksError):
 
 class WorkerLost(LiteTasksError):
     """The worker running the task stopped without recording an outcome."""
+
+
+class JobTooBig(LiteTasksError):
+    """The stored row of a job is too big for a worker to claim it (SQLite's length limit)."""
 
 
 class TaskNotAllowed(LiteTasksError):

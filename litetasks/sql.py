@@ -11,7 +11,11 @@ __all__ = [
     "CLAIM_ONE_QUEUE",
     "CLAIM_QUEUES",
     "COMPLETE",
+    "DUE_ANY",
+    "DUE_ONE_QUEUE",
+    "DUE_QUEUES",
     "FAIL",
+    "FAIL_TOO_BIG",
     "FORGET_LOST_WORKERS",
     "INSERT",
     "JOB_COLUMNS",
@@ -30,8 +34,16 @@ VALUES (:job_id, :task_path, :queue_name, :priority, :args, :kwargs, 'READY', :n
         :run_after, coalesce(:run_after, :now), :max_attempts, :max_attempts, :unique_key, :hooks)
 """
 
-# The three claim statements differ only in how they pick the queue (and so the index).
-CLAIM = """
+# The jobs a claim takes, best first. The three claim statements differ only in how they pick
+# the queue (and so the index).
+DUE = """
+    SELECT seq FROM jobs INDEXED BY {index}
+    WHERE state = 'READY' AND (run_after IS NULL OR due_at <= :now) {queue_filter}
+    ORDER BY priority DESC, due_at, seq
+    LIMIT :limit
+"""
+CLAIM = (
+    """
 UPDATE jobs
 SET state = 'RUNNING',
     owner = :worker_id,
@@ -39,25 +51,39 @@ SET state = 'RUNNING',
     started_at = coalesce(started_at, :now),
     last_attempted_at = :now,
     worker_ids = json_insert(worker_ids, '$[#]', :worker_id)
-WHERE seq IN (
-    SELECT seq FROM jobs INDEXED BY {index}
-    WHERE state = 'READY' AND (run_after IS NULL OR due_at <= :now) {queue_filter}
-    ORDER BY priority DESC, due_at, seq
-    LIMIT :limit
-)
+WHERE seq IN ("""
+    + DUE
+    + """)
 RETURNING {columns}
 """
+)
 # RETURNING order is unspecified: ``seq`` comes last so the caller can sort the batch.
 CLAIMED_COLUMNS = JOB_COLUMNS + ", due_at, seq"
+_ONE_QUEUE = "AND queue_name = :queue"
+_QUEUES = "AND queue_name IN (SELECT value FROM json_each(:queues))"
 CLAIM_ANY = CLAIM.format(index="jobs_ready", queue_filter="", columns=CLAIMED_COLUMNS)
-CLAIM_ONE_QUEUE = CLAIM.format(
-    index="jobs_ready", queue_filter="AND queue_name = :queue", columns=CLAIMED_COLUMNS
-)
-CLAIM_QUEUES = CLAIM.format(
-    index="jobs_ready",
-    queue_filter="AND queue_name IN (SELECT value FROM json_each(:queues))",
-    columns=CLAIMED_COLUMNS,
-)
+CLAIM_ONE_QUEUE = CLAIM.format(index="jobs_ready", queue_filter=_ONE_QUEUE, columns=CLAIMED_COLUMNS)
+CLAIM_QUEUES = CLAIM.format(index="jobs_ready", queue_filter=_QUEUES, columns=CLAIMED_COLUMNS)
+# What the claim statement of the same name takes first, without taking it.
+DUE_ANY = DUE.format(index="jobs_ready", queue_filter="")
+DUE_ONE_QUEUE = DUE.format(index="jobs_ready", queue_filter=_ONE_QUEUE)
+DUE_QUEUES = DUE.format(index="jobs_ready", queue_filter=_QUEUES)
+
+# A job whose row is too big to claim (it has no room for a worker id) fails without running.
+# Its error must fit in a row with no room left: the arguments make way for it and, when that is
+# not enough (errors of earlier attempts fill the row), the earlier errors too.
+FAIL_TOO_BIG = """
+UPDATE jobs
+SET state = 'FAILED',
+    owner = NULL,
+    finished_at = :now,
+    args = '[]',
+    kwargs = '{}',
+    errors = CASE WHEN :keep THEN json_insert(errors, '$[#]', json(:error))
+                  ELSE json_array(json(:error)) END
+WHERE seq = :seq AND state = 'READY'
+RETURNING job_id, task_path, hooks
+"""
 
 # Settling is fenced on (owner, attempts): a worker whose job was recovered meanwhile matches
 # no row, so an attempt is settled exactly once.

@@ -19,10 +19,20 @@ from typing import Any
 import apsw
 
 from . import sql
-from .connection import connection_busy_timeout, immediate, open_connection, translated_errors
+from .connection import (
+    connection_busy_timeout,
+    create_private_file,
+    file_has_moved,
+    immediate,
+    open_connection,
+    translated_errors,
+)
 from .exceptions import JobNotFound
+from .faults import ACTIVE as FAULTS
+from .faults import fault
 from .records import ErrorRecord, Hook, JobRecord, JobState, NewJob, Outcome, WorkerRecord
 from .schema import migrate
+from .toobig import TooBigToClaim, claim_one_by_one
 
 __all__ = ["CancelResult", "Clock", "Store", "new_job_id", "wall_clock_us"]
 
@@ -246,14 +256,34 @@ class Store:
         A worker that finished a task usually wants the next one: doing both in one
         transaction halves the commits per task.
         """
-        with self._write() as db:
-            self._hooked = False
-            settled = [self._settle(db, outcome) for outcome in outcomes]
-            rows = self._claim(db, worker_id, queues, limit) if limit > 0 else []
+        if FAULTS and limit > 0:
+            fault("claim.before_begin", self._db)
+        try:
+            settled, rows = self._record_and_claim(outcomes, worker_id, queues, limit)
+        except TooBigToClaim:  # rolled back; once more, failing the rows that cannot grow
+            settled, rows = self._record_and_claim(outcomes, worker_id, queues, limit, True)
         if self._hooked or any(o.retry_at_us is not None for o in outcomes):
             self._on_ready()  # a retry or a hook is READY: waiting workers re-plan their sleep
         rows.sort(key=lambda row: (-row[3], row[-2], row[-1]))  # priority, due_at, seq
         return settled, [_job_from_row(row) for row in rows]
+
+    def _record_and_claim(
+        self,
+        outcomes: Sequence[Outcome],
+        worker_id: str,
+        queues: Collection[str] | None,
+        limit: int,
+        one_by_one: bool = False,
+    ) -> tuple[list[bool], list[Any]]:
+        with self._write() as db:
+            self._hooked = False
+            settled = [self._settle(db, outcome) for outcome in outcomes]
+            rows = self._claim(db, worker_id, queues, limit, one_by_one) if limit > 0 else []
+            if FAULTS and outcomes:
+                fault("record.before_commit", db)
+            if FAULTS and rows:
+                fault("claim.after_update", db)
+        return settled, rows
 
     def _claim(
         self,
@@ -261,19 +291,29 @@ class Store:
         worker_id: str,
         queues: Collection[str] | None,
         limit: int,
+        one_by_one: bool = False,
     ) -> list[Any]:
         if isinstance(queues, str):
             raise TypeError(f"queues must be a collection of names, not the string {queues!r}.")
         params: dict[str, Any] = {"worker_id": worker_id, "now": self._now(), "limit": limit}
         if queues is None:
-            statement = sql.CLAIM_ANY
+            statement, due = sql.CLAIM_ANY, sql.DUE_ANY
         elif len(queues) == 1:
-            statement = sql.CLAIM_ONE_QUEUE
+            statement, due = sql.CLAIM_ONE_QUEUE, sql.DUE_ONE_QUEUE
             params["queue"] = next(iter(queues))
         else:
-            statement = sql.CLAIM_QUEUES
+            statement, due = sql.CLAIM_QUEUES, sql.DUE_QUEUES
             params["queues"] = json.dumps(sorted(queues))
-        return db.execute(statement, params).fetchall()
+        if not one_by_one:
+            try:
+                return db.execute(statement, params).fetchall()
+            except apsw.TooBigError:
+                raise TooBigToClaim from None
+        rows, failed = claim_one_by_one(db, statement, due, params, self.max_row_bytes())
+        for job_id, hooks in failed:
+            if hooks is not None:
+                self._enqueue_hooks(db, job_id, JobState.FAILED, hooks)
+        return rows
 
     def _settle(self, db: apsw.Connection, outcome: Outcome) -> bool:
         params: dict[str, Any] = {
@@ -627,6 +667,16 @@ class Store:
             connection_busy_timeout(self._db, self.busy_timeout_ms)
         _busy, log, done = row  # all copied but not truncated: the WAL is reused, not grown
         return int(log), int(done)
+
+    def has_moved(self) -> bool:
+        """Whether the queue file was deleted or replaced since this store opened it."""
+        return file_has_moved(self._db)
+
+    def copy_to(self, target: Path) -> None:
+        """Write a copy of the queue, as this connection sees it, to the new file ``target``."""
+        create_private_file(target)
+        with self._translated():
+            self._db.execute("VACUUM INTO ?", (str(target),))
 
     def integrity_check(self) -> str:
         """Run ``PRAGMA integrity_check`` and return its first line (``ok`` when healthy)."""

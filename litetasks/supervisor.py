@@ -25,9 +25,11 @@ from types import FrameType
 from typing import TYPE_CHECKING
 
 from .config import WorkerConfig
+from .damage import Damage, find_damage, stop_message
 from .exceptions import StoreError
 from .execution import TaskRunner
 from .liveness import this_process
+from .outage import Outage, is_damage
 from .recovery import recover_lost
 from .scheduling import Schedule, Scheduler, load_schedules
 from .worker import WorkerPool
@@ -35,11 +37,24 @@ from .worker import WorkerPool
 if TYPE_CHECKING:
     from .backend import SQLiteBackend
 
-__all__ = ["EXIT_RECYCLE", "Supervisor", "build_pool", "new_worker_id", "run_pool"]
+__all__ = [
+    "EXIT_DAMAGED",
+    "EXIT_RECYCLE",
+    "EXIT_STORE_FAILED",
+    "Supervisor",
+    "build_pool",
+    "new_worker_id",
+    "run_pool",
+]
 
 logger = logging.getLogger(__name__)
 
 EXIT_RECYCLE = 75  # a child that reached its task or memory limit; replace it at once
+# A child the queue file failed: its tasks may have run, so they are settled as lost (never put
+# back to READY as if they had not started); it is restarted with back-off.
+EXIT_STORE_FAILED = 73
+# A child that found the queue file damaged (corrupt, not a database): the whole pool stops.
+EXIT_DAMAGED = 74
 _PR_SET_PDEATHSIG = 1
 _PR_SET_NAME = 15
 _MAX_RESTART_DELAY_S = 30.0
@@ -118,6 +133,10 @@ def _install_child_signals(pool: WorkerPool) -> None:
 
 
 def _exit_code(pool: WorkerPool) -> int:
+    if pool.is_damaged:
+        return EXIT_DAMAGED
+    if pool.unrecorded or pool.store_failure is not None:
+        return EXIT_STORE_FAILED
     if pool.failure is not None:
         return 1
     if pool.must_be_replaced:  # a task ignored its interrupt: a fresh process takes over
@@ -163,6 +182,9 @@ class Supervisor:
         self._next_periodic = 0.0 if schedules else math.inf
         self._signals = 0
         self._forwarded = 0
+        self._damage: Damage | None = None
+        self._unrecorded = False  # a child stopped with outcomes it could not record
+        self._recovery = Outage("Recovering the tasks of lost workers")
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_w, False)
         os.set_blocking(self._wake_r, False)
@@ -196,6 +218,8 @@ class Supervisor:
             if not self._signals and _reloader_gone():
                 logger.warning("The --reload watcher died; stopping")
                 self._signals = 1
+            if not self._signals:
+                self._check_queue_file()
             failed |= self._reap()
             if self._signals == 1 and not self._forwarded:
                 self._forwarded = 1
@@ -213,7 +237,34 @@ class Supervisor:
                 self._recover(())
                 next_sweep = time.monotonic() + self.config.lease_s / 4
         logger.info("Supervisor pid=%d stopped", os.getpid())
+        return self._final_code(failed)
+
+    def _final_code(self, failed: bool) -> int:
+        if self._damage is not None:
+            logger.error("%s", stop_message(self._damage, self.backend.store))
+            return 1
+        if self._unrecorded:
+            logger.error(
+                "Stopped without recording the outcome of some tasks: the queue file failed "
+                "(see above). They are settled as lost (WorkerLost) once it works again."
+            )
+            return 1
         return 1 if failed and self.config.burst else 0
+
+    def _check_queue_file(self) -> None:
+        try:
+            damage = find_damage(self.backend.store)
+        except StoreError as exc:
+            damage = Damage(reason=str(exc)) if is_damage(exc) else None
+        if damage is not None:
+            self._stop_for(damage)
+
+    def _stop_for(self, damage: Damage) -> None:
+        """Stop the pool (as on SIGTERM: running tasks get their grace period), then exit 1."""
+        if self._damage is None:
+            self._damage = damage
+            logger.error("%s Stopping the pool.", damage.reason)
+        self._signals = max(self._signals, 1)
 
     def _next_timeout(self, next_sweep: float) -> float:
         now = time.monotonic()
@@ -262,6 +313,9 @@ class Supervisor:
             signal.pthread_sigmask(signal.SIG_SETMASK, mask)
             pool.run()
             code = _exit_code(pool)
+        except StoreError as exc:  # the queue file cannot be opened or written at start
+            logger.error("Worker %s cannot start: %s", worker_id, exc)
+            code = EXIT_DAMAGED if is_damage(exc) else EXIT_STORE_FAILED
         except BaseException:
             logger.exception("Worker process %s crashed", worker_id)
         finally:
@@ -286,16 +340,7 @@ class Supervisor:
             self._settle(child, pid, code)
 
     def _settle(self, child: _Child, pid: int, code: int) -> None:
-        try:
-            store = self.backend.store
-            if self._signals:
-                released = store.unregister_worker(child.worker_id)  # stopping: not an attempt
-                if released:
-                    logger.warning("Put back to READY after shutdown: %s", ", ".join(released))
-            elif code not in (0, EXIT_RECYCLE):
-                self._recover((child.worker_id,))
-        except StoreError:
-            logger.exception("Could not settle the tasks of worker %s", child.worker_id)
+        self._settle_tasks(child, code)
         if self._signals:
             return
         if code == 0 and self.config.burst:
@@ -319,6 +364,25 @@ class Supervisor:
         )
         self.slots.pending.append((time.monotonic() + delay, restarts))
 
+    def _settle_tasks(self, child: _Child, code: int) -> None:
+        """Settle a dead child's tasks: put back to READY when it stopped as asked, else lost."""
+        try:
+            store = self.backend.store
+            if code in (EXIT_STORE_FAILED, EXIT_DAMAGED):
+                self._recover((child.worker_id,))  # they may have run: lost, not put back
+            elif self._signals:
+                released = store.unregister_worker(child.worker_id)  # stopping: not an attempt
+                if released:
+                    logger.warning("Put back to READY after shutdown: %s", ", ".join(released))
+            elif code not in (0, EXIT_RECYCLE):
+                self._recover((child.worker_id,))
+        except StoreError as exc:
+            logger.error("Could not settle the tasks of worker %s: %s", child.worker_id, exc)
+        if code == EXIT_DAMAGED:
+            path = self.backend.config.store.path
+            self._stop_for(Damage(reason=f"A worker found the queue file {str(path)!r} damaged."))
+        self._unrecorded |= code == EXIT_STORE_FAILED and bool(self._signals)
+
     def _start_due(self) -> None:
         if self._signals:
             self.slots.pending.clear()
@@ -332,8 +396,12 @@ class Supervisor:
     def _recover(self, dead: tuple[str, ...]) -> None:
         try:
             recover_lost(self.backend.store, self.config.lease_s, known_dead=dead)
-        except StoreError:
-            logger.exception("Recovering lost tasks failed; will retry")
+        except StoreError as exc:
+            self._recovery.failed(exc)  # retried at the next sweep
+            if is_damage(exc):
+                self._stop_for(Damage(reason=str(exc)))
+        else:
+            self._recovery.recovered()
 
     def _forward(self, signum: int) -> None:
         for pid in self.slots.by_pid:

@@ -11,13 +11,14 @@ checkpoints the WAL when idle. The pool knows nothing of Django: the ``Runner`` 
 from __future__ import annotations
 
 import collections
+import contextlib
 import logging
 import os
 import queue
 import resource
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -25,9 +26,12 @@ from .attempts import Done, Finish, interrupted, reraise
 from .config import WorkerConfig
 from .eventloop import AsyncLane
 from .exceptions import StoreError, TaskInterrupted
+from .faults import ACTIVE as FAULTS
+from .faults import fault
 from .interrupts import Interrupter
 from .janitor import Pruner
 from .liveness import ProcessIdentity, this_process
+from .outage import Outage, is_damage
 from .records import JobRecord, Outcome, WorkerRecord
 from .recovery import recover_lost
 from .store import Store, wall_clock_us
@@ -37,7 +41,7 @@ __all__ = ["Runner", "WorkerPool", "WorkerStats"]
 
 logger = logging.getLogger(__name__)
 
-# How long a thread backs off when the queue file stays locked past busy_timeout.
+# How long run_once() backs off when the queue file stays locked past busy_timeout.
 _BUSY_BACKOFF_S = 0.5
 # Claim ahead enough short tasks to cover this much work, never more than _PREFETCH_MAX jobs.
 _PREFETCH_WINDOW_S = 0.005
@@ -98,6 +102,12 @@ class WorkerPool:
         self.must_be_replaced = False
         self._can_exit = can_exit
         self.failure: BaseException | None = None
+        # The queue file failed this pool: outcomes it could not record (job ids), and whether
+        # the file is damaged (corrupt, not a database): the supervisor then stops every worker.
+        self.unrecorded: list[str] = []
+        self.store_failure: StoreError | None = None
+        self.is_damaged = False
+        self._outage = Outage(f"The queue file, for worker id={worker_id}")
         self._store_factory = store_factory
         self._runner = runner_factory(worker_id)
         self._interrupter = Interrupter(
@@ -153,8 +163,10 @@ class WorkerPool:
             thread.start()
         try:
             self._dispatch(store)
-        finally:
-            self._shutdown(store)
+        except BaseException:
+            self._shutdown(store, crashed=True)
+            raise
+        self._shutdown(store)
 
     def stop(self, *, force: bool = False) -> None:
         """Stop claiming new tasks; running ones may finish. Safe from any thread.
@@ -179,10 +191,23 @@ class WorkerPool:
         """Register this worker, so no other pool mistakes its tasks for lost ones."""
         store.register_worker(self._record())
 
-    def _shutdown(self, store: Store) -> None:
+    def _shutdown(self, store: Store, *, crashed: bool = False) -> None:
         self.stop()
+        unstarted = _drain(self._jobs) if crashed else []
         for _ in range(self.config.threads):
             self._jobs.put(None)
+        self._write_last(store)
+        if crashed:
+            # Tasks may be running, or finished and not handed off yet: putting them back as
+            # not started would run them twice. Only the ones no executor took go back; the
+            # rest are settled as lost once this process has exited.
+            with contextlib.suppress(StoreError):
+                store.release(self.worker_id, unstarted)
+            self._loop.close()
+            self._interrupter.stop()
+            if self._waiter is not None:
+                self._waiter.stop()
+            return
         if self._busy == 0:
             # Every outcome is recorded; let executors send their last task_finished before
             # this process may exit. (After the grace period, running tasks are abandoned.)
@@ -193,10 +218,28 @@ class WorkerPool:
         self._interrupter.stop()
         if self._waiter is not None:
             self._waiter.stop()
+        if self.unrecorded:
+            # Not released: they ran. They stay RUNNING under this worker, which is gone once
+            # this process exits, so the next recovery settles them as lost (WorkerLost).
+            logger.error(
+                "Worker id=%s could not record the outcome of %d task(s): %s. They stay "
+                "RUNNING and are recovered as lost (WorkerLost) once the queue file works; "
+                "their outcomes are not recorded.",
+                self.worker_id,
+                len(self.unrecorded),
+                ", ".join(self.unrecorded),
+            )
+            return
         try:
             released = store.unregister_worker(self.worker_id)
-        except StoreError:
-            logger.exception("Could not release the tasks of worker id=%s", self.worker_id)
+        except StoreError as exc:
+            self.store_failure = exc
+            logger.error(
+                "Worker id=%s could not put its running tasks back to READY: %s They are "
+                "recovered as lost (WorkerLost) once the queue file works.",
+                self.worker_id,
+                exc,
+            )
             return
         if released:
             logger.warning(
@@ -204,6 +247,19 @@ class WorkerPool:
                 len(released),
                 ", ".join(released),
             )
+
+    def _write_last(self, store: Store) -> None:
+        """Try once more to record finished tasks and release unstarted ones."""
+        done, returned = self._take_handoffs()
+        try:
+            if returned:
+                store.release(self.worker_id, returned)
+                self._busy -= len(returned)
+            if done:
+                self._settle(store, done, 0)
+        except StoreError as exc:
+            self.store_failure = exc
+            self.unrecorded = [d.outcome.job_id for d in done if not d.recorded.is_set()]
 
     def _record(self) -> WorkerRecord:
         return WorkerRecord(
@@ -230,14 +286,17 @@ class WorkerPool:
                 if returned:
                     store.release(self.worker_id, returned)
                     self._busy -= len(returned)
+                    returned = []
                 jobs = self._settle(store, done, free) if done or free > 0 else []
-            except StoreError:
-                logger.exception(
-                    "The queue file is unavailable; retrying in %.1f s", _BUSY_BACKOFF_S
-                )
-                self._give_back(done)
-                waiter.wait(_BUSY_BACKOFF_S)
+            except StoreError as exc:
+                self._give_back(done, returned)
+                if not self._pause_after(exc):
+                    return
                 continue
+            self._outage.recovered()
+            self.store_failure = None
+            if FAULTS and jobs:
+                fault("claim.after_commit")
             self._claimed += len(jobs)
             for job in jobs:
                 self._busy += 1
@@ -250,6 +309,35 @@ class WorkerPool:
             if jobs and len(jobs) == free:
                 continue  # every executor has work: claim for the next one to finish
             waiter.wait(self._wait_timeout(store, idle=not jobs and not self._busy))
+
+    def _pause_after(self, exc: StoreError) -> bool:
+        """Back off after a failed transaction; False when the pool should give up and stop.
+
+        A damaged file stops the pool (running tasks get their grace period). A stopping pool
+        gives up at the end of its grace period, or as soon as no task is running any more:
+        what it could not record is logged at shutdown and recovered as lost later.
+        """
+        self.store_failure = exc
+        if is_damage(exc) and not self.is_damaged:
+            self.is_damaged = True
+            logger.error("Worker id=%s stops: %s", self.worker_id, exc)
+            self.stop()
+        pause = self._outage.failed(exc)
+        if self._stopping.is_set():
+            with self._handoff:
+                pending = len(self._done) + len(self._returned)
+            if self._busy - pending - self._loop.in_flight <= 0 and not self._loop.in_flight:
+                return False  # nothing runs: only outcomes wait, for a file that fails
+        until = time.monotonic() + pause
+        assert self._waiter is not None
+        while (left := until - time.monotonic()) > 0:
+            if self._stopping.is_set():
+                left = min(left, self._stop_deadline - time.monotonic())
+                if left <= 0:
+                    return False
+            self._waiter.clear()
+            self._waiter.wait(left)
+        return True
 
     def _free_slots(self) -> int:
         """How many more jobs to claim: one per idle executor, plus some queued ahead.
@@ -286,6 +374,8 @@ class WorkerPool:
         except BaseException:
             self._give_back(done)
             raise
+        if FAULTS and done:
+            fault("record.after_commit")
         self._busy -= len(done)
         self._loop.settled(sum(1 for item in done if item.on_recorded is not None))
         for item, ok in zip(done, settled, strict=True):
@@ -314,10 +404,13 @@ class WorkerPool:
             returned, self._returned = self._returned, []
         return done, returned
 
-    def _give_back(self, done: list[Done]) -> None:
-        """Keep outcomes that could not be recorded for the next try: never lose one."""
+    def _give_back(self, done: list[Done], returned: Sequence[str] = ()) -> None:
+        """Keep outcomes (and jobs to release) that could not be written for the next try."""
         with self._handoff:
-            self._done[:0] = [d for d in done if not d.recorded.is_set()]
+            # Idempotent: _settle gives back what it could not record, and so may its caller.
+            kept = {id(item) for item in self._done}
+            self._done[:0] = [d for d in done if not d.recorded.is_set() and id(d) not in kept]
+            self._returned[:0] = [job_id for job_id in returned if job_id not in self._returned]
 
     def _wait_timeout(self, store: Store, *, idle: bool) -> float:
         if self._stopping.is_set():
@@ -374,6 +467,8 @@ class WorkerPool:
                     self._hand_off(returned=job.job_id)
                     continue
                 unfinished.append(self._run(job))
+                if FAULTS:
+                    fault("run.after_return")
                 self._hand_off(done=unfinished[-1])
         except BaseException as exc:  # KeyboardInterrupt from a task, or a bug: stop the pool
             logger.exception("Executor failed; stopping worker id=%s", self.worker_id)
@@ -388,6 +483,8 @@ class WorkerPool:
         with self.stats.lock:
             self.stats.running[name] = job.job_id
         try:
+            if FAULTS:
+                fault("run.before_call")
             cancelled = self._interrupter.begin(job, self._runner.timeout_of(job))
             if cancelled is not None:
                 outcome, finish = self._runner.interrupted(job, cancelled)
@@ -465,6 +562,7 @@ class WorkerPool:
 
     def _maintain(self) -> None:
         store = self._store_factory()
+        outage = Outage(f"Heartbeat of worker id={self.worker_id}")
         pruner = Pruner(self.config.results_ttl_s)
         parent = os.getppid()
         next_recovery = time.monotonic() + self.config.lease_s / 4
@@ -490,8 +588,11 @@ class WorkerPool:
                     self._idle.clear()
                     self._dirty = False
                     self._checkpoint(store)
-            except StoreError:
-                logger.exception("Heartbeat failed for worker id=%s; retrying", self.worker_id)
+            except StoreError as exc:
+                # Retried at the next heartbeat: the dispatcher backs off and decides to stop.
+                self._next_heartbeat = time.monotonic() + outage.failed(exc)
+            else:
+                outage.recovered()
 
     def _checkpoint(self, store: Store) -> None:
         frames, done = store.checkpoint()
@@ -523,6 +624,15 @@ def _end_watch(interrupter: Interrupter, job_id: str) -> None:
             return
         except TaskInterrupted:
             continue
+
+
+def _drain(jobs: queue.SimpleQueue[JobRecord | None]) -> list[str]:
+    """Take every job still queued for the executors; return their ids."""
+    taken = []
+    while (job := _get_nowait(jobs)) is not _NOTHING_QUEUED:
+        if isinstance(job, JobRecord):
+            taken.append(job.job_id)
+    return taken
 
 
 def _finish_all(unfinished: collections.deque[Done]) -> None:

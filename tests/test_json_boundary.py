@@ -527,12 +527,6 @@ def test_an_error_too_long_for_the_row_is_recorded_cut_short(
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="worker bug: a row the claim cannot grow (SQLite's length limit) fails every "
-    "claim of every worker; the dispatcher retries that StoreError forever and runs nothing",
-)
 def test_a_stored_row_too_big_to_claim_is_failed_and_the_queue_goes_on(
     backend: SQLiteBackend, tmp_path: Path, row_limit: Callable[[int], None]
 ) -> None:
@@ -564,4 +558,13 @@ def test_a_stored_row_too_big_to_claim_is_failed_and_the_queue_goes_on(
                 lambda: worker.proc.poll() is not None, timeout_s=15, what="SIGTERM to stop it"
             )
     assert stopped and worker.proc.returncode == 0, worker.output
-    assert backend.store.get(job_id).state == JobState.FAILED
+    job = backend.store.get(job_id)
+    assert (job.state, job.attempts, job.worker_ids) == (JobState.FAILED, 0, ())
+    [error] = job.errors
+    assert error.exception_class_path == "litetasks.exceptions.JobTooBig"
+    assert "never ran" in error.traceback and "arguments were removed" in error.traceback
+    assert (job.args_json, job.kwargs_json) == ("[]", "{}")  # they made room for the error
+    assert [backend.get_result(r.id).return_value for r in others] == [0, 2, 4, 6, 8]
+    assert "Traceback" not in worker.output, worker.output
+    assert f"Task id={job_id} path=tests.tasks.echo is too big to claim" in worker.output
+    assert backend.store.integrity_check() == "ok"
