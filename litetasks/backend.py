@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import threading
+import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -49,6 +51,8 @@ __all__ = [
     "thread_store",
 ]
 
+logger = logging.getLogger(__name__)
+
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 # How deep lists and dicts may nest in one argument or return value. Django's normalize_json
 # recurses once or twice per level, so a value near Python's recursion limit (1000 frames)
@@ -66,8 +70,13 @@ _stores = threading.local()
 _abandoned: list[Store] = []
 
 
-def thread_store(config: StoreConfig) -> Store:
-    """Return this thread's ``Store`` for ``config.path``, opening it on first use."""
+def thread_store(config: StoreConfig, *, reopen_if_moved: bool = False) -> Store:
+    """Return this thread's ``Store`` for ``config.path``, opening it on first use.
+
+    ``reopen_if_moved`` (producers): about once a second, check that the file was not deleted
+    or replaced; if it was, open the file now at that path. SQLite would otherwise go on writing
+    into the deleted file, where no worker will ever see the tasks.
+    """
     cache: dict[Path, tuple[int, Store]] | None = getattr(_stores, "by_path", None)
     if cache is None:
         cache = _stores.by_path = {}
@@ -75,7 +84,13 @@ def thread_store(config: StoreConfig) -> Store:
     entry = cache.get(config.path)
     if entry is not None:
         if entry[0] == pid:
-            return entry[1]
+            if not reopen_if_moved or not _moved(config.path, entry[1]):
+                return entry[1]
+            logger.error(
+                "The queue file %s was deleted or replaced while this process used it; "
+                "enqueueing into the file now at that path",
+                config.path,
+            )
         _abandoned.append(entry[1])
     store = Store(
         config.path,
@@ -85,6 +100,20 @@ def thread_store(config: StoreConfig) -> Store:
     )
     cache[config.path] = (pid, store)
     return store
+
+
+def _moved(path: Path, store: Store) -> bool:
+    """``store.has_moved()``, asked at most once a second per thread and file."""
+    checked: dict[Path, float] = getattr(_stores, "moved_checked", None) or {}
+    _stores.moved_checked = checked
+    now = time.monotonic()
+    if now < checked.get(path, 0.0) + 1.0:
+        return False
+    checked[path] = now
+    try:
+        return store.has_moved()
+    except StoreError:
+        return False
 
 
 def default_queue_path(alias: str) -> Path:
@@ -200,6 +229,12 @@ class SQLiteBackend(BaseTaskBackend):
         """This thread's connection to the queue file."""
         return thread_store(self.config.store)
 
+    @property
+    def _producer(self) -> Store:
+        """``store``, reopened if the file was deleted or replaced (enqueue must not write
+        into a file no worker will read)."""
+        return thread_store(self.config.store, reopen_if_moved=True)
+
     # -- the django.tasks API ----------------------------------------------------------------
 
     def enqueue(self, task: Task, args: Any, kwargs: Any) -> TaskResult:
@@ -210,9 +245,9 @@ class SQLiteBackend(BaseTaskBackend):
         """
         job, args, kwargs = self._new_job(task, args, kwargs)
         if job.unique_key is None:
-            enqueued_at_us = self.store.enqueue([job])  # rings the doorbell after the commit
+            enqueued_at_us = self._producer.enqueue([job])  # rings the doorbell after commit
         else:
-            enqueued_at_us, [twin] = self.store.enqueue_unique([job])
+            enqueued_at_us, [twin] = self._producer.enqueue_unique([job])
             if twin is not None:
                 return self.result_from_job(task, twin)
         return self._enqueued(task, job, args, kwargs, enqueued_at_us)
@@ -228,10 +263,11 @@ class SQLiteBackend(BaseTaskBackend):
         if not prepared:
             return []
         jobs = [job for job, _, _ in prepared]
+        producer = self._producer
         if any(job.unique_key is not None for job in jobs):
-            enqueued_at_us, twins = self.store.enqueue_unique(jobs)
+            enqueued_at_us, twins = producer.enqueue_unique(jobs)
         else:
-            enqueued_at_us, twins = self.store.enqueue(jobs), [None] * len(jobs)
+            enqueued_at_us, twins = producer.enqueue(jobs), [None] * len(jobs)
         return [
             self.result_from_job(task, twin)
             if twin is not None
