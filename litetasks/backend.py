@@ -20,6 +20,7 @@ from typing import Any
 from django.apps import apps
 from django.conf import settings
 from django.core import checks
+from django.core.signals import setting_changed
 from django.utils import timezone as django_timezone
 
 from .compat import (
@@ -130,6 +131,23 @@ def default_queue_path(alias: str) -> Path:
     return Path.cwd() / name
 
 
+_USE_TZ: list[bool] = []  # settings.USE_TZ, cached: read several times per task
+
+
+def _use_tz() -> bool:
+    if not _USE_TZ:
+        _USE_TZ.append(bool(settings.USE_TZ))
+    return _USE_TZ[0]
+
+
+def _forget_use_tz(*, setting: str, **kwargs: Any) -> None:
+    if setting == "USE_TZ":
+        _USE_TZ.clear()
+
+
+setting_changed.connect(_forget_use_tz)
+
+
 def to_us(value: datetime) -> int:
     """Convert a datetime to integer microseconds since the epoch (naive means TIME_ZONE)."""
     if django_timezone.is_naive(value):
@@ -142,7 +160,7 @@ def from_us(value: int | None) -> datetime | None:
     if value is None:
         return None
     moment = EPOCH + timedelta(microseconds=value)
-    if settings.USE_TZ:
+    if _use_tz():
         return moment
     naive: datetime = django_timezone.make_naive(moment, django_timezone.get_default_timezone())
     return naive

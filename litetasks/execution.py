@@ -9,6 +9,7 @@ value as JSON, map any exception to a ``TaskError``, and after the outcome is re
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import functools
 import inspect
@@ -285,12 +286,14 @@ class TaskRunner:
                     exception_class_path=error.exception_class_path, traceback=error.traceback
                 )
             )
-        finished = dataclasses.replace(
-            result,
-            status=TaskResultStatus.FAILED if error else TaskResultStatus.SUCCESSFUL,
-            finished_at=from_us(outcome.finished_at_us),
-            errors=errors,
+        # A copy with the finishing fields set, not dataclasses.replace(): that would run
+        # TaskResult.__post_init__, normalising the (already normal) arguments again.
+        finished = copy.copy(result)
+        object.__setattr__(
+            finished, "status", TaskResultStatus.FAILED if error else TaskResultStatus.SUCCESSFUL
         )
+        object.__setattr__(finished, "finished_at", from_us(outcome.finished_at_us))
+        object.__setattr__(finished, "errors", errors)
         if error is None:
             set_return_value(finished, value)
         return finished
