@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -127,6 +128,24 @@ def status(
         raise _fail(exc) from None
 
 
+def _act(
+    settings: str | None,
+    pythonpath: str | None,
+    backend: str,
+    action: Callable[..., int],
+    *args: Any,
+    **kwargs: Any,
+) -> None:
+    """Set Django up, run ``action(backend, *args, **kwargs)`` and exit with its code (a
+    ``LiteTasksError`` is one line on stderr and exit 2)."""
+    try:
+        setup_django(settings, pythonpath)
+        code = action(get_backend(backend), *args, **kwargs)
+    except LiteTasksError as exc:
+        raise _fail(exc) from None
+    raise typer.Exit(code)
+
+
 @app.command()
 def retry(
     ids: Annotated[list[str] | None, typer.Argument(help="Ids of FAILED tasks.")] = None,
@@ -141,12 +160,7 @@ def retry(
     """Run FAILED tasks again, each with a fresh attempt budget."""
     from .actions import retry_tasks
 
-    try:
-        setup_django(settings, pythonpath)
-        code = retry_tasks(get_backend(backend), ids or [], failed=failed, queues=queue or [])
-    except LiteTasksError as exc:
-        raise _fail(exc) from None
-    raise typer.Exit(code)
+    _act(settings, pythonpath, backend, retry_tasks, ids or [], failed=failed, queues=queue or [])
 
 
 @app.command()
@@ -159,12 +173,7 @@ def cancel(
     """Cancel tasks: READY ones never run, RUNNING ones are interrupted; both end FAILED."""
     from .actions import cancel_tasks
 
-    try:
-        setup_django(settings, pythonpath)
-        code = cancel_tasks(get_backend(backend), ids or [])
-    except LiteTasksError as exc:
-        raise _fail(exc) from None
-    raise typer.Exit(code)
+    _act(settings, pythonpath, backend, cancel_tasks, ids or [])
 
 
 @app.command()
@@ -184,12 +193,7 @@ def prune(
     """Delete finished results now (workers also do it in the background: results_ttl)."""
     from .actions import prune_results
 
-    try:
-        setup_django(settings, pythonpath)
-        code = prune_results(get_backend(backend), older_than, status or [])
-    except LiteTasksError as exc:
-        raise _fail(exc) from None
-    raise typer.Exit(code)
+    _act(settings, pythonpath, backend, prune_results, older_than, status or [])
 
 
 @app.command()

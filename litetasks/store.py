@@ -114,22 +114,7 @@ class Store:
     def enqueue(self, jobs: Sequence[NewJob]) -> int:
         """Insert ``jobs`` READY in one transaction (all or nothing); return ``enqueued_at``."""
         now = self._now()
-        rows = [
-            {
-                "job_id": job.job_id,
-                "task_path": job.task_path,
-                "queue_name": job.queue_name,
-                "priority": job.priority,
-                "args": job.args_json,
-                "kwargs": job.kwargs_json,
-                "run_after": job.run_after_us,
-                "max_attempts": job.max_attempts,
-                "unique_key": job.unique_key,
-                "hooks": _hooks_json(job.hooks),
-                "now": now,
-            }
-            for job in jobs
-        ]
+        rows = [_insert_params(job, now) for job in jobs]
         if len(rows) == 1:
             # One INSERT is atomic by itself and takes the write lock through the busy handler
             # (it is not a read that upgrades to a write): no BEGIN/COMMIT round trips needed.
@@ -205,22 +190,7 @@ class Store:
         return {str(n): (int(s), None if j is None else str(j)) for n, s, j in rows}
 
     def _insert(self, db: apsw.Connection, job: NewJob, now: int) -> None:
-        db.execute(
-            sql.INSERT,
-            {
-                "job_id": job.job_id,
-                "task_path": job.task_path,
-                "queue_name": job.queue_name,
-                "priority": job.priority,
-                "args": job.args_json,
-                "kwargs": job.kwargs_json,
-                "run_after": job.run_after_us,
-                "max_attempts": job.max_attempts,
-                "unique_key": job.unique_key,
-                "hooks": _hooks_json(job.hooks),
-                "now": now,
-            },
-        )
+        db.execute(sql.INSERT, _insert_params(job, now))
 
     # -- consumers ---------------------------------------------------------------------------
 
@@ -752,6 +722,23 @@ def _job_from_row(row: Any) -> JobRecord:
         cancel_requested=bool(cancel_requested),
         hooks=() if hooks is None else _hooks_from_json(str(hooks)),
     )
+
+
+def _insert_params(job: NewJob, now: int) -> dict[str, Any]:
+    """The bindings of ``sql.INSERT`` for ``job``, enqueued at ``now``."""
+    return {
+        "job_id": job.job_id,
+        "task_path": job.task_path,
+        "queue_name": job.queue_name,
+        "priority": job.priority,
+        "args": job.args_json,
+        "kwargs": job.kwargs_json,
+        "run_after": job.run_after_us,
+        "max_attempts": job.max_attempts,
+        "unique_key": job.unique_key,
+        "hooks": _hooks_json(job.hooks),
+        "now": now,
+    }
 
 
 def _hooks_json(hooks: Sequence[Hook]) -> str | None:
