@@ -241,6 +241,8 @@ class SQLiteBackend(BaseTaskBackend):
         self._allowed_roots: tuple[str, ...] | None = None
         self._tasks: dict[str, Task] = {}
         self._allowed_paths: set[str] = set()
+        self._checked_tasks: dict[Task, tuple[Hook, ...]] = {}
+        self._max_row_bytes: int | None = None
 
     @property
     def store(self) -> Store:
@@ -293,10 +295,27 @@ class SQLiteBackend(BaseTaskBackend):
             for (job, args, kwargs), twin in zip(prepared, twins, strict=True)
         ]
 
-    def _new_job(self, task: Task, args: Any, kwargs: Any) -> tuple[NewJob, Any, Any]:
-        """Validate a call of ``task``; return its row and its normalised arguments."""
+    def _checked(self, task: Task) -> tuple[Hook, ...]:
+        """Validate ``task`` (once per distinct task: Django's checks inspect the function's
+        signature, which costs more than the rest of an enqueue); return its hooks."""
+        try:
+            return self._checked_tasks[task]
+        except KeyError:
+            pass
+        except TypeError:  # a task_class field that is not hashable: no cache
+            self.validate_task(task)
+            self.check_task_module(task.module_path)
+            return self._hooks(task)
         self.validate_task(task)
         self.check_task_module(task.module_path)
+        hooks = self._hooks(task)
+        if self._allowed_roots is not None:  # module checks are final once apps are ready
+            self._checked_tasks[task] = hooks
+        return hooks
+
+    def _new_job(self, task: Task, args: Any, kwargs: Any) -> tuple[NewJob, Any, Any]:
+        """Validate a call of ``task``; return its row and its normalised arguments."""
+        hooks = self._checked(task)
         args = normalized_json(args, "the task's args", depth=-1)
         kwargs = normalized_json(kwargs, "the task's kwargs", depth=-1)
         args_json, kwargs_json = json.dumps(args), json.dumps(kwargs)
@@ -311,7 +330,7 @@ class SQLiteBackend(BaseTaskBackend):
             run_after_us=None if task.run_after is None else to_us(task.run_after),
             max_attempts=getattr(task, "max_attempts", 1),
             unique_key=self._unique_key(task, args, kwargs, args_json, kwargs_json),
-            hooks=self._hooks(task),
+            hooks=hooks,
         )
         return job, args, kwargs
 
@@ -425,7 +444,9 @@ class SQLiteBackend(BaseTaskBackend):
 
     def _check_room(self, arguments_bytes: int) -> None:
         """Refuse arguments that would leave their row no room for the task's outcome."""
-        max_row_bytes = self.store.max_row_bytes()
+        if self._max_row_bytes is None:
+            self._max_row_bytes = self.store.max_row_bytes()
+        max_row_bytes = self._max_row_bytes
         if arguments_bytes + ROW_MARGIN_BYTES > max_row_bytes:
             path = str(self.config.store.path)
             raise StoreError(
