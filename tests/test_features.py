@@ -48,28 +48,26 @@ def folder(tmp_path: Path) -> str:
     return str(marks)
 
 
-@pytest.fixture
-def finished_signals() -> Iterator[list[Any]]:
+def _collected(signal: Any) -> Iterator[list[Any]]:
+    """The task results ``signal`` sends while the test runs."""
     seen: list[Any] = []
 
     def receiver(sender: Any, task_result: Any, **kwargs: Any) -> None:
         seen.append(task_result)
 
-    task_finished.connect(receiver)
+    signal.connect(receiver)
     yield seen
-    task_finished.disconnect(receiver)
+    signal.disconnect(receiver)
+
+
+@pytest.fixture
+def finished_signals() -> Iterator[list[Any]]:
+    yield from _collected(task_finished)
 
 
 @pytest.fixture
 def enqueued_signals() -> Iterator[list[Any]]:
-    seen: list[Any] = []
-
-    def receiver(sender: Any, task_result: Any, **kwargs: Any) -> None:
-        seen.append(task_result)
-
-    task_enqueued.connect(receiver)
-    yield seen
-    task_enqueued.disconnect(receiver)
+    yield from _collected(task_enqueued)
 
 
 # -- retries -------------------------------------------------------------------------------------

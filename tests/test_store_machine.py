@@ -148,6 +148,12 @@ class QueueMachine(RuleBasedStateMachine):
         draws differ between replays of one example."""
         return sorted(self.model, key=lambda job_id: self.model[job_id].seq)
 
+    def _draw_ids(self, data: st.DataObject) -> list[str]:
+        """Up to three distinct ids: of jobs, or one no job has."""
+        return data.draw(
+            st.lists(st.sampled_from([*self._by_seq(), "unknown"]), max_size=3, unique=True)
+        )
+
     def _live_twin(self, key: str | None) -> str | None:
         if key is None:
             return None
@@ -335,9 +341,7 @@ class QueueMachine(RuleBasedStateMachine):
 
     @rule(data=st.data(), via=st.integers(0, 1))
     def cancel(self, data: st.DataObject, via: int) -> None:
-        job_ids = data.draw(
-            st.lists(st.sampled_from([*self._by_seq(), "unknown"]), max_size=3, unique=True)
-        )
+        job_ids = self._draw_ids(data)
         expected = {}
         for job_id in job_ids:
             job = self.model.get(job_id)
@@ -375,9 +379,7 @@ class QueueMachine(RuleBasedStateMachine):
 
     @rule(data=st.data(), via=st.integers(0, 1))
     def retry(self, data: st.DataObject, via: int) -> None:
-        job_ids = data.draw(
-            st.lists(st.sampled_from([*self._by_seq(), "unknown"]), max_size=3, unique=True)
-        )
+        job_ids = self._draw_ids(data)
         expected = {}
         for job_id in job_ids:
             job = self.model.get(job_id)
