@@ -301,15 +301,13 @@ class SQLiteBackend(BaseTaskBackend):
         try:
             return self._checked_tasks[task]
         except KeyError:
-            pass
+            cacheable = True
         except TypeError:  # a task_class field that is not hashable: no cache
-            self.validate_task(task)
-            self.check_task_module(task.module_path)
-            return self._hooks(task)
+            cacheable = False
         self.validate_task(task)
         self.check_task_module(task.module_path)
         hooks = self._hooks(task)
-        if self._allowed_roots is not None:  # module checks are final once apps are ready
+        if cacheable and self._allowed_roots is not None:  # module checks are final by then
             self._checked_tasks[task] = hooks
         return hooks
 
@@ -329,7 +327,7 @@ class SQLiteBackend(BaseTaskBackend):
             kwargs_json=kwargs_json,
             run_after_us=None if task.run_after is None else to_us(task.run_after),
             max_attempts=getattr(task, "max_attempts", 1),
-            unique_key=self._unique_key(task, args, kwargs, args_json, kwargs_json),
+            unique_key=self._unique_key(task, args, kwargs),
             hooks=hooks,
         )
         return job, args, kwargs
@@ -354,9 +352,7 @@ class SQLiteBackend(BaseTaskBackend):
         task_enqueued.send(type(self), task_result=result)
         return result
 
-    def _unique_key(
-        self, task: Task, args: Any, kwargs: Any, args_json: str, kwargs_json: str
-    ) -> str | None:
+    def _unique_key(self, task: Task, args: Any, kwargs: Any) -> str | None:
         unique = getattr(task, "unique", False)
         if unique is False:
             return None
@@ -442,11 +438,15 @@ class SQLiteBackend(BaseTaskBackend):
                 f"Result {result_id!r} cannot be loaded: a stored JSON value is malformed ({exc})."
             ) from exc
 
-    def _check_room(self, arguments_bytes: int) -> None:
-        """Refuse arguments that would leave their row no room for the task's outcome."""
+    def max_row_bytes(self) -> int:
+        """The most bytes a row of the queue file may take (read from SQLite once)."""
         if self._max_row_bytes is None:
             self._max_row_bytes = self.store.max_row_bytes()
-        max_row_bytes = self._max_row_bytes
+        return self._max_row_bytes
+
+    def _check_room(self, arguments_bytes: int) -> None:
+        """Refuse arguments that would leave their row no room for the task's outcome."""
+        max_row_bytes = self.max_row_bytes()
         if arguments_bytes + ROW_MARGIN_BYTES > max_row_bytes:
             path = str(self.config.store.path)
             raise StoreError(

@@ -64,7 +64,6 @@ class TaskRunner:
         self.backend = backend
         self.worker_id = worker_id
         self._sender = type(backend)
-        self._max_row_bytes: int | None = None
         # Maps what an interrupt raised in a task (a bare TaskTimeout class, a CancelledError)
         # to the exception to record; the worker pool sets it (``Interrupter.take``).
         self.translate: Callable[[str, BaseException], BaseException] = _same
@@ -203,7 +202,7 @@ class TaskRunner:
     def _check_size(self, job: JobRecord, return_json: str) -> None:
         """Fail a task whose return value would not fit in its row, rather than the commit
         that records it (and every other outcome of that commit) with it."""
-        max_row_bytes = self._max_row()
+        max_row_bytes = self.backend.max_row_bytes()
         row_bytes = len(return_json) + len(job.args_json) + len(job.kwargs_json)
         if row_bytes + ROW_MARGIN_BYTES > max_row_bytes:
             raise ValueError(
@@ -211,11 +210,6 @@ class TaskRunner:
                 f"file's rows hold ({max_row_bytes:,} bytes). Store large results "
                 "elsewhere (a file, the app database) and return their id or path."
             )
-
-    def _max_row(self) -> int:
-        if self._max_row_bytes is None:
-            self._max_row_bytes = self.backend.store.max_row_bytes()
-        return self._max_row_bytes
 
     def _error(self, job: JobRecord, exc: BaseException) -> ErrorRecord:
         """Describe ``exc``, its traceback cut in the middle if its row could not hold it.
@@ -227,7 +221,7 @@ class TaskRunner:
         text = error.traceback
         earlier = sum(len(json.dumps(e.traceback)) + 100 for e in job.errors)
         used = len(job.args_json) + len(job.kwargs_json) + earlier + _ROW_RESERVE_BYTES
-        room = self._max_row() - used
+        room = self.backend.max_row_bytes() - used
         if len(json.dumps(text)) <= room:
             return error
         keep = max(0, room // 12 - 200)  # an escaped character takes up to 12 bytes
