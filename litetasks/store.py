@@ -8,6 +8,7 @@ statement, so two workers can never claim the same job.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import enum
 import json
 import secrets
@@ -423,14 +424,11 @@ class Store:
         """Cancel jobs in one transaction: a READY job is FAILED with ``error`` and never runs;
         a RUNNING one is flagged, and its worker interrupts it (see ``cancel_requested``)."""
         results: dict[str, CancelResult] = {}
-        now = self._now()
+        params: dict[str, Any] = {"now": self._now(), "error": _error_json(error)}
         with self._write() as db:
             self._hooked = False
             for job_id in job_ids:
-                row = db.execute(
-                    sql.CANCEL_READY,
-                    {"job_id": job_id, "now": now, "error": _error_json(error)},
-                ).fetchone()
+                row = db.execute(sql.CANCEL_READY, {**params, "job_id": job_id}).fetchone()
                 if row is not None:
                     if row[1] is not None:
                         self._enqueue_hooks(db, job_id, JobState(row[0]), row[1])
@@ -440,7 +438,7 @@ class Store:
                 if db.changes():
                     results[job_id] = CancelResult.CANCELLING
                     continue
-                found = db.execute("SELECT 1 FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
+                found = _exists(db, job_id)
                 results[job_id] = CancelResult.FINISHED if found else CancelResult.NOT_FOUND
         if self._hooked:
             self._on_ready()
@@ -470,21 +468,18 @@ class Store:
                 if db.changes():
                     results[job_id] = "retried"
                     continue
-                found = db.execute("SELECT 1 FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
-                results[job_id] = "not failed" if found else "not found"
+                results[job_id] = "not failed" if _exists(db, job_id) else "not found"
         if "retried" in results.values():
             self._on_ready()
         return results
 
     def failed_job_ids(self, *, queues: Collection[str] | None = None) -> list[str]:
         """Return the ids of every FAILED job (of ``queues``), oldest first."""
-        query = "SELECT job_id FROM jobs WHERE state = 'FAILED'"
-        params: tuple[str, ...] = ()
-        if queues is not None:
-            query += " AND queue_name IN (SELECT value FROM json_each(?))"
-            params = (json.dumps(list(queues)),)
+        where, params = _in_queues(queues)
         with self._translated():
-            rows = self._db.execute(query + " ORDER BY seq", params).fetchall()
+            rows = self._db.execute(
+                f"SELECT job_id FROM jobs WHERE state = 'FAILED'{where} ORDER BY seq", params
+            ).fetchall()
         return [str(row[0]) for row in rows]
 
     def prune(
@@ -603,13 +598,11 @@ class Store:
 
     def next_due_at(self, queues: Collection[str] | None = None) -> int | None:
         """Return the earliest ``due_at`` of a READY job in ``queues`` (None: no READY job)."""
-        sql = "SELECT min(due_at) FROM jobs WHERE state = 'READY'"
-        params: tuple[str, ...] = ()
-        if queues is not None:
-            sql += " AND queue_name IN (SELECT value FROM json_each(?))"
-            params = (json.dumps(list(queues)),)
+        where, params = _in_queues(queues)
         with self._translated():
-            row = self._db.execute(sql, params).fetchone()
+            row = self._db.execute(
+                f"SELECT min(due_at) FROM jobs WHERE state = 'READY'{where}", params
+            ).fetchone()
         return None if row is None or row[0] is None else int(row[0])
 
     def max_row_bytes(self) -> int:
@@ -742,20 +735,18 @@ def _insert_params(job: NewJob, now: int) -> dict[str, Any]:
 
 
 def _hooks_json(hooks: Sequence[Hook]) -> str | None:
-    if not hooks:
-        return None
-    return json.dumps(
-        [
-            {
-                "when": h.when,
-                "task_path": h.task_path,
-                "queue_name": h.queue_name,
-                "priority": h.priority,
-                "max_attempts": h.max_attempts,
-            }
-            for h in hooks
-        ]
-    )
+    return json.dumps([dataclasses.asdict(h) for h in hooks]) if hooks else None
+
+
+def _in_queues(queues: Collection[str] | None) -> tuple[str, tuple[str, ...]]:
+    """A condition (and its binding) limiting a query to ``queues``; none for every queue."""
+    if queues is None:
+        return "", ()
+    return " AND queue_name IN (SELECT value FROM json_each(?))", (json.dumps(list(queues)),)
+
+
+def _exists(db: apsw.Connection, job_id: str) -> bool:
+    return db.execute("SELECT 1 FROM jobs WHERE job_id = ?", (job_id,)).fetchone() is not None
 
 
 def _hooks_from_json(text: str) -> tuple[Hook, ...]:
