@@ -19,16 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-FILL = """
-WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < :rows)
-INSERT INTO jobs (job_id, task_path, queue_name, priority, args, kwargs, state, enqueued_at,
-                  due_at, started_at, last_attempted_at, finished_at, worker_ids, attempts,
-                  return_value)
-SELECT printf('%032x', i), 'tests.tasks.noop', 'default', 0, '[]', '{}',
-       CASE WHEN i % 10 = 0 THEN 'FAILED' ELSE 'SUCCESSFUL' END,
-       :t0 + i, :t0 + i, :t0 + i, :t0 + i, :t0 + i + 5, '["w"]', 1, 'null'
-FROM n
-"""
+from .prune import FILL
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -57,7 +48,15 @@ def main(argv: list[str] | None = None) -> int:
 
     paths = {"empty": folder / "empty.sqlite3", "1M finished": folder / "big.sqlite3"}
     with Store(paths["1M finished"]) as big, big._write() as db:
-        db.execute(FILL, {"rows": args.rows, "t0": wall_clock_us() - 86_400_000_000})
+        db.execute(
+            FILL,
+            {
+                "rows": args.rows,
+                "t0": wall_clock_us() - 86_400_000_000,
+                "task_path": "tests.tasks.noop",
+                "args": "[]",
+            },
+        )
     rates: dict[str, dict[str, list[float]]] = {k: {"enqueue": [], "drain": []} for k in paths}
     for _ in range(args.repeat):
         for name, path in paths.items():

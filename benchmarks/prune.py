@@ -26,7 +26,7 @@ WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < :rows)
 INSERT INTO jobs (job_id, task_path, queue_name, priority, args, kwargs, state, enqueued_at,
                   due_at, started_at, last_attempted_at, finished_at, worker_ids, attempts,
                   return_value)
-SELECT printf('%032x', i), 'app.tasks.report', 'default', 0, '[1, 2]', '{}',
+SELECT printf('%032x', i), :task_path, 'default', 0, :args, '{}',
        CASE WHEN i % 10 = 0 THEN 'FAILED' ELSE 'SUCCESSFUL' END,
        :t0 + i, :t0 + i, :t0 + i, :t0 + i, :t0 + i + 5, '["w"]', 1, 'null'
 FROM n
@@ -44,7 +44,10 @@ def main(argv: list[str] | None = None) -> int:
         started = time.perf_counter()
         t0 = wall_clock_us() - 86_400_000_000  # a day ago
         with store._write() as db:
-            db.execute(FILL, {"rows": args.rows, "t0": t0})
+            db.execute(
+                FILL,
+                {"rows": args.rows, "t0": t0, "task_path": "app.tasks.report", "args": "[1, 2]"},
+            )
         live = [NewJob(job_id=new_job_id(), task_path="app.tasks.live") for _ in range(10)]
         store.enqueue(live)
         store.claim("bench-worker", limit=3)
