@@ -9,7 +9,6 @@ value as JSON, map any exception to a ``TaskError``, and after the outcome is re
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import functools
 import inspect
@@ -43,6 +42,8 @@ logger = logging.getLogger(__name__)
 
 # Room a stored error leaves in its row for worker ids and times.
 _ROW_RESERVE_BYTES = 4096
+# Every field of Django's TaskResult, for copying one without running its __post_init__.
+_RESULT_FIELDS = tuple(f.name for f in dataclasses.fields(TaskResult))
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -64,6 +65,7 @@ class TaskRunner:
         self.backend = backend
         self.worker_id = worker_id
         self._sender = type(backend)
+        self._is_async: dict[str, bool] = {}  # by task path
         # Maps what an interrupt raised in a task (a bare TaskTimeout class, a CancelledError)
         # to the exception to record; the worker pool sets it (``Interrupter.take``).
         self.translate: Callable[[str, BaseException], BaseException] = _same
@@ -92,10 +94,15 @@ class TaskRunner:
 
     def is_async(self, job: JobRecord) -> bool:
         """Whether ``job``'s task is a coroutine function (False if it cannot be loaded)."""
+        known = self._is_async.get(job.task_path)
+        if known is not None:
+            return known
         try:
-            return inspect.iscoroutinefunction(self.backend.task_for_job(job).func)
+            is_async = inspect.iscoroutinefunction(self.backend.task_for_job(job).func)
         except (TaskNotAllowed, InvalidTask):
             return False
+        self._is_async[job.task_path] = is_async
+        return is_async
 
     def run(self, job: JobRecord) -> tuple[Outcome, Finish]:
         """Run ``job`` (already claimed by this worker) in this thread; return its outcome.
@@ -144,12 +151,15 @@ class TaskRunner:
         """Turn a return value (JSON-normalised) or an exception into the outcome."""
         job, started_us = started.job, started.started_us
         if exc is None:
-            try:
-                value = normalized_json(raw, "the return value")
-                return_json = json.dumps(value)
-                self._check_size(job, return_json)
-            except BaseException as not_json:  # a non-JSON return value fails the task
-                exc = not_json
+            if raw is None:  # the common case, and its JSON cannot be too big
+                value, return_json = None, "null"
+            else:
+                try:
+                    value = normalized_json(raw, "the return value")
+                    return_json = json.dumps(value)
+                    self._check_size(job, return_json)
+                except BaseException as not_json:  # a non-JSON return value fails the task
+                    exc = not_json
         if exc is not None:
             exc = self.translate(job.job_id, exc)
         if isinstance(exc, KeyboardInterrupt):
@@ -280,9 +290,7 @@ class TaskRunner:
                     exception_class_path=error.exception_class_path, traceback=error.traceback
                 )
             )
-        # A copy with the finishing fields set, not dataclasses.replace(): that would run
-        # TaskResult.__post_init__, normalising the (already normal) arguments again.
-        finished = copy.copy(result)
+        finished = _copy_result(result)
         object.__setattr__(
             finished, "status", TaskResultStatus.FAILED if error else TaskResultStatus.SUCCESSFUL
         )
@@ -291,6 +299,19 @@ class TaskRunner:
         if error is None:
             set_return_value(finished, value)
         return finished
+
+
+def _copy_result(result: TaskResult) -> TaskResult:
+    """A copy of ``result``, to set the finishing fields on.
+
+    Not ``dataclasses.replace()``: that would run ``TaskResult.__post_init__``, normalising the
+    (already normal) arguments again; and ``copy.copy()`` of a slotted dataclass goes through
+    pickling's ``__reduce_ex__``, several times slower than setting the fields.
+    """
+    copy = object.__new__(TaskResult)
+    for name in _RESULT_FIELDS:
+        object.__setattr__(copy, name, getattr(result, name))
+    return copy
 
 
 def _retryable(task: Any, job: JobRecord, exc: BaseException) -> bool:
@@ -308,8 +329,9 @@ def _load_arguments(job: JobRecord) -> tuple[list[Any], dict[str, Any]]:
     ``task.call(*args, **kwargs)`` would accept other shapes (``*{"a": 1}`` passes the key), so a
     tampered row could otherwise run with arguments nobody enqueued.
     """
-    args = load_json(job.args_json, "the stored args", depth=-1)
-    kwargs = load_json(job.kwargs_json, "the stored kwargs", depth=-1)
+    args_json, kwargs_json = job.args_json, job.kwargs_json
+    args = [] if args_json == "[]" else load_json(args_json, "the stored args", depth=-1)
+    kwargs = {} if kwargs_json == "{}" else load_json(kwargs_json, "the stored kwargs", depth=-1)
     if not isinstance(args, list) or not isinstance(kwargs, dict):
         raise ValueError(
             "The stored arguments are malformed: args must be a JSON array and kwargs a JSON "

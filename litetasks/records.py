@@ -86,9 +86,13 @@ class Hook:
         return state is (JobState.SUCCESSFUL if self.when == "success" else JobState.FAILED)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True)
 class JobRecord:
-    """A stored job, as read back from the queue file."""
+    """A stored job, as read back from the queue file. Read-only by convention.
+
+    Not ``frozen``: one is built for every claimed job, and a frozen dataclass's ``__init__``
+    (``object.__setattr__`` per field) takes 3 µs of the 5 µs that costs; nothing assigns to one.
+    """
 
     job_id: str
     task_path: str

@@ -11,6 +11,7 @@ __all__ = [
     "CLAIM_ONE_QUEUE",
     "CLAIM_QUEUES",
     "COMPLETE",
+    "COMPLETE_MANY",
     "DUE_ANY",
     "DUE_ONE_QUEUE",
     "DUE_QUEUES",
@@ -97,6 +98,22 @@ SET state = 'SUCCESSFUL',
     last_attempted_at = :started_at
 WHERE job_id = :job_id AND state = 'RUNNING' AND owner = :worker_id AND attempts = :attempt
 RETURNING state, hooks
+"""
+
+# COMPLETE for many outcomes at once. :batch is a JSON array of
+# [job_id, worker_id, attempt, started_at, finished_at, return_value_json_text].
+COMPLETE_MANY = """
+UPDATE jobs
+SET state = 'SUCCESSFUL',
+    owner = NULL,
+    return_value = o.value ->> 5,
+    finished_at = o.value ->> 4,
+    started_at = CASE WHEN attempts = 1 THEN o.value ->> 3 ELSE started_at END,
+    last_attempted_at = o.value ->> 3
+FROM json_each(:batch) AS o
+WHERE jobs.job_id = o.value ->> 0 AND jobs.state = 'RUNNING' AND jobs.owner = o.value ->> 1
+  AND jobs.attempts = o.value ->> 2
+RETURNING jobs.job_id, jobs.hooks
 """
 
 # A failed attempt is retried when the worker asks (retry_at), attempts remain and nobody

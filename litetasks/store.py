@@ -248,7 +248,7 @@ class Store:
     ) -> tuple[list[bool], list[Any]]:
         with self._write() as db:
             self._hooked = False
-            settled = [self._settle(db, outcome) for outcome in outcomes]
+            settled = self._settle_all(db, outcomes)
             rows = self._claim(db, worker_id, queues, limit, one_by_one) if limit > 0 else []
             if FAULTS and outcomes:
                 fault("record.before_commit", db)
@@ -285,6 +285,41 @@ class Store:
             if hooks is not None:
                 self._enqueue_hooks(db, job_id, JobState.FAILED, hooks)
         return rows
+
+    def _settle_all(self, db: apsw.Connection, outcomes: Sequence[Outcome]) -> list[bool]:
+        """Settle ``outcomes`` in outcome order: successes in one statement, the rest one by one.
+
+        One statement for a group of successes costs about two thirds of one per outcome, and
+        steps SQLite once per row instead of three times.
+        """
+        batch: dict[str, Outcome] = {}
+        for outcome in outcomes:
+            if (
+                outcome.error is None
+                and outcome.return_json is not None
+                and len(outcome.return_json) <= _BATCH_VALUE_MAX
+                and outcome.job_id not in batch
+            ):
+                batch[outcome.job_id] = outcome
+        if len(batch) < 2:
+            return [self._settle(db, outcome) for outcome in outcomes]
+        items = [
+            [o.job_id, o.worker_id, o.attempt, o.started_at_us, o.finished_at_us, o.return_json]
+            for o in batch.values()
+        ]
+        rows = db.execute(sql.COMPLETE_MANY, {"batch": json.dumps(items)}).fetchall()
+        completed: dict[Any, Any] = {job_id: hooks for job_id, hooks in rows}
+        settled = []
+        for outcome in outcomes:
+            if batch.get(outcome.job_id) is not outcome:
+                settled.append(self._settle(db, outcome))
+                continue
+            is_settled = outcome.job_id in completed
+            hooks = completed.get(outcome.job_id)
+            if hooks is not None:
+                self._enqueue_hooks(db, outcome.job_id, JobState.SUCCESSFUL, hooks)
+            settled.append(is_settled)
+        return settled
 
     def _settle(self, db: apsw.Connection, outcome: Outcome) -> bool:
         params: dict[str, Any] = {
@@ -662,6 +697,11 @@ def _nothing() -> None:
     pass
 
 
+# Successes whose return value is longer than this are settled one by one: in a batch their
+# JSON text would be escaped into the batch's JSON and decoded again by SQLite.
+_BATCH_VALUE_MAX = 65_536
+
+
 def _error_json(error: ErrorRecord) -> str:
     return json.dumps(
         {"exception_class_path": error.exception_class_path, "traceback": error.traceback}
@@ -669,6 +709,7 @@ def _error_json(error: ErrorRecord) -> str:
 
 
 def _job_from_row(row: Any) -> JobRecord:
+    # apsw returns exactly the stored types (str, int, None): no conversions but JSON's.
     (
         job_id,
         task_path,
@@ -693,28 +734,31 @@ def _job_from_row(row: Any) -> JobRecord:
         hooks,
     ) = row[:21]
     return JobRecord(
-        job_id=str(job_id),
-        task_path=str(task_path),
-        queue_name=str(queue_name),
-        priority=int(priority),
-        args_json=str(args),
-        kwargs_json=str(kwargs),
-        state=JobState(state),
-        enqueued_at_us=int(enqueued_at),
-        run_after_us=None if run_after is None else int(run_after),
-        started_at_us=None if started_at is None else int(started_at),
-        last_attempted_at_us=(None if last_attempted_at is None else int(last_attempted_at)),
-        finished_at_us=None if finished_at is None else int(finished_at),
-        worker_ids=() if worker_ids == "[]" else tuple(json.loads(str(worker_ids))),
-        errors=() if errors == "[]" else tuple(ErrorRecord(**e) for e in json.loads(str(errors))),
-        return_json=None if return_value is None else str(return_value),
-        attempts=int(attempts),
-        max_attempts=int(max_attempts),
-        owner=None if owner is None else str(owner),
-        unique_key=None if unique_key is None else str(unique_key),
+        job_id=job_id,
+        task_path=task_path,
+        queue_name=queue_name,
+        priority=priority,
+        args_json=args,
+        kwargs_json=kwargs,
+        state=_STATES[state],
+        enqueued_at_us=enqueued_at,
+        run_after_us=run_after,
+        started_at_us=started_at,
+        last_attempted_at_us=last_attempted_at,
+        finished_at_us=finished_at,
+        worker_ids=() if worker_ids == "[]" else tuple(json.loads(worker_ids)),
+        errors=() if errors == "[]" else tuple(ErrorRecord(**e) for e in json.loads(errors)),
+        return_json=return_value,
+        attempts=attempts,
+        max_attempts=max_attempts,
+        owner=owner,
+        unique_key=unique_key,
         cancel_requested=bool(cancel_requested),
-        hooks=() if hooks is None else _hooks_from_json(str(hooks)),
+        hooks=() if hooks is None else _hooks_from_json(hooks),
     )
+
+
+_STATES = {state.value: state for state in JobState}
 
 
 def _insert_params(job: NewJob, now: int) -> dict[str, Any]:

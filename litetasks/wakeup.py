@@ -14,9 +14,13 @@ through its own file event, so a waiter can wake once more and find nothing to c
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import math
 import os
+import select
 import threading
+import weakref
 from pathlib import Path
 from types import TracebackType
 
@@ -133,7 +137,7 @@ class Waiter:
 
     def __init__(self, queue_path: Path) -> None:
         self.path = doorbell_path(queue_path)
-        self._rung = threading.Event()
+        self._rung = Bell()
         self._lock = threading.Lock()
         self._observer: BaseObserver | None = None
         self._is_started = False
@@ -206,10 +210,53 @@ class Waiter:
         self.stop()
 
 
+class Bell:
+    """A flag that one thread waits on and any thread, or a signal handler, sets.
+
+    Like ``threading.Event``, but ``set()`` takes no lock: it writes a byte into a non-blocking
+    pipe, which ``wait()`` polls. ``Event.set()`` called from a signal handler deadlocks when
+    the signal lands on a thread that is inside that Event's ``wait()`` or ``clear()`` (holding
+    its lock), and workers are stopped by signals handled on the thread that waits.
+    """
+
+    def __init__(self) -> None:
+        self._read, self._write = os.pipe()
+        os.set_blocking(self._read, False)
+        os.set_blocking(self._write, False)
+        # Closed when the Bell is collected, never at interpreter exit (the default for a
+        # finalizer): atexit handlers that stop a pool still ring it then.
+        weakref.finalize(self, _close_pipe, self._read, self._write).atexit = False
+
+    def set(self) -> None:
+        with contextlib.suppress(BlockingIOError):  # full of earlier rings: set already
+            os.write(self._write, b"\0")
+
+    def clear(self) -> None:
+        try:
+            while os.read(self._read, 4096):
+                pass
+        except BlockingIOError:  # drained
+            pass
+
+    def is_set(self) -> bool:
+        return self.wait(0)
+
+    def wait(self, timeout_s: float) -> bool:
+        """Block until set or ``timeout_s`` passes (rounded up to a millisecond); True if set."""
+        poller = select.poll()
+        poller.register(self._read, select.POLLIN)
+        return bool(poller.poll(math.ceil(max(0.0, timeout_s) * 1000)))
+
+
+def _close_pipe(read: int, write: int) -> None:
+    os.close(read)
+    os.close(write)
+
+
 class _DoorbellHandler(FileSystemEventHandler):
     """Turn events on the doorbell file, and only on it, into a ring."""
 
-    def __init__(self, path: Path, rung: threading.Event) -> None:
+    def __init__(self, path: Path, rung: Bell) -> None:
         self._path = str(path)
         self._rung = rung
 
@@ -242,7 +289,7 @@ def _create(path: Path) -> None:
     os.close(fd)
 
 
-def _watch(path: Path, rung: threading.Event) -> BaseObserver | None:
+def _watch(path: Path, rung: Bell) -> BaseObserver | None:
     """Start an observer that sets ``rung`` on each ring of ``path``; None if watching fails."""
     if Observer is PollingObserver:
         # No native watcher on this platform: polling the folder would cost CPU for nothing the

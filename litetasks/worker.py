@@ -46,6 +46,12 @@ _BUSY_BACKOFF_S = 0.5
 # Claim ahead enough short tasks to cover this much work, never more than _PREFETCH_MAX jobs.
 _PREFETCH_WINDOW_S = 0.005
 _PREFETCH_MAX = 64
+# Group commit: a finished task's outcome waits at most this long to be written with others in
+# one transaction (one commit, one fsync), and at most this many outcomes wait. They are written
+# at once when the executors run short of work (the same transaction claims more) or the pool
+# stops. ``task_finished`` is sent once the outcome is written.
+_GROUP_WINDOW_S = 0.002
+_GROUP_MAX = 64
 # At shutdown, how long executors get to send the task_finished signals of recorded tasks.
 _FINISH_WAIT_S = 10.0
 # Coroutine tasks share one event loop per process; this many may be in flight at once.
@@ -118,11 +124,14 @@ class WorkerPool:
         )
         self._runner.translate = self._interrupter.take
         self._stopping = threading.Event()
+        self._stop_requested = False
         self._waiter: Waiter | None = None
         self._executors: list[threading.Thread] = []
         self._jobs: queue.SimpleQueue[JobRecord | None] = queue.SimpleQueue()
         self._done: list[Done] = []
         self._returned: list[str] = []  # claimed, never started: stopping
+        self._first_done_at = 0.0  # when the oldest outcome in _done was handed off
+        self._low_water = 0  # executors wake the dispatcher at this many queued jobs
         self._handoff = threading.Lock()
         self._busy = 0  # claimed jobs not handed back yet; the dispatcher's alone
         self._idle = threading.Event()
@@ -174,7 +183,10 @@ class WorkerPool:
         ``force`` ends the grace period now: ``run()`` returns at once, putting what still
         runs back to READY.
         """
-        if not self._stopping.is_set():
+        # Signal handlers call this on the dispatcher's thread, between any two bytecodes: a
+        # plain flag (not _stopping's lock) decides, and the waiter's wake() takes no lock.
+        if not self._stop_requested:
+            self._stop_requested = True
             self._stop_deadline = time.monotonic() + self.config.grace_s
             self._stopping.set()
         if force:
@@ -276,12 +288,29 @@ class WorkerPool:
     # -- the dispatcher ----------------------------------------------------------------------
 
     def _dispatch(self, store: Store) -> None:
+        """Write outcomes and claim work in one transaction, as seldom as the work allows.
+
+        A transaction is due when outcomes have waited ``_GROUP_WINDOW_S`` (or
+        ``_GROUP_MAX`` of them wait), when the executors run short of queued work, when jobs
+        go back at shutdown, and when the pool stops. Otherwise the dispatcher sleeps until
+        an executor, a ring or the clock says otherwise.
+        """
         assert self._waiter is not None
         waiter = self._waiter
+        starved = False  # the last claim got less than it asked: wait before asking again
         while True:
             waiter.clear()
+            write_in = self._write_in(starved)
+            if write_in is None or write_in > 0:
+                if not self._keep_going(None):
+                    return
+                if write_in is None:
+                    write_in = self._wait_timeout(store, idle=not self._busy)
+                waiter.wait(write_in)
+                starved = False
+                continue
             done, returned = self._take_handoffs()
-            free = 0 if self._stopping.is_set() else self._free_slots()
+            free = 0 if self._stopping.is_set() else self._free_slots(done)
             try:
                 if returned:
                     store.release(self.worker_id, returned)
@@ -297,18 +326,44 @@ class WorkerPool:
             self.store_failure = None
             if FAULTS and jobs:
                 fault("claim.after_commit")
-            self._claimed += len(jobs)
-            for job in jobs:
-                self._busy += 1
-                if self._runner.is_async(job):
-                    self._loop.submit(job)
-                else:
-                    self._jobs.put(job)
-            if not self._keep_going(jobs, free):
+            self._hand_out(jobs)
+            starved = len(jobs) < free
+            if not self._keep_going(jobs if free > 0 else None):
                 return
-            if jobs and len(jobs) == free:
-                continue  # every executor has work: claim for the next one to finish
-            waiter.wait(self._wait_timeout(store, idle=not jobs and not self._busy))
+
+    def _hand_out(self, jobs: list[JobRecord]) -> None:
+        self._claimed += len(jobs)
+        for job in jobs:
+            self._busy += 1
+            if self._runner.is_async(job):
+                self._loop.submit(job)
+            else:
+                self._jobs.put(job)
+
+    def _write_in(self, starved: bool) -> float | None:
+        """Seconds until the next transaction is due: 0 for now, None when none is."""
+        with self._handoff:
+            pending, first_at, returning = len(self._done), self._first_done_at, self._returned
+        stopping = self._stopping.is_set()
+        if returning or (pending and (stopping or pending >= _GROUP_MAX)):
+            return 0.0
+        if not starved and not stopping and self._hungry():
+            return 0.0
+        if pending:
+            return max(0.0, first_at + _GROUP_WINDOW_S - time.monotonic())
+        return None
+
+    def _hungry(self) -> bool:
+        """Whether the executors are short of queued work (so a claim is worth a commit)."""
+        if self._jobs.qsize() > self._low_water:
+            return False
+        with self._handoff:
+            settling = list(self._done)
+        return self._free_slots(settling) > 0
+
+    def _has_pending(self) -> bool:
+        with self._handoff:
+            return bool(self._done or self._returned)
 
     def _pause_after(self, exc: StoreError) -> bool:
         """Back off after a failed transaction; False when the pool should give up and stop.
@@ -339,7 +394,7 @@ class WorkerPool:
             self._waiter.wait(left)
         return True
 
-    def _free_slots(self) -> int:
+    def _free_slots(self, settling: Sequence[Done]) -> int:
         """How many more jobs to claim: one per idle executor, plus some queued ahead.
 
         Queued jobs let an executor start its next task without waiting for a commit, and let
@@ -347,23 +402,32 @@ class WorkerPool:
         about ``_PREFETCH_WINDOW_S`` of work, at least ``prefetch``, at most
         ``_PREFETCH_MAX``. Slow tasks get no more than ``prefetch``, so they are not hoarded
         while other processes idle. Coroutine tasks run on the event loop, not on executors,
-        up to ``_ASYNC_CONCURRENCY`` at once.
+        up to ``_ASYNC_CONCURRENCY`` at once. ``settling`` are finished attempts about to be
+        recorded: their slots are free.
         """
-        ahead = int(_PREFETCH_WINDOW_S / self._task_s) * self.config.threads
-        capacity = self.config.threads + max(self.config.prefetch, min(ahead, _PREFETCH_MAX))
-        free = min(
-            capacity - (self._busy - self._loop.in_flight),  # executor slots
-            _ASYNC_CONCURRENCY - self._loop.in_flight,
+        ahead = max(
+            self.config.prefetch,
+            min(int(_PREFETCH_WINDOW_S / self._task_s) * self.config.threads, _PREFETCH_MAX),
         )
+        # Executors ask for more work when this few jobs are left queued.
+        self._low_water = ahead // 2
+        settling_async = sum(1 for item in settling if item.on_recorded is not None)
+        in_flight = self._loop.in_flight - settling_async
+        running = self._busy - len(settling) - in_flight  # executors' jobs, queued or running
+        free = min(self.config.threads + ahead - running, _ASYNC_CONCURRENCY - in_flight)
         if self.config.max_tasks_per_child:  # never claim past the recycling limit
             free = min(free, self.config.max_tasks_per_child - self._claimed)
         return max(0, free)
 
-    def _keep_going(self, jobs: list[JobRecord], free: int) -> bool:
+    def _keep_going(self, claimed: list[JobRecord] | None) -> bool:
+        """False when the dispatcher is done: stopped, or (burst) a claim found nothing to do.
+
+        ``claimed`` is what the last transaction claimed, None if it did not try to.
+        """
         if self._stopping.is_set():
             # Done when nothing runs, or when the grace period is over (_shutdown releases).
             return self._busy > 0 and time.monotonic() < self._stop_deadline
-        return not (self.config.burst and not jobs and self._busy == 0 and free > 0)
+        return not (self.config.burst and claimed == [] and self._busy == 0)
 
     def _settle(self, store: Store, done: list[Done], limit: int) -> list[JobRecord]:
         """Record finished attempts and claim up to ``limit`` jobs in one transaction."""
@@ -533,12 +597,21 @@ class WorkerPool:
         self.stop(force=True)
 
     def _hand_off(self, *, done: Done | None = None, returned: str | None = None) -> None:
+        """Give the dispatcher a finished attempt or a job to put back; wake it if it must act.
+
+        It must act on the first outcome of a group (to time the group), on a full group, on
+        a job to put back, and when the executors run short of queued work.
+        """
         with self._handoff:
+            wake = returned is not None or not self._done
             if done is not None:
+                if not self._done:
+                    self._first_done_at = time.monotonic()
                 self._done.append(done)
+                wake = wake or len(self._done) >= _GROUP_MAX
             if returned is not None:
                 self._returned.append(returned)
-        if self._waiter is not None:
+        if self._waiter is not None and (wake or self._jobs.qsize() <= self._low_water):
             self._waiter.wake()
 
     # -- in the calling thread (tests, litetasks.testing.drain) -------------------------------

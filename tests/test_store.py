@@ -13,7 +13,15 @@ import apsw
 import pytest
 
 from litetasks.exceptions import JobNotFound, SchemaVersionError, StoreError
-from litetasks.records import ErrorRecord, JobRecord, JobState, NewJob, Outcome, WorkerRecord
+from litetasks.records import (
+    ErrorRecord,
+    Hook,
+    JobRecord,
+    JobState,
+    NewJob,
+    Outcome,
+    WorkerRecord,
+)
 from litetasks.schema import SCHEMA_VERSION
 from litetasks.store import Store
 
@@ -404,6 +412,43 @@ def test_record_settles_each_outcome_of_a_batch_on_its_own(store: Store, clock: 
     assert store.record([success(a, clock), stale_b]) == [True, False]
     assert store.get("a").state is JobState.SUCCESSFUL
     assert store.get("b").state is JobState.RUNNING
+
+
+def test_record_of_many_outcomes_keeps_each_value_flag_and_hook_exactly(
+    store: Store, clock: FakeClock
+):
+    # Successes are settled in one statement, the rest one by one: the result must not tell.
+    hook = Hook(when="success", task_path="tests.tasks.noop", queue_name="hooks")
+    store.enqueue([new_job(name) for name in "abcdef"] + [new_job("h", hooks=(hook,))])
+    jobs = {job.job_id: job for job in store.claim("w1", limit=10)}
+    values = {
+        "a": '"caf\u00e9 \u2603 \\" quoted"',
+        "b": json.dumps("x" * 70_000),  # longer than a batch takes
+        "c": '{"nested": [1, 2.5, null, true]}',
+        "h": "null",
+    }
+    stale = Outcome(
+        job_id="d", worker_id="w1", attempt=9, started_at_us=1, finished_at_us=2, return_json="1"
+    )
+    outcomes = [
+        success(jobs["a"], clock, values["a"]),
+        failure(jobs["e"], clock),
+        success(jobs["b"], clock, values["b"]),
+        stale,
+        success(jobs["h"], clock, values["h"]),
+        success(jobs["c"], clock, values["c"]),
+        success(jobs["c"], clock, "2"),  # the same attempt twice: only the first counts
+        success(jobs["f"], clock, "3"),
+    ]
+
+    assert store.record(outcomes) == [True, True, True, False, True, True, False, True]
+    for job_id, value in [*values.items(), ("f", "3")]:
+        done = store.get(job_id)
+        assert (done.state, done.return_json, done.owner) == (JobState.SUCCESSFUL, value, None)
+    assert store.get("d").state is JobState.RUNNING
+    assert store.get("e").state is JobState.FAILED
+    [fired] = store.claim("w2", queues=["hooks"])
+    assert json.loads(fired.args_json) == ["h"]
 
 
 def test_record_and_claim_settles_then_claims_in_one_call(store: Store, clock: FakeClock):

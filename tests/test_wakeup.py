@@ -307,3 +307,53 @@ def test_past_the_inotify_instance_limit_a_waiter_falls_back_to_in_process_rings
         Doorbell(queue_path).ring()
         assert waiter.wait(5)
     assert "inotify instance limit reached" in caplog.text
+
+
+_WAKE_FROM_SIGNALS = """
+import os, signal, sys, threading, time
+from pathlib import Path
+from litetasks.wakeup import Waiter
+
+waiter = Waiter(Path(sys.argv[1]))
+waiter.start()
+handled = 0
+
+def on_signal(signum, frame):
+    global handled
+    handled += 1
+    waiter.wake()
+
+signal.signal(signal.SIGUSR1, on_signal)
+until = time.monotonic() + 1.5
+
+def kick():
+    while time.monotonic() < until:
+        os.kill(os.getpid(), signal.SIGUSR1)
+        time.sleep(0.0001)
+
+kicker = threading.Thread(target=kick)
+kicker.start()
+while time.monotonic() < until:
+    waiter.clear()
+    waiter.wait(0)  # never blocks: the thread spends its time around the waiter's state
+kicker.join()
+waiter.stop()
+print(handled)
+"""
+
+
+@pytest.mark.slow
+def test_wake_from_a_signal_handler_never_deadlocks_the_thread_it_interrupts(queue_path: Path):
+    # Workers stop on SIGTERM by calling wake() in the handler, which runs on the dispatcher's
+    # thread: often while that thread is inside wait() or clear(). A lock taken there (as
+    # threading.Event takes one) would be taken twice by one thread, and the worker would hang.
+    done = subprocess.run(
+        [sys.executable, "-c", _WAKE_FROM_SIGNALS, str(queue_path)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert int(done.stdout) > 100  # signals landed throughout the waits
