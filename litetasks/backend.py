@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -314,9 +315,16 @@ class SQLiteBackend(BaseTaskBackend):
     def _new_job(self, task: Task, args: Any, kwargs: Any) -> tuple[NewJob, Any, Any]:
         """Validate a call of ``task``; return its row and its normalised arguments."""
         hooks = self._checked(task)
-        args = normalized_json(args, "the task's args", depth=-1)
-        kwargs = normalized_json(kwargs, "the task's kwargs", depth=-1)
-        args_json, kwargs_json = json.dumps(args), json.dumps(kwargs)
+        if args == () and type(args) is tuple:  # Django passes *args: often none at all
+            args, args_json = [], "[]"
+        else:
+            args = normalized_json(args, "the task's args", depth=-1)
+            args_json = json.dumps(args)
+        if kwargs == {} and type(kwargs) is dict:
+            kwargs, kwargs_json = {}, "{}"
+        else:
+            kwargs = normalized_json(kwargs, "the task's kwargs", depth=-1)
+            kwargs_json = json.dumps(kwargs)
         self._check_room(len(args_json) + len(kwargs_json))
         job = NewJob(
             job_id=new_job_id(),
@@ -335,7 +343,7 @@ class SQLiteBackend(BaseTaskBackend):
     def _enqueued(
         self, task: Task, job: NewJob, args: Any, kwargs: Any, enqueued_at_us: int
     ) -> TaskResult:
-        result = TaskResult(
+        result = task_result(
             task=task,
             id=job.job_id,
             status=TaskResultStatus.READY,
@@ -536,7 +544,7 @@ class SQLiteBackend(BaseTaskBackend):
 
     def result_from_job(self, task: Task, job: JobRecord) -> TaskResult:
         """Build the ``TaskResult`` a row describes."""
-        result = TaskResult(
+        result = task_result(
             task=task,
             id=job.job_id,
             status=TaskResultStatus(job.state.value),
@@ -629,6 +637,46 @@ def set_return_value(result: TaskResult, value: Any) -> None:
     public way to set it, and Django's own backends write it this same way.
     """
     object.__setattr__(result, "_return_value", value)
+
+
+# The fields litetasks sets when it builds a TaskResult, and whether they are all there are
+# (besides the return value): then building one can skip TaskResult.__post_init__.
+_RESULT_FIELDS = frozenset(
+    {
+        "task",
+        "id",
+        "status",
+        "enqueued_at",
+        "started_at",
+        "last_attempted_at",
+        "finished_at",
+        "args",
+        "kwargs",
+        "backend",
+        "errors",
+        "worker_ids",
+    }
+)
+_CAN_SKIP_POST_INIT = {f.name for f in dataclasses.fields(TaskResult)} == {
+    *_RESULT_FIELDS,
+    "_return_value",
+}
+
+
+def task_result(**fields: Any) -> TaskResult:
+    """Build a ``TaskResult`` whose ``args`` and ``kwargs`` are already JSON-normal.
+
+    ``TaskResult.__post_init__`` normalises them again, which is a third of what building one
+    costs, on every enqueue and every run. If Django's ``TaskResult`` ever has fields this
+    does not know, the constructor builds it.
+    """
+    if not _CAN_SKIP_POST_INIT or fields.keys() != _RESULT_FIELDS:
+        return TaskResult(**fields)
+    result = object.__new__(TaskResult)
+    for name, value in fields.items():
+        object.__setattr__(result, name, value)
+    object.__setattr__(result, "_return_value", None)
+    return result
 
 
 def _installed_roots() -> tuple[str, ...] | None:

@@ -18,7 +18,14 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from .attempts import Finish
-from .backend import ROW_MARGIN_BYTES, from_us, load_json, normalized_json, set_return_value
+from .backend import (
+    ROW_MARGIN_BYTES,
+    from_us,
+    load_json,
+    normalized_json,
+    set_return_value,
+    task_result,
+)
 from .compat import (
     InvalidTask,
     TaskContext,
@@ -257,7 +264,7 @@ class TaskRunner:
         self, task: Any, job: JobRecord, args: Any, kwargs: Any, started_us: int
     ) -> TaskResult:
         first_start = started_us if job.attempts <= 1 else job.started_at_us
-        return TaskResult(
+        return task_result(
             task=task,
             id=job.job_id,
             status=TaskResultStatus.RUNNING,

@@ -21,12 +21,12 @@ import apsw
 
 from . import sql
 from .connection import (
+    TranslatedErrors,
     connection_busy_timeout,
     create_private_file,
     file_has_moved,
     immediate,
     open_connection,
-    translated_errors,
 )
 from .exceptions import JobNotFound
 from .faults import ACTIVE as FAULTS
@@ -89,6 +89,7 @@ class Store:
     ) -> None:
         self.path = Path(path)
         self.busy_timeout_ms = busy_timeout_ms
+        self._translation = TranslatedErrors(self.path, busy_timeout_ms)
         self._now = clock
         # Called after every commit that makes a job READY (the backend rings its doorbell
         # here), so sleeping workers claim it at once.
@@ -666,6 +667,11 @@ class Store:
         _busy, log, done = row  # all copied but not truncated: the WAL is reused, not grown
         return int(log), int(done)
 
+    def checkpoint_passive(self) -> None:
+        """Copy what it can of the WAL into the queue file, without waiting for anyone."""
+        with self._translated():
+            self._db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+
     def has_moved(self) -> bool:
         """Whether the queue file was deleted or replaced since this store opened it."""
         return file_has_moved(self._db)
@@ -690,7 +696,7 @@ class Store:
 
     def _translated(self) -> contextlib.AbstractContextManager[None]:
         """Turn apsw errors into ``StoreError``s that say what happened and what to do."""
-        return translated_errors(self.path, self.busy_timeout_ms)
+        return self._translation
 
 
 def _nothing() -> None:

@@ -136,6 +136,7 @@ class WorkerPool:
         self._busy = 0  # claimed jobs not handed back yet; the dispatcher's alone
         self._idle = threading.Event()
         self._dirty = False  # tasks ran since the last checkpoint
+        self._wrote = False  # tasks ran since the last passive checkpoint
         self._next_heartbeat = 0.0
         self._stop_deadline = 0.0
         self._loop = AsyncLane(
@@ -455,7 +456,7 @@ class WorkerPool:
         if done:
             run_s = sum(d.outcome.finished_at_us - d.outcome.started_at_us for d in done) / 1e6
             self._task_s = 0.8 * self._task_s + 0.2 * max(run_s / len(done), 1e-6)
-            self._dirty = True
+            self._dirty = self._wrote = True
             self.stats.tasks_done += len(done)
             if self._should_recycle():
                 self.recycled = True
@@ -644,6 +645,9 @@ class WorkerPool:
                 logger.warning("The supervisor died; worker id=%s stops", self.worker_id)
                 self.stop()
                 return
+            if self._wrote:
+                self._wrote = False
+                self._checkpoint_passive(store)
             if time.monotonic() < self._next_heartbeat:
                 continue
             self._next_heartbeat = time.monotonic() + self.config.heartbeat_s
@@ -666,6 +670,13 @@ class WorkerPool:
                 self._next_heartbeat = time.monotonic() + outage.failed(exc)
             else:
                 outage.recovered()
+
+    def _checkpoint_passive(self, store: Store) -> None:
+        """Checkpoint from this thread each second of work, so that commits do not have to."""
+        try:
+            store.checkpoint_passive()
+        except StoreError as exc:  # another checkpoint runs; a failing file is reported by
+            logger.debug("Passive checkpoint skipped: %s", exc)  # the dispatcher and heartbeat
 
     def _checkpoint(self, store: Store) -> None:
         frames, done = store.checkpoint()
