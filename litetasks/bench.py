@@ -43,6 +43,7 @@ from .connection import immediate, mount_of, open_connection
 from .exceptions import ConfigurationError, LiteTasksError
 from .records import JobState, NewJob
 from .store import Store
+from .wakeup import doorbell_path
 
 __all__ = ["QUICK", "BenchError", "BenchOptions", "bench_options", "percentile", "run_bench"]
 
@@ -436,8 +437,9 @@ def _remove(root: Path, path: Path | None, *, path_existed: bool) -> None:
     if path is None:
         return
     if not path_existed:
-        for suffix in ("", "-wal", "-shm", "-doorbell"):
+        for suffix in ("", "-wal", "-shm"):
             Path(f"{path}{suffix}").unlink(missing_ok=True)
+        shutil.rmtree(doorbell_path(path).parent, ignore_errors=True)
         return
     with contextlib.suppress(apsw.Error, LiteTasksError):
         db = open_connection(path, synchronous="NORMAL", busy_timeout_ms=5000)

@@ -23,8 +23,9 @@ Points, in the order a task meets them:
 Actions: ``kill9`` (SIGKILL to this process), ``sigterm`` (SIGTERM to the supervisor, this
 process's parent: the whole pool stops), ``raise`` (``InjectedFault``, an unexpected error),
 and ``full`` (only at ``claim.*`` and ``record.before_commit``, which hold the connection: the
-queue file may no longer grow on it, as if the disk were full, through ``PRAGMA
-max_page_count``; it stays so for that connection).
+queue file may no longer grow, as if the disk were full, through ``PRAGMA max_page_count``;
+it stays so for that connection and for every other one of this process that reaches a point
+with its connection afterwards: executors write through connections of their own).
 """
 
 from __future__ import annotations
@@ -83,10 +84,14 @@ def parse(spec: str) -> dict[str, str]:
 _FAULTS = parse(os.environ.get(ENV, ""))
 _ONCE = os.environ.get(ONCE_ENV, "")
 ACTIVE = bool(_FAULTS)
+# Once a ``full`` fault fired in this process: the page count the queue file may not pass.
+_full_at_pages: list[int] = []
 
 
 def fault(point: str, connection: apsw.Connection | None = None) -> None:
     """Fire the fault configured at ``point``, if any (callers test ``ACTIVE`` first)."""
+    if connection is not None and _full_at_pages:  # a full disk is full for everyone
+        connection.execute(f"PRAGMA max_page_count = {_full_at_pages[0]}")
     action = _FAULTS.get(point)
     if action is None or not _first_hit(point):
         return
@@ -98,8 +103,9 @@ def fault(point: str, connection: apsw.Connection | None = None) -> None:
     elif action == "raise":
         raise InjectedFault(f"fault injected at {point}")
     elif connection is not None:  # full
-        pages = connection.execute("PRAGMA page_count").get
-        connection.execute(f"PRAGMA max_page_count = {int(pages)}")
+        pages = int(connection.execute("PRAGMA page_count").get)
+        _full_at_pages[:] = [pages]
+        connection.execute(f"PRAGMA max_page_count = {pages}")
 
 
 def _first_hit(point: str) -> bool:

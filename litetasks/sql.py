@@ -20,8 +20,15 @@ __all__ = [
     "FORGET_LOST_WORKERS",
     "INSERT",
     "JOB_COLUMNS",
+    "PICK_ANY",
+    "PICK_ONE_QUEUE",
+    "PICK_QUEUES",
     "RECOVER",
     "RELEASE",
+    "SETTLEABLE",
+    "TAKE",
+    "TAKEN",
+    "TAKEN_ROWS",
 ]
 
 JOB_COLUMNS = """job_id, task_path, queue_name, priority, args, kwargs, state, enqueued_at,
@@ -70,6 +77,36 @@ DUE_ANY = DUE.format(index="jobs_ready", queue_filter="")
 DUE_ONE_QUEUE = DUE.format(index="jobs_ready", queue_filter=_ONE_QUEUE)
 DUE_QUEUES = DUE.format(index="jobs_ready", queue_filter=_QUEUES)
 
+# The batch claim in three statements, each stepped once, that hand whole batches across as
+# JSON text: the seqs of the jobs to take (best first), their UPDATE, and the claimed rows.
+# apsw releases the GIL around every step of a statement, and the worker's dispatcher thread
+# then waits for it again (up to the interpreter's switch interval, 5 ms) while executor
+# threads run tasks; stepping once per row made a claim of 64 jobs take 50 ms there, not 1.
+PICK = "SELECT json_group_array(seq) FROM (" + DUE + ")"
+PICK_ANY = PICK.format(index="jobs_ready", queue_filter="")
+PICK_ONE_QUEUE = PICK.format(index="jobs_ready", queue_filter=_ONE_QUEUE)
+PICK_QUEUES = PICK.format(index="jobs_ready", queue_filter=_QUEUES)
+TAKE = """
+UPDATE jobs
+SET state = 'RUNNING',
+    owner = :worker_id,
+    attempts = attempts + 1,
+    started_at = coalesce(started_at, :now),
+    last_attempted_at = :now,
+    worker_ids = json_insert(worker_ids, '$[#]', :worker_id)
+WHERE seq IN (SELECT value FROM json_each(:seqs)) AND state = 'READY'
+"""
+TAKEN = (
+    "SELECT json_group_array(json_array("
+    + CLAIMED_COLUMNS
+    + ")) FROM jobs WHERE seq IN (SELECT value FROM json_each(:seqs))"
+)
+# The same rows one by one, when they cannot travel as one JSON text (too long, or a value
+# JSON cannot hold, as in a row written by other code).
+TAKEN_ROWS = (
+    "SELECT " + CLAIMED_COLUMNS + " FROM jobs WHERE seq IN (SELECT value FROM json_each(:seqs))"
+)
+
 # A job whose row is too big to claim (it has no room for a worker id) fails without running.
 # Its error must fit in a row with no room left: the arguments make way for it and, when that is
 # not enough (errors of earlier attempts fill the row), the earlier errors too.
@@ -101,8 +138,19 @@ RETURNING state, hooks
 """
 
 # COMPLETE for many outcomes at once. :batch is a JSON array of
-# [job_id, worker_id, attempt, started_at, finished_at, return_value_json_text].
-COMPLETE_MANY = """
+# [job_id, worker_id, attempt, started_at, finished_at, return_value_json_text]. SETTLEABLE
+# says first, as one JSON text, which of them will settle and with which hooks: like the
+# claim, one step per statement rather than one per row (see PICK).
+_BATCH_MATCH = """
+    jobs.job_id = o.value ->> 0 AND jobs.state = 'RUNNING' AND jobs.owner = o.value ->> 1
+    AND jobs.attempts = o.value ->> 2
+"""
+SETTLEABLE = (
+    "SELECT json_group_array(json_array(jobs.job_id, jobs.hooks))"
+    " FROM json_each(:batch) AS o JOIN jobs ON " + _BATCH_MATCH
+)
+COMPLETE_MANY = (
+    """
 UPDATE jobs
 SET state = 'SUCCESSFUL',
     owner = NULL,
@@ -111,10 +159,9 @@ SET state = 'SUCCESSFUL',
     started_at = CASE WHEN attempts = 1 THEN o.value ->> 3 ELSE started_at END,
     last_attempted_at = o.value ->> 3
 FROM json_each(:batch) AS o
-WHERE jobs.job_id = o.value ->> 0 AND jobs.state = 'RUNNING' AND jobs.owner = o.value ->> 1
-  AND jobs.attempts = o.value ->> 2
-RETURNING jobs.job_id, jobs.hooks
-"""
+WHERE"""
+    + _BATCH_MATCH
+)
 
 # A failed attempt is retried when the worker asks (retry_at), attempts remain and nobody
 # cancelled the job.

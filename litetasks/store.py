@@ -269,16 +269,16 @@ class Store:
             raise TypeError(f"queues must be a collection of names, not the string {queues!r}.")
         params: dict[str, Any] = {"worker_id": worker_id, "now": self._now(), "limit": limit}
         if queues is None:
-            statement, due = sql.CLAIM_ANY, sql.DUE_ANY
+            pick, statement, due = sql.PICK_ANY, sql.CLAIM_ANY, sql.DUE_ANY
         elif len(queues) == 1:
-            statement, due = sql.CLAIM_ONE_QUEUE, sql.DUE_ONE_QUEUE
+            pick, statement, due = sql.PICK_ONE_QUEUE, sql.CLAIM_ONE_QUEUE, sql.DUE_ONE_QUEUE
             params["queue"] = next(iter(queues))
         else:
-            statement, due = sql.CLAIM_QUEUES, sql.DUE_QUEUES
+            pick, statement, due = sql.PICK_QUEUES, sql.CLAIM_QUEUES, sql.DUE_QUEUES
             params["queues"] = json.dumps(sorted(queues))
         if not one_by_one:
             try:
-                return db.execute(statement, params).fetchall()
+                return _take(db, pick, params)
             except apsw.TooBigError:
                 raise TooBigToClaim from None
         rows, failed = claim_one_by_one(db, statement, due, params, self.max_row_bytes())
@@ -308,8 +308,11 @@ class Store:
             [o.job_id, o.worker_id, o.attempt, o.started_at_us, o.finished_at_us, o.return_json]
             for o in batch.values()
         ]
-        rows = db.execute(sql.COMPLETE_MANY, {"batch": json.dumps(items)}).fetchall()
-        completed: dict[Any, Any] = {job_id: hooks for job_id, hooks in rows}
+        params = {"batch": json.dumps(items)}
+        settleable: Any = db.execute(sql.SETTLEABLE, params).fetchone()
+        completed: dict[Any, Any] = dict(json.loads(settleable[0]))
+        if completed:
+            db.execute(sql.COMPLETE_MANY, params)
         settled = []
         for outcome in outcomes:
             if batch.get(outcome.job_id) is not outcome:
@@ -712,6 +715,19 @@ def _error_json(error: ErrorRecord) -> str:
     return json.dumps(
         {"exception_class_path": error.exception_class_path, "traceback": error.traceback}
     )
+
+
+def _take(db: apsw.Connection, pick: str, params: dict[str, Any]) -> list[Any]:
+    """Claim the best due jobs (``sql.PICK_*`` picks them); return their rows, in any order."""
+    seqs = db.execute(pick, params).fetchone()[0]  # type: ignore[index]
+    if seqs == "[]":
+        return []
+    db.execute(sql.TAKE, {**params, "seqs": seqs})
+    try:
+        taken: Any = db.execute(sql.TAKEN, {"seqs": seqs}).fetchone()
+        return list(json.loads(taken[0]))
+    except (apsw.TooBigError, apsw.SQLError, ValueError):
+        return db.execute(sql.TAKEN_ROWS, {"seqs": seqs}).fetchall()
 
 
 def _job_from_row(row: Any) -> JobRecord:

@@ -56,8 +56,14 @@ class _StoppingRaceFilter(logging.Filter):
 
 logging.getLogger("watchdog.observers.inotify").addFilter(_StoppingRaceFilter())
 
-DOORBELL_SUFFIX = "-doorbell"
+# The doorbell is a file alone in a folder of its own beside the queue file: watchdog watches a
+# file's folder (inotify on the folder, filtered in Python), and the queue file's folder also
+# holds its -wal and -shm, which change on every commit. Four watchdog threads woke for each
+# such change, taking the GIL from a draining worker's executors a thousand times a second.
+DOORBELL_SUFFIX = "-doorbell.d"
+_BELL_NAME = "ring"
 _DOORBELL_MODE = 0o600
+_DOORBELL_DIR_MODE = 0o700
 
 # What a ring looks like through watchdog 7 on Linux inotify: os.utime() is IN_ATTRIB, reported as
 # FileAttribEvent; a write (or `echo > file`) is IN_MODIFY, FileModifiedEvent; closing a file that
@@ -91,12 +97,13 @@ os.register_at_fork(after_in_child=_reset_after_fork)
 
 
 def doorbell_path(queue_path: Path) -> Path:
-    """Return the doorbell file of ``queue_path``: the resolved queue path plus ``-doorbell``.
+    """Return the doorbell file of ``queue_path``: ``ring`` in the folder named as the resolved
+    queue file plus ``-doorbell.d``.
 
     Resolving (symlinks, relative paths) makes every process agree on one file and one registry key.
     """
     resolved = Path(queue_path).resolve()
-    return resolved.with_name(resolved.name + DOORBELL_SUFFIX)
+    return resolved.with_name(resolved.name + DOORBELL_SUFFIX) / _BELL_NAME
 
 
 class Doorbell:
@@ -282,10 +289,12 @@ def _touch(path: Path) -> None:
 
 
 def _create(path: Path) -> None:
+    with contextlib.suppress(FileExistsError):  # another process created it first
+        os.mkdir(path.parent, _DOORBELL_DIR_MODE)
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, _DOORBELL_MODE)
     except FileExistsError:
-        return  # another process created it first
+        return
     os.close(fd)
 
 
@@ -303,9 +312,6 @@ def _watch(path: Path, rung: Bell) -> BaseObserver | None:
         return None
     observer.name = "litetasks-doorbell"
     try:
-        # Watch the doorbell file itself, not its folder: the folder also holds the queue
-        # file's -wal and -shm, and every commit there would wake the observer thread for an
-        # event it then ignores, taking the GIL from the workers under load.
         _create(path)
         observer.schedule(_DoorbellHandler(path, rung), str(path), event_filter=_EVENT_FILTER)
         observer.start()

@@ -52,6 +52,9 @@ _PREFETCH_MAX = 64
 # stops. ``task_finished`` is sent once the outcome is written.
 _GROUP_WINDOW_S = 0.002
 _GROUP_MAX = 64
+# Executors write their own groups when due (see _write_inline). The dispatcher steps in for
+# outcomes that waited this long: those of tasks finished just before a long one started.
+_BACKSTOP_S = 0.05
 # At shutdown, how long executors get to send the task_finished signals of recorded tasks.
 _FINISH_WAIT_S = 10.0
 # Coroutine tasks share one event loop per process; this many may be in flight at once.
@@ -133,7 +136,10 @@ class WorkerPool:
         self._first_done_at = 0.0  # when the oldest outcome in _done was handed off
         self._low_water = 0  # executors wake the dispatcher at this many queued jobs
         self._handoff = threading.Lock()
-        self._busy = 0  # claimed jobs not handed back yet; the dispatcher's alone
+        # Held while writing a transaction (by the dispatcher, or an executor writing inline);
+        # guards _busy, _claimed, _task_s and the event loop's count of coroutines in flight.
+        self._tx_lock = threading.Lock()
+        self._busy = 0  # claimed jobs not handed back yet
         self._idle = threading.Event()
         self._dirty = False  # tasks ran since the last checkpoint
         self._wrote = False  # tasks ran since the last passive checkpoint
@@ -263,6 +269,10 @@ class WorkerPool:
 
     def _write_last(self, store: Store) -> None:
         """Try once more to record finished tasks and release unstarted ones."""
+        with self._tx_lock:
+            self._write_last_locked(store)
+
+    def _write_last_locked(self, store: Store) -> None:
         done, returned = self._take_handoffs()
         try:
             if returned:
@@ -310,27 +320,78 @@ class WorkerPool:
                 waiter.wait(write_in)
                 starved = False
                 continue
-            done, returned = self._take_handoffs()
-            free = 0 if self._stopping.is_set() else self._free_slots(done)
             try:
-                if returned:
-                    store.release(self.worker_id, returned)
-                    self._busy -= len(returned)
-                    returned = []
-                jobs = self._settle(store, done, free) if done or free > 0 else []
+                written = self._transact_if_due(store, starved)
             except StoreError as exc:
-                self._give_back(done, returned)
                 if not self._pause_after(exc):
                     return
                 continue
-            self._outage.recovered()
-            self.store_failure = None
-            if FAULTS and jobs:
-                fault("claim.after_commit")
-            self._hand_out(jobs)
+            if written is None:
+                continue  # an executor wrote it meanwhile
+            jobs, free = written
             starved = len(jobs) < free
             if not self._keep_going(jobs if free > 0 else None):
                 return
+
+    def _transact_if_due(self, store: Store, starved: bool) -> tuple[list[JobRecord], int] | None:
+        with self._tx_lock:
+            if self._write_in(starved) != 0.0:
+                return None
+            return self._transact(store)
+
+    def _transact(self, store: Store) -> tuple[list[JobRecord], int]:
+        """Put jobs back, record outcomes and claim work, in one transaction; hold _tx_lock.
+
+        Returns the claimed jobs and how many were asked for. On a ``StoreError`` what could
+        not be written is kept for the next try.
+        """
+        done, returned = self._take_handoffs()
+        free = 0 if self._stopping.is_set() else self._free_slots(done)
+        try:
+            if returned:
+                store.release(self.worker_id, returned)
+                self._busy -= len(returned)
+                returned = []
+            jobs = self._settle(store, done, free) if done or free > 0 else []
+        except StoreError as exc:
+            self._give_back(done, returned)
+            self.store_failure = exc
+            raise
+        self._outage.recovered()
+        self.store_failure = None
+        if FAULTS and jobs:
+            fault("claim.after_commit")
+        self._hand_out(jobs)
+        return jobs, free
+
+    def _write_inline(self, store: Store) -> None:
+        """On an executor thread: write the due transaction now rather than wake the dispatcher.
+
+        Waking it costs a thread switch and, while executors hold the GIL, up to the
+        interpreter's switch interval (5 ms) before it runs: with short tasks the executors
+        ran dry waiting for it. Whoever finds a transaction due writes it; the dispatcher
+        keeps what needs waiting (back-off after failures, stopping, idle polls).
+        """
+        if self.store_failure is not None or self._stopping.is_set():
+            self._wake()
+            return
+        if not self._tx_lock.acquire(blocking=False):
+            return  # the dispatcher or another executor is writing; it looks again after
+        try:
+            if self._write_in(False, inline=True) != 0.0:
+                return
+            try:
+                jobs, _ = self._transact(store)
+            except StoreError:
+                jobs = []  # kept; the dispatcher tries again, backing off
+        finally:
+            self._tx_lock.release()
+        if not jobs:  # out of work, or failing: the dispatcher decides what comes next
+            self._wake()
+
+    def _wake(self) -> None:
+        if self._waiter is not None:
+            self._waiter.wake()
 
     def _hand_out(self, jobs: list[JobRecord]) -> None:
         self._claimed += len(jobs)
@@ -341,17 +402,23 @@ class WorkerPool:
             else:
                 self._jobs.put(job)
 
-    def _write_in(self, starved: bool) -> float | None:
-        """Seconds until the next transaction is due: 0 for now, None when none is."""
+    def _write_in(self, starved: bool, *, inline: bool = False) -> float | None:
+        """Seconds until the next transaction is due: 0 for now, None when none is.
+
+        Outcomes are due after ``_GROUP_WINDOW_S``; for the dispatcher, outcomes that
+        executors will write themselves are due only after ``_BACKSTOP_S``.
+        """
         with self._handoff:
             pending, first_at, returning = len(self._done), self._first_done_at, self._returned
+            waits_for_dispatcher = inline or any(d.on_recorded is not None for d in self._done)
         stopping = self._stopping.is_set()
         if returning or (pending and (stopping or pending >= _GROUP_MAX)):
             return 0.0
         if not starved and not stopping and self._hungry():
             return 0.0
         if pending:
-            return max(0.0, first_at + _GROUP_WINDOW_S - time.monotonic())
+            limit = _GROUP_WINDOW_S if waits_for_dispatcher else _BACKSTOP_S
+            return max(0.0, first_at + limit - time.monotonic())
         return None
 
     def _hungry(self) -> bool:
@@ -482,7 +549,8 @@ class WorkerPool:
             return max(0.0, min(0.1, self._stop_deadline - time.monotonic()))
         timeout = self.config.poll_interval_s
         if not idle:
-            return timeout  # an executor's hand-off wakes us
+            # Executors may leave outcomes for the dispatcher without waking it (_hand_off).
+            return min(timeout, _BACKSTOP_S)
         self._idle.set()
         try:
             due = store.next_due_at(self.config.queues)
@@ -514,6 +582,7 @@ class WorkerPool:
         """
         unfinished: collections.deque[Done] = collections.deque()
         try:
+            store = self._store_factory()  # this thread's connection, for inline writes
             while True:
                 while unfinished and unfinished[0].recorded.is_set():
                     done = unfinished.popleft()
@@ -534,7 +603,7 @@ class WorkerPool:
                 unfinished.append(self._run(job))
                 if FAULTS:
                     fault("run.after_return")
-                self._hand_off(done=unfinished[-1])
+                self._hand_off(done=unfinished[-1], inline=store)
         except BaseException as exc:  # KeyboardInterrupt from a task, or a bug: stop the pool
             logger.exception("Executor failed; stopping worker id=%s", self.worker_id)
             self._fail(exc)
@@ -597,23 +666,36 @@ class WorkerPool:
         self.must_be_replaced = True
         self.stop(force=True)
 
-    def _hand_off(self, *, done: Done | None = None, returned: str | None = None) -> None:
-        """Give the dispatcher a finished attempt or a job to put back; wake it if it must act.
+    def _hand_off(
+        self, *, done: Done | None = None, returned: str | None = None, inline: Store | None = None
+    ) -> None:
+        """Give the dispatcher a finished attempt or a job to put back; see that it acts.
 
-        It must act on the first outcome of a group (to time the group), on a full group, on
-        a job to put back, and when the executors run short of queued work.
+        A transaction is due on a job to put back, on a group of outcomes that is full or has
+        waited ``_GROUP_WINDOW_S``, and when the executors run short of queued work: an
+        executor (``inline``: its store) writes it itself, anyone else wakes the dispatcher,
+        also for the first outcome of a group (to write it when it has waited). Groups that
+        executors leave waiting, the dispatcher writes after ``_BACKSTOP_S``.
         """
+        now = time.monotonic()
         with self._handoff:
-            wake = returned is not None or not self._done
+            first = not self._done and not self._returned
             if done is not None:
                 if not self._done:
-                    self._first_done_at = time.monotonic()
+                    self._first_done_at = now
                 self._done.append(done)
-                wake = wake or len(self._done) >= _GROUP_MAX
             if returned is not None:
                 self._returned.append(returned)
-        if self._waiter is not None and (wake or self._jobs.qsize() <= self._low_water):
-            self._waiter.wake()
+            due = (
+                returned is not None
+                or len(self._done) >= _GROUP_MAX
+                or (bool(self._done) and now - self._first_done_at >= _GROUP_WINDOW_S)
+            )
+        due = due or self._jobs.qsize() <= self._low_water
+        if due and inline is not None:
+            self._write_inline(inline)
+        elif due or (first and inline is None):
+            self._wake()
 
     # -- in the calling thread (tests, litetasks.testing.drain) -------------------------------
 

@@ -65,7 +65,7 @@ class _Sleeper:
 def test_doorbell_path_sits_beside_the_resolved_queue_file(tmp_path: Path) -> None:
     (tmp_path / "real").mkdir()
     (tmp_path / "link").symlink_to(tmp_path / "real")
-    expected = (tmp_path / "real" / "tasks.sqlite3-doorbell").resolve()
+    expected = (tmp_path / "real" / "tasks.sqlite3-doorbell.d" / "ring").resolve()
     assert doorbell_path(tmp_path / "link" / "tasks.sqlite3") == expected
     assert doorbell_path(tmp_path / "real" / "tasks.sqlite3") == expected
 
@@ -141,6 +141,7 @@ def test_a_ring_in_another_process_wakes_the_waiter(queue_path: Path, waiter: Wa
 @pytest.mark.parametrize("through_the_file", [False, True], ids=["in-process", "file"])
 def test_one_ring_wakes_every_waiter_on_the_path(queue_path: Path, through_the_file: bool) -> None:
     bell = doorbell_path(queue_path)
+    bell.parent.mkdir(mode=0o700)
     bell.touch(mode=0o600)
     with Waiter(queue_path) as first, Waiter(queue_path) as second:
         first.clear()
@@ -228,7 +229,7 @@ def test_ring_never_raises_and_warns_once_when_the_file_cannot_be_touched(
         bell.ring()
     assert [r.getMessage().split(";")[0] for r in caplog.records] == [
         f"Could not ring the doorbell path={bell.path} error="
-        f"[Errno 2] No such file or directory: {str(bell.path)!r}"
+        f"[Errno 2] No such file or directory: {str(bell.path.parent)!r}"  # its folder
     ]
 
 
@@ -357,3 +358,33 @@ def test_wake_from_a_signal_handler_never_deadlocks_the_thread_it_interrupts(que
     )
     assert done.returncode == 0, done.stderr
     assert int(done.stdout) > 100  # signals landed throughout the waits
+
+
+def test_commits_beside_the_doorbell_reach_no_watcher_thread(
+    queue_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Every commit writes the queue file's -wal and -shm. Were they in the watched folder,
+    # watchdog's threads would wake for each write (to drop the event), taking the GIL from a
+    # draining worker thousands of times a second.
+    seen: list[FileSystemEvent] = []
+    original = wakeup._DoorbellHandler.dispatch
+
+    def spy(self: wakeup._DoorbellHandler, event: FileSystemEvent) -> None:
+        seen.append(event)
+        original(self, event)
+
+    monkeypatch.setattr(wakeup._DoorbellHandler, "dispatch", spy)
+    with Waiter(queue_path) as waiter:
+        for suffix in ("", "-wal", "-shm"):
+            with open(f"{queue_path}{suffix}", "ab") as handle:
+                for _ in range(20):
+                    handle.write(b"x")
+                    handle.flush()
+        waiter.clear()
+        Doorbell(queue_path).ring()  # events are in order: once this one arrives, all have
+        os.utime(doorbell_path(queue_path))
+        deadline = time.monotonic() + 5
+        while not any(os.fsdecode(e.src_path).endswith("ring") for e in seen):
+            assert time.monotonic() < deadline, "the ring never reached the watcher"
+            time.sleep(0.01)
+    assert {Path(os.fsdecode(e.src_path)).name for e in seen} == {"ring"}
