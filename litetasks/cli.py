@@ -13,6 +13,7 @@ import typer
 
 from .bootstrap import check_queues, get_backend, setup_django
 from .exceptions import ConfigurationError, LiteTasksError
+from .logs import LineHandler
 
 app = typer.Typer(
     help="Background tasks for Django, with a SQLite file as the queue.",
@@ -33,7 +34,7 @@ def _configure_logging(level: str) -> None:
         raise ConfigurationError(f"Unknown log level {level!r}: use DEBUG, INFO, WARNING or ERROR.")
     # The level goes on the handler: Django sets its own loggers' levels (django.tasks logs
     # every task at INFO), so a level on the root logger alone would not quiet them.
-    handler = logging.StreamHandler()
+    handler = LineHandler()
     handler.setLevel(level.upper())
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logging.basicConfig(level=level.upper(), handlers=[handler])

@@ -1,0 +1,72 @@
+"""The log handler of ``litetasks run``: whole lines, from any number of threads, no lock."""
+
+from __future__ import annotations
+
+import io
+import logging
+import subprocess
+import sys
+from pathlib import Path
+
+from litetasks.logs import LineHandler
+
+REPO = Path(__file__).resolve().parent.parent
+
+_MANY_THREADS = """
+import logging, sys, threading
+from litetasks.logs import LineHandler
+
+handler = LineHandler()
+handler.setFormatter(logging.Formatter("%(threadName)s %(message)s"))
+log = logging.getLogger("lines")
+log.addHandler(handler)
+log.setLevel(logging.INFO)
+log.propagate = False
+
+def talk(index):
+    for line in range(500):
+        width = 6000 if line % 50 == 0 else 10 + line % 90  # some beyond PIPE_BUF
+        log.info("%d %d %s end", index, line, "x" * width)
+
+threads = [threading.Thread(target=talk, args=(i,), name=f"t{i}") for i in range(8)]
+for thread in threads:
+    thread.start()
+for thread in threads:
+    thread.join()
+print("printed to the stream", file=sys.stderr)
+"""
+
+
+def test_lines_from_many_threads_arrive_whole_and_all_of_them() -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", _MANY_THREADS],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    lines = done.stderr.splitlines()
+    assert lines[-1] == "printed to the stream"
+    seen = set()
+    for line in lines[:-1]:
+        name, index, number, filler, end = line.split(" ")
+        assert (name, end, set(filler)) == (f"t{index}", "end", {"x"}), line[:80]
+        width = 6000 if int(number) % 50 == 0 else 10 + int(number) % 90
+        assert len(filler) == width
+        seen.add((int(index), int(number)))
+    assert seen == {(i, n) for i in range(8) for n in range(500)}
+
+
+def test_a_stream_without_a_file_descriptor_is_written_as_a_stream_handler_would() -> None:
+    buffer = io.StringIO()
+    handler = LineHandler(buffer)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
+    log = logging.getLogger("litetasks.tests.buffer")
+    log.addHandler(handler)
+    log.propagate = False
+    try:
+        log.warning("caf\u00e9 %s", "\u2603")
+    finally:
+        log.removeHandler(handler)
+    assert buffer.getvalue() == "WARNING caf\u00e9 \u2603\n"
