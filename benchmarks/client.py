@@ -9,12 +9,13 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 __all__ = ["main"]
 
-ACTIONS = ("enqueue", "bulk", "drain-window", "latency")
+ACTIONS = ("enqueue", "bulk", "bulk-many", "drain-window", "latency")
 
 
 def bulk_litetasks(n: int, workdir: Path) -> dict[str, Any]:
@@ -35,27 +36,46 @@ def bulk_litetasks(n: int, workdir: Path) -> dict[str, Any]:
     return {"total_ns": total_ns, "build_ns": built - begin}
 
 
+def bulk_enqueue_many(n: int, workdir: Path) -> dict[str, Any]:
+    """``litetasks.enqueue_many()`` of ``n`` no-op calls (validation, results and signals for
+    each), through a backend like the configured one but on a file of its own."""
+    from django.conf import settings
+
+    from benchmarks.benchapp.tasks import noop
+    from litetasks.backend import SQLiteBackend
+
+    alias = noop.backend
+    params = {**settings.TASKS[alias]}
+    params["OPTIONS"] = {**params.get("OPTIONS", {}), "path": str(workdir / "bulk-many.sqlite3")}
+    backend = SQLiteBackend(alias, params)
+    begin = time.perf_counter_ns()
+    backend.enqueue_many(noop, [()] * n)  # what litetasks.enqueue_many() calls
+    return {"total_ns": time.perf_counter_ns() - begin}
+
+
 def _run(args: argparse.Namespace) -> dict[str, Any]:
     workdir = Path(args.workdir)
     if args.kind == "huey":
         from . import hueyclient
 
-        if args.action == "enqueue":
-            return hueyclient.enqueue(args.n)
-        if args.action == "latency":
-            return hueyclient.latency(args.probes, args.settle_s, args.timeout_s)
+        huey_actions: dict[str, Callable[[], dict[str, Any]]] = {
+            "enqueue": lambda: hueyclient.enqueue(args.n),
+            "latency": lambda: hueyclient.latency(args.probes, args.settle_s, args.timeout_s),
+        }
+        actions = huey_actions
     else:
         from . import djangoclient
 
-        if args.action == "enqueue":
-            return djangoclient.enqueue(args.n, workdir)
-        if args.action == "drain-window":
-            return djangoclient.drain_window(workdir)
-        if args.action == "latency":
-            return djangoclient.latency(args.probes, args.settle_s, args.timeout_s)
-        if args.action == "bulk":
-            return bulk_litetasks(args.n, workdir)
-    raise SystemExit(f"Action {args.action!r} is not available for kind {args.kind!r}.")
+        actions = {
+            "enqueue": lambda: djangoclient.enqueue(args.n, workdir),
+            "drain-window": lambda: djangoclient.drain_window(workdir),
+            "latency": lambda: djangoclient.latency(args.probes, args.settle_s, args.timeout_s),
+            "bulk": lambda: bulk_litetasks(args.n, workdir),
+            "bulk-many": lambda: bulk_enqueue_many(args.n, workdir),
+        }
+    if args.action not in actions:
+        raise SystemExit(f"Action {args.action!r} is not available for kind {args.kind!r}.")
+    return actions[args.action]()
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -257,6 +257,7 @@ class TaskRunner:
             attempt=job.attempts,
             started_at_us=started_us,
             finished_at_us=wall_clock_us(),
+            has_hooks=bool(job.hooks),
             **fields,
         )
 

@@ -138,6 +138,9 @@ class Outcome:
     return_json: str | None = None
     error: ErrorRecord | None = None
     retry_at_us: int | None = None
+    # Whether the job has hooks (known to whoever ran it); None: not known. A success known to
+    # have none can be settled in a batch that reports no hooks back.
+    has_hooks: bool | None = None
 
     @property
     def is_success(self) -> bool:

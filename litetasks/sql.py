@@ -25,7 +25,6 @@ __all__ = [
     "PICK_QUEUES",
     "RECOVER",
     "RELEASE",
-    "SETTLEABLE",
     "TAKE",
     "TAKEN",
     "TAKEN_ROWS",
@@ -137,31 +136,25 @@ WHERE job_id = :job_id AND state = 'RUNNING' AND owner = :worker_id AND attempts
 RETURNING state, hooks
 """
 
-# COMPLETE for many outcomes at once. :batch is a JSON array of
-# [job_id, worker_id, attempt, started_at, finished_at, return_value_json_text]. SETTLEABLE
-# says first, as one JSON text, which of them will settle and with which hooks: like the
-# claim, one step per statement rather than one per row (see PICK).
-_BATCH_MATCH = """
-    jobs.job_id = o.value ->> 0 AND jobs.state = 'RUNNING' AND jobs.owner = o.value ->> 1
-    AND jobs.attempts = o.value ->> 2
-"""
-SETTLEABLE = (
-    "SELECT json_group_array(json_array(jobs.job_id, jobs.hooks))"
-    " FROM json_each(:batch) AS o JOIN jobs ON " + _BATCH_MATCH
+# COMPLETE for many outcomes at once, in one step (see PICK). :batch is a JSON array of
+# [job_id, worker_id, attempt, started_at, finished_at, return_value_json_text].
+COMPLETE_MANY = """
+WITH o AS (
+    SELECT value ->> 0 AS job_id, value ->> 1 AS worker_id, value ->> 2 AS attempt,
+           value ->> 3 AS started_at, value ->> 4 AS finished_at, value ->> 5 AS return_value
+    FROM json_each(:batch)
 )
-COMPLETE_MANY = (
-    """
 UPDATE jobs
 SET state = 'SUCCESSFUL',
     owner = NULL,
-    return_value = o.value ->> 5,
-    finished_at = o.value ->> 4,
-    started_at = CASE WHEN attempts = 1 THEN o.value ->> 3 ELSE started_at END,
-    last_attempted_at = o.value ->> 3
-FROM json_each(:batch) AS o
-WHERE"""
-    + _BATCH_MATCH
-)
+    return_value = o.return_value,
+    finished_at = o.finished_at,
+    started_at = CASE WHEN attempts = 1 THEN o.started_at ELSE jobs.started_at END,
+    last_attempted_at = o.started_at
+FROM o
+WHERE jobs.job_id = o.job_id AND jobs.state = 'RUNNING' AND jobs.owner = o.worker_id
+  AND jobs.attempts = o.attempt
+"""
 
 # A failed attempt is retried when the worker asks (retry_at), attempts remain and nobody
 # cancelled the job.

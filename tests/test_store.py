@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -414,8 +415,9 @@ def test_record_settles_each_outcome_of_a_batch_on_its_own(store: Store, clock: 
     assert store.get("b").state is JobState.RUNNING
 
 
+@pytest.mark.parametrize("with_stale", [False, True], ids=["group-settles", "group-undone"])
 def test_record_of_many_outcomes_keeps_each_value_flag_and_hook_exactly(
-    store: Store, clock: FakeClock
+    store: Store, clock: FakeClock, with_stale: bool
 ):
     # Successes are settled in one statement, the rest one by one: the result must not tell.
     hook = Hook(when="success", task_path="tests.tasks.noop", queue_name="hooks")
@@ -430,15 +432,19 @@ def test_record_of_many_outcomes_keeps_each_value_flag_and_hook_exactly(
     stale = Outcome(
         job_id="d", worker_id="w1", attempt=9, started_at_us=1, finished_at_us=2, return_json="1"
     )
+
+    def hookless(outcome: Outcome) -> Outcome:  # as the worker reports them: settled as a group
+        return dataclasses.replace(outcome, has_hooks=False)
+
     outcomes = [
-        success(jobs["a"], clock, values["a"]),
+        hookless(success(jobs["a"], clock, values["a"])),
         failure(jobs["e"], clock),
-        success(jobs["b"], clock, values["b"]),
-        stale,
-        success(jobs["h"], clock, values["h"]),
-        success(jobs["c"], clock, values["c"]),
-        success(jobs["c"], clock, "2"),  # the same attempt twice: only the first counts
-        success(jobs["f"], clock, "3"),
+        hookless(success(jobs["b"], clock, values["b"])),
+        hookless(stale) if with_stale else stale,
+        dataclasses.replace(success(jobs["h"], clock, values["h"]), has_hooks=True),
+        hookless(success(jobs["c"], clock, values["c"])),
+        hookless(success(jobs["c"], clock, "2")),  # the same attempt twice: only the first counts
+        hookless(success(jobs["f"], clock, "3")),
     ]
 
     assert store.record(outcomes) == [True, True, True, False, True, True, False, True]

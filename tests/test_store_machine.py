@@ -12,6 +12,7 @@ budget), prune (exactly the finished jobs older than the cut-off) and periodic s
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import tempfile
@@ -280,6 +281,34 @@ class QueueMachine(RuleBasedStateMachine):
         job = self.model[job_id]
         job.return_json = str(value)
         self._finish(job, job_id, JobState.SUCCESSFUL)
+        self._adopt_hooks()
+
+    @precondition(lambda self: len(self._running()) >= 2)
+    @rule(data=st.data(), via=st.integers(0, 1), with_stale=st.booleans())
+    def complete_group(self, data: st.DataObject, via: int, with_stale: bool) -> None:
+        """Successes recorded together as a worker reports them (settled as one group); a
+        stale outcome among them undoes the group and each is settled on its own."""
+        running = self._running()
+        chosen = data.draw(
+            st.lists(st.sampled_from(running), min_size=2, max_size=len(running), unique=True)
+        )
+        outcomes = [
+            dataclasses.replace(
+                self._outcome(job_id, return_json=f'"{job_id}"'),
+                has_hooks=bool(self.model[job_id].hooks),
+            )
+            for job_id in chosen
+        ]
+        expected = [True] * len(chosen)
+        if with_stale:
+            stale = dataclasses.replace(outcomes[0], job_id="no-such-job")
+            outcomes.insert(1, stale)
+            expected.insert(1, False)
+        assert self.stores[via].record(outcomes) == expected
+        for job_id in chosen:
+            job = self.model[job_id]
+            job.return_json = f'"{job_id}"'
+            self._finish(job, job_id, JobState.SUCCESSFUL)
         self._adopt_hooks()
 
     @precondition(lambda self: self._running())
