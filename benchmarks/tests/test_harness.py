@@ -96,6 +96,22 @@ def test_guard_checks_pass_fail_and_missing() -> None:
     assert found["drain_per_s", "huey-normal"].value is None
 
 
+def test_guard_report_only_checks_are_shown_but_never_fail() -> None:
+    results = _results(
+        litetasks={"enqueue_per_s": 700.0, "drain_per_s": 3_000.0},
+        dtdb={"enqueue_per_s": 10.0, "drain_per_s": 10.0},
+        **{"huey-normal": {"enqueue_per_s": 1_000.0, "drain_per_s": 1_000.0}},
+    )
+    floors = {"dtdb": 10.0, "huey-normal": 0.8}
+    low = frozenset({("enqueue_per_s", "huey-normal")})
+    found = {(c.metric, c.peer): c for c in checks(results, floors, low)}
+    below = found["enqueue_per_s", "huey-normal"]
+    assert (below.value, below.enforced, below.passed) == (0.7, False, True)
+    assert all(c.enforced and c.passed for key, c in found.items() if key not in low)
+    strict = {(c.metric, c.peer): c for c in checks(results, floors)}
+    assert not strict["enqueue_per_s", "huey-normal"].passed
+
+
 def test_table_shows_ratios_to_litetasks_and_na() -> None:
     results = {
         "config": {"n": 10},
