@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from litetasks.logs import LineHandler
 
 REPO = Path(__file__).resolve().parent.parent
@@ -37,16 +39,21 @@ print("printed to the stream", file=sys.stderr)
 """
 
 
-def test_lines_from_many_threads_arrive_whole_and_all_of_them() -> None:
-    done = subprocess.run(
-        [sys.executable, "-c", _MANY_THREADS],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
-    lines = done.stderr.splitlines()
+@pytest.mark.parametrize("into", ["file", "pipe"])
+def test_lines_from_many_threads_arrive_whole_and_all_of_them(tmp_path: Path, into: str) -> None:
+    # A file is written without the lock, a pipe under it (a long line written to a pipe in
+    # pieces could be split by another thread's short one).
+    argv = [sys.executable, "-c", _MANY_THREADS]
+    if into == "file":
+        with (tmp_path / "log").open("w") as sink:
+            subprocess.run(argv, cwd=REPO, stderr=sink, timeout=60, check=True)
+        output = (tmp_path / "log").read_text()
+    else:
+        done = subprocess.run(
+            argv, cwd=REPO, stderr=subprocess.PIPE, text=True, timeout=60, check=True
+        )
+        output = done.stderr
+    lines = output.splitlines()
     assert lines[-1] == "printed to the stream"
     seen = set()
     for line in lines[:-1]:
