@@ -25,6 +25,7 @@ __all__ = [
     "PICK_QUEUES",
     "RECOVER",
     "RELEASE",
+    "RUNNING_JOBS",
     "TAKE",
     "TAKEN",
     "TAKEN_ROWS",
@@ -185,6 +186,12 @@ SET state = 'READY',
 WHERE state = 'RUNNING' AND owner = :worker_id
   AND (:job_ids IS NULL OR job_id IN (SELECT value FROM json_each(:job_ids)))
 RETURNING job_id
+"""
+
+# Every RUNNING job and its owner. Without INDEXED BY the planner scans the whole table in seq
+# order (to skip a sort): with a million finished results, 80 ms at every worker's start.
+RUNNING_JOBS = """
+SELECT owner, job_id FROM jobs INDEXED BY jobs_running WHERE state = 'RUNNING' ORDER BY seq
 """
 
 LOST_OWNER = """

@@ -580,9 +580,7 @@ class Store:
     def get_workers(self) -> list[WorkerRecord]:
         """Return every registered worker with the ids of the jobs it is running."""
         with self._translated():
-            jobs: list[Any] = self._db.execute(
-                "SELECT owner, job_id FROM jobs WHERE state = 'RUNNING' ORDER BY seq"
-            ).fetchall()
+            jobs: list[Any] = self._db.execute(sql.RUNNING_JOBS).fetchall()
             rows: list[Any] = self._db.execute(
                 "SELECT worker_id, pid, host, boot_id, proc_start, queues, started_at, heartbeat_at"
                 " FROM workers ORDER BY started_at"

@@ -13,6 +13,7 @@ from pathlib import Path
 import apsw
 import pytest
 
+from litetasks import sql
 from litetasks.exceptions import JobNotFound, SchemaVersionError, StoreError
 from litetasks.records import (
     ErrorRecord,
@@ -975,3 +976,39 @@ def test_every_store_method_turns_sqlite_failures_into_store_errors(store: Store
         call(store)
 
     assert caught.value.__cause__ is error
+
+
+# -- query plans ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "PICK_ANY",
+        "PICK_ONE_QUEUE",
+        "PICK_QUEUES",
+        "TAKE",
+        "TAKEN",
+        "TAKEN_ROWS",
+        "COMPLETE",
+        "COMPLETE_MANY",
+        "FAIL",
+        "RELEASE",
+        "RECOVER",
+        "RUNNING_JOBS",
+        "CANCEL_REQUESTED",
+    ],
+)
+def test_worker_statements_never_scan_the_whole_jobs_table(store: Store, name: str):
+    # Finished results pile up (a million is ordinary): a statement a worker runs per claim,
+    # per outcome or per start must reach its rows through an index, not a scan of them all.
+    statement = getattr(sql, name)
+    bindings = {
+        parameter: "[]"
+        if parameter in ("dead", "alive", "job_ids", "seqs", "batch", "queues")
+        else 1
+        for parameter in re.findall(r":(\w+)", statement)
+    }
+    plan = store._db.execute(f"EXPLAIN QUERY PLAN {statement}", bindings).fetchall()
+    details = [str(row[3]) for row in plan]
+    assert not [d for d in details if re.fullmatch(r"SCAN jobs( .*)?", d) and "INDEX" not in d]
