@@ -50,8 +50,8 @@ DUE = """
     ORDER BY priority DESC, due_at, seq
     LIMIT :limit
 """
-CLAIM = (
-    """
+# What claiming does to a row, for CLAIM and TAKE.
+_CLAIMED = """
 UPDATE jobs
 SET state = 'RUNNING',
     owner = :worker_id,
@@ -59,12 +59,8 @@ SET state = 'RUNNING',
     started_at = coalesce(started_at, :now),
     last_attempted_at = :now,
     worker_ids = json_insert(worker_ids, '$[#]', :worker_id)
-WHERE seq IN ("""
-    + DUE
-    + """)
-RETURNING {columns}
 """
-)
+CLAIM = _CLAIMED + "WHERE seq IN (" + DUE + ")\nRETURNING {columns}\n"
 # RETURNING order is unspecified: ``seq`` comes last so the caller can sort the batch.
 CLAIMED_COLUMNS = JOB_COLUMNS + ", due_at, seq"
 _ONE_QUEUE = "AND queue_name = :queue"
@@ -79,23 +75,14 @@ DUE_QUEUES = DUE.format(index="jobs_ready", queue_filter=_QUEUES)
 
 # The batch claim in three statements, each stepped once, that hand whole batches across as
 # JSON text: the seqs of the jobs to take (best first), their UPDATE, and the claimed rows.
-# apsw releases the GIL around every step of a statement, and the worker's dispatcher thread
-# then waits for it again (up to the interpreter's switch interval, 5 ms) while executor
-# threads run tasks; stepping once per row made a claim of 64 jobs take 50 ms there, not 1.
+# apsw releases the GIL around every step of a statement, and the writing thread then waits
+# for it again (up to the interpreter's switch interval, 5 ms) while other threads run tasks;
+# stepping once per row made a claim of 64 jobs take 50 ms there, not 1.
 PICK = "SELECT json_group_array(seq) FROM (" + DUE + ")"
 PICK_ANY = PICK.format(index="jobs_ready", queue_filter="")
 PICK_ONE_QUEUE = PICK.format(index="jobs_ready", queue_filter=_ONE_QUEUE)
 PICK_QUEUES = PICK.format(index="jobs_ready", queue_filter=_QUEUES)
-TAKE = """
-UPDATE jobs
-SET state = 'RUNNING',
-    owner = :worker_id,
-    attempts = attempts + 1,
-    started_at = coalesce(started_at, :now),
-    last_attempted_at = :now,
-    worker_ids = json_insert(worker_ids, '$[#]', :worker_id)
-WHERE seq IN (SELECT value FROM json_each(:seqs)) AND state = 'READY'
-"""
+TAKE = _CLAIMED + "WHERE seq IN (SELECT value FROM json_each(:seqs)) AND state = 'READY'\n"
 TAKEN = (
     "SELECT json_group_array(json_array("
     + CLAIMED_COLUMNS

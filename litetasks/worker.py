@@ -270,19 +270,16 @@ class WorkerPool:
     def _write_last(self, store: Store) -> None:
         """Try once more to record finished tasks and release unstarted ones."""
         with self._tx_lock:
-            self._write_last_locked(store)
-
-    def _write_last_locked(self, store: Store) -> None:
-        done, returned = self._take_handoffs()
-        try:
-            if returned:
-                store.release(self.worker_id, returned)
-                self._busy -= len(returned)
-            if done:
-                self._settle(store, done, 0)
-        except StoreError as exc:
-            self.store_failure = exc
-            self.unrecorded = [d.outcome.job_id for d in done if not d.recorded.is_set()]
+            done, returned = self._take_handoffs()
+            try:
+                if returned:
+                    store.release(self.worker_id, returned)
+                    self._busy -= len(returned)
+                if done:
+                    self._settle(store, done, 0)
+            except StoreError as exc:
+                self.store_failure = exc
+                self.unrecorded = [d.outcome.job_id for d in done if not d.recorded.is_set()]
 
     def _record(self) -> WorkerRecord:
         return WorkerRecord(
@@ -428,10 +425,6 @@ class WorkerPool:
         with self._handoff:
             settling = list(self._done)
         return self._free_slots(settling) > 0
-
-    def _has_pending(self) -> bool:
-        with self._handoff:
-            return bool(self._done or self._returned)
 
     def _pause_after(self, exc: StoreError) -> bool:
         """Back off after a failed transaction; False when the pool should give up and stop.
