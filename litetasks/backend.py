@@ -657,10 +657,8 @@ _RESULT_FIELDS = frozenset(
         "worker_ids",
     }
 )
-_CAN_SKIP_POST_INIT = {f.name for f in dataclasses.fields(TaskResult)} == {
-    *_RESULT_FIELDS,
-    "_return_value",
-}
+_ALL_RESULT_FIELDS = tuple(f.name for f in dataclasses.fields(TaskResult))
+_CAN_SKIP_POST_INIT = set(_ALL_RESULT_FIELDS) == {*_RESULT_FIELDS, "_return_value"}
 
 
 def task_result(**fields: Any) -> TaskResult:
@@ -677,6 +675,19 @@ def task_result(**fields: Any) -> TaskResult:
         object.__setattr__(result, name, value)
     object.__setattr__(result, "_return_value", None)
     return result
+
+
+def copy_result(result: TaskResult) -> TaskResult:
+    """A copy of ``result``, to set the finishing fields on.
+
+    Not ``dataclasses.replace()``: that would run ``TaskResult.__post_init__``, normalising the
+    (already normal) arguments again; and ``copy.copy()`` of a slotted dataclass goes through
+    pickling's ``__reduce_ex__``, several times slower than setting the fields.
+    """
+    copy = object.__new__(TaskResult)
+    for name in _ALL_RESULT_FIELDS:
+        object.__setattr__(copy, name, getattr(result, name))
+    return copy
 
 
 def _installed_roots() -> tuple[str, ...] | None:

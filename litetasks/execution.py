@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from .attempts import Finish
 from .backend import (
     ROW_MARGIN_BYTES,
+    copy_result,
     from_us,
     load_json,
     normalized_json,
@@ -49,8 +50,6 @@ logger = logging.getLogger(__name__)
 
 # Room a stored error leaves in its row for worker ids and times.
 _ROW_RESERVE_BYTES = 4096
-# Every field of Django's TaskResult, for copying one without running its __post_init__.
-_RESULT_FIELDS = tuple(f.name for f in dataclasses.fields(TaskResult))
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -298,7 +297,7 @@ class TaskRunner:
                     exception_class_path=error.exception_class_path, traceback=error.traceback
                 )
             )
-        finished = _copy_result(result)
+        finished = copy_result(result)
         object.__setattr__(
             finished, "status", TaskResultStatus.FAILED if error else TaskResultStatus.SUCCESSFUL
         )
@@ -307,19 +306,6 @@ class TaskRunner:
         if error is None:
             set_return_value(finished, value)
         return finished
-
-
-def _copy_result(result: TaskResult) -> TaskResult:
-    """A copy of ``result``, to set the finishing fields on.
-
-    Not ``dataclasses.replace()``: that would run ``TaskResult.__post_init__``, normalising the
-    (already normal) arguments again; and ``copy.copy()`` of a slotted dataclass goes through
-    pickling's ``__reduce_ex__``, several times slower than setting the fields.
-    """
-    copy = object.__new__(TaskResult)
-    for name in _RESULT_FIELDS:
-        object.__setattr__(copy, name, getattr(result, name))
-    return copy
 
 
 def _retryable(task: Any, job: JobRecord, exc: BaseException) -> bool:

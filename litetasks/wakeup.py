@@ -245,9 +245,6 @@ class Bell:
         except BlockingIOError:  # drained
             pass
 
-    def is_set(self) -> bool:
-        return self.wait(0)
-
     def wait(self, timeout_s: float) -> bool:
         """Block until set or ``timeout_s`` passes (rounded up to a millisecond); True if set."""
         poller = select.poll()

@@ -210,9 +210,9 @@ def test_the_handler_rings_only_for_changes_to_the_doorbell_file(
         "db": str(bell.with_name("db.sqlite3")),
         "folder": str(bell.parent),
     }
-    rung = threading.Event()
+    rung = wakeup.Bell()
     wakeup._DoorbellHandler(bell, rung).dispatch(event_class(paths[target]))
-    assert rung.is_set() is rings
+    assert rung.wait(0) is rings
 
 
 def test_the_doorbell_file_is_created_with_mode_0600(queue_path: Path) -> None:
