@@ -24,7 +24,7 @@ from litetasks.records import (
     Outcome,
     WorkerRecord,
 )
-from litetasks.schema import SCHEMA_VERSION
+from litetasks.schema import SCHEMA_VERSION, migrate
 from litetasks.store import Store
 
 START_US = 1_700_000_000_000_000
@@ -800,6 +800,24 @@ def test_a_file_with_a_newer_schema_is_refused(db_path: Path):
     assert (caught.value.found, caught.value.supported) == (newer, SCHEMA_VERSION)
     assert isinstance(caught.value, StoreError)
     assert user_version(db_path) == newer
+
+
+def test_a_new_queue_file_has_2k_pages_and_an_older_one_keeps_its_own(tmp_path: Path):
+    # Smaller pages make each commit write less (see connection_page_size); a file made before,
+    # with SQLite's default 4 KiB pages, must open and keep working unchanged.
+    with Store(tmp_path / "new.sqlite3") as store:
+        assert store._db.execute("PRAGMA page_size").get == 2048
+
+    old = tmp_path / "old.sqlite3"
+    connection = apsw.Connection(str(old))
+    connection.execute("PRAGMA journal_mode = WAL").fetchall()
+    migrate(connection)
+    connection.close()
+    with Store(old) as store:
+        store.enqueue([NewJob(job_id="a", task_path="app.tasks.f")])
+        assert store._db.execute("PRAGMA page_size").get == 4096
+    with Store(old) as store:
+        assert store.get("a").state == JobState.READY
 
 
 @pytest.mark.parametrize("garbage", [b"not a database", os.urandom(4096)])
