@@ -20,15 +20,14 @@ ACTIONS = ("enqueue", "bulk", "bulk-many", "drain-window", "latency")
 
 def bulk_litetasks(n: int, workdir: Path) -> dict[str, Any]:
     """Enqueue ``n`` no-op jobs in one store-level call, into a file of their own."""
-    from litetasks.backend import new_job_id
     from litetasks.records import NewJob
-    from litetasks.store import Store
+    from litetasks.store import Store, new_job_ids
 
     with Store(workdir / "bulk.sqlite3") as store:
         begin = time.perf_counter_ns()
         jobs = [
-            NewJob(job_id=new_job_id(), task_path="benchmarks.benchapp.tasks.noop")
-            for _ in range(n)
+            NewJob(job_id=job_id, task_path="benchmarks.benchapp.tasks.noop")
+            for job_id in new_job_ids(n)
         ]
         built = time.perf_counter_ns()
         store.enqueue(jobs)

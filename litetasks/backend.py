@@ -40,7 +40,7 @@ from .config import BackendConfig, StoreConfig, from_options
 from .connection import filesystem_type
 from .exceptions import ConfigurationError, JobNotFound, StoreError, TaskNotAllowed
 from .records import Hook, JobRecord, JobState, NewJob
-from .store import CancelResult, Store, new_job_id
+from .store import CancelResult, Store, new_job_id, new_job_ids
 from .task import LiteTask, check_options
 from .wakeup import Doorbell
 
@@ -50,6 +50,7 @@ __all__ = [
     "Call",
     "SQLiteBackend",
     "new_job_id",
+    "new_job_ids",
     "thread_store",
 ]
 
@@ -280,7 +281,12 @@ class SQLiteBackend(BaseTaskBackend):
 
         Every call is validated before anything is written: one bad call refuses them all.
         """
-        prepared = [self._new_job(task, *_call_arguments(call)) for call in calls]
+        calls = list(calls)
+        ids = new_job_ids(len(calls))
+        prepared = [
+            self._new_job(task, *_call_arguments(call), job_id=job_id)
+            for call, job_id in zip(calls, ids, strict=True)
+        ]
         if not prepared:
             return []
         jobs = [job for job, _, _ in prepared]
@@ -312,8 +318,11 @@ class SQLiteBackend(BaseTaskBackend):
             self._checked_tasks[task] = hooks
         return hooks
 
-    def _new_job(self, task: Task, args: Any, kwargs: Any) -> tuple[NewJob, Any, Any]:
-        """Validate a call of ``task``; return its row and its normalised arguments."""
+    def _new_job(
+        self, task: Task, args: Any, kwargs: Any, *, job_id: str | None = None
+    ) -> tuple[NewJob, Any, Any]:
+        """Validate a call of ``task``; return its row (with a new id unless ``job_id`` is
+        given) and its normalised arguments."""
         hooks = self._checked(task)
         if args == () and type(args) is tuple:  # Django passes *args: often none at all
             args, args_json = [], "[]"
@@ -327,7 +336,7 @@ class SQLiteBackend(BaseTaskBackend):
             kwargs_json = json.dumps(kwargs)
         self._check_room(len(args_json) + len(kwargs_json))
         job = NewJob(
-            job_id=new_job_id(),
+            job_id=new_job_id() if job_id is None else job_id,
             task_path=task.module_path,
             queue_name=task.queue_name,
             priority=task.priority,

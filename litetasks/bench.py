@@ -36,7 +36,7 @@ from rich.markup import escape
 from rich.table import Column, Table
 
 from . import __version__
-from .backend import SQLiteBackend, new_job_id
+from .backend import SQLiteBackend, new_job_ids
 from .bootstrap import find_settings_module, get_backend, setup_django
 from .compat import FRAMEWORK
 from .connection import immediate, mount_of, open_connection
@@ -263,8 +263,8 @@ def _bulk(run: _Run) -> tuple[dict[str, float], list[str]]:
     task = run.tasks.noop
     begin = time.perf_counter_ns()
     jobs = [
-        NewJob(job_id=new_job_id(), task_path=task.module_path, queue_name=task.queue_name)
-        for _ in range(run.options.n)
+        NewJob(job_id=job_id, task_path=task.module_path, queue_name=task.queue_name)
+        for job_id in new_job_ids(run.options.n)
     ]
     run.backend.store.enqueue(jobs)
     rate = len(jobs) / ((time.perf_counter_ns() - begin) / 1e9)

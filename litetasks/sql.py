@@ -35,11 +35,13 @@ JOB_COLUMNS = """job_id, task_path, queue_name, priority, args, kwargs, state, e
     run_after, started_at, last_attempted_at, finished_at, worker_ids, errors, return_value,
     attempts, max_attempts, owner, unique_key, cancel_requested, hooks"""
 
+# Bound by position, (job_id, task_path, queue_name, priority, args, kwargs, run_after,
+# max_attempts, unique_key, hooks, now): a tuple binds faster than a dict (by name), which
+# shows in a bulk enqueue of many rows.
 INSERT = """
 INSERT INTO jobs (job_id, task_path, queue_name, priority, args, kwargs, state, enqueued_at,
                   run_after, due_at, max_attempts, budget, unique_key, hooks)
-VALUES (:job_id, :task_path, :queue_name, :priority, :args, :kwargs, 'READY', :now,
-        :run_after, coalesce(:run_after, :now), :max_attempts, :max_attempts, :unique_key, :hooks)
+VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'READY', ?11, ?7, coalesce(?7, ?11), ?8, ?8, ?9, ?10)
 """
 
 # The jobs a claim takes, best first. The three claim statements differ only in how they pick

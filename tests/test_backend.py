@@ -31,7 +31,8 @@ from django.test import override_settings
 from django.utils import timezone
 
 from litetasks import backend as backend_module
-from litetasks.backend import SQLiteBackend, new_job_id
+from litetasks import enqueue_many
+from litetasks.backend import SQLiteBackend, new_job_id, new_job_ids
 from litetasks.compat import (
     InvalidTask,
     InvalidTaskBackend,
@@ -135,6 +136,20 @@ def test_result_ids_are_unique_strings_shorter_than_64_characters(backend: SQLit
     ids = [tasks.noop.enqueue().id for _ in range(20)]
     assert all(isinstance(i, str) and 0 < len(i) < 64 for i in ids)
     assert len(set(ids)) == 20
+
+
+def test_ids_made_in_bulk_look_like_single_ones_and_never_repeat(backend: SQLiteBackend) -> None:
+    # enqueue_many takes its ids from new_job_ids (one clock read, one random read for all).
+    before = new_job_id()
+    results = enqueue_many(tasks.noop, [()] * 500)
+    after = new_job_id()
+    ids = [result.id for result in results] + new_job_ids(500)
+    assert len(set(ids)) == 1000
+    assert all(re.fullmatch(r"[0-9a-f]{32}", i) for i in ids)
+    # Time-ordered by their first 12 digits (milliseconds), like new_job_id's.
+    assert all(before[:12] <= i[:12] for i in ids)
+    assert all(result.id[:12] <= after[:12] for result in results)
+    assert backend.get_result(results[-1].id).id == results[-1].id
 
 
 def test_enqueue_stores_tuples_as_lists_like_django(backend: SQLiteBackend) -> None:
