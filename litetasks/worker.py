@@ -28,6 +28,7 @@ from .eventloop import AsyncLane
 from .exceptions import StoreError, TaskInterrupted
 from .faults import ACTIVE as FAULTS
 from .faults import fault
+from .gate import Gate, Turn
 from .interrupts import Interrupter
 from .janitor import Pruner
 from .liveness import ProcessIdentity, this_process
@@ -157,6 +158,8 @@ class WorkerPool:
             unwatch=self._interrupter.end,
             interrupted=self._runner.interrupted,
         )
+        # Executors take turns, as many at once as keep one core busy (gate.py).
+        self._gate = Gate(config.threads) if config.threads > 1 else None
         self._task_s = 0.1  # moving average of task run time; starts pessimistic
         self._claimed = 0  # jobs this pool has claimed, for max_tasks_per_child
 
@@ -213,8 +216,7 @@ class WorkerPool:
     def _shutdown(self, store: Store, *, crashed: bool = False) -> None:
         self.stop()
         unstarted = _drain(self._jobs) if crashed else []
-        for _ in range(self.config.threads):
-            self._jobs.put(None)
+        self._end_executors()
         self._write_last(store)
         if crashed:
             # Tasks may be running, or finished and not handed off yet: putting them back as
@@ -266,6 +268,14 @@ class WorkerPool:
                 len(released),
                 ", ".join(released),
             )
+
+    def _end_executors(self) -> None:
+        """Have every executor stop once the queued jobs are taken: all through the gate,
+        then a None each."""
+        if self._gate is not None:
+            self._gate.open()
+        for _ in range(self.config.threads):
+            self._jobs.put(None)
 
     def _write_last(self, store: Store) -> None:
         """Try once more to record finished tasks and release unstarted ones."""
@@ -571,35 +581,65 @@ class WorkerPool:
 
         An executor does not wait for the commit of one task before starting the next queued
         one: finishes are sent in order, as soon as their outcome is recorded, and all of
-        them before the executor waits for more work.
+        them before the executor waits for more work (or for its turn, see gate.py).
         """
         unfinished: collections.deque[Done] = collections.deque()
+        gate = self._gate
+        turn: Turn | None = None
         try:
             store = self._store_factory()  # this thread's connection, for inline writes
             while True:
                 while unfinished and unfinished[0].recorded.is_set():
                     done = unfinished.popleft()
                     done.finish(done.settled)
-                job = _get_nowait(self._jobs)
-                if job is _NOTHING_QUEUED:
-                    # Not inside ``except queue.Empty``: receivers of task_finished would see
-                    # that exception in sys.exc_info() and take a success for a failure.
-                    _finish_all(unfinished)
-                    job = self._jobs.get()
-                assert job is None or isinstance(job, JobRecord)
+                if gate is not None and turn is None:
+                    _finish_all(unfinished)  # before waiting: its finishes must not wait too
+                    turn = gate.enter()
+                job = self._next_job(turn, unfinished)
                 if job is None:
                     _finish_all(unfinished)
                     return
                 if self._stopping.is_set():
                     self._hand_off(returned=job.job_id)
                     continue
-                unfinished.append(self._run(job))
+                if gate is None or turn is None:
+                    unfinished.append(self._run(job))
+                else:
+                    turn = self._run_in_turn(gate, turn, job, unfinished)
                 if FAULTS:
                     fault("run.after_return")
                 self._hand_off(done=unfinished[-1], inline=store)
         except BaseException as exc:  # KeyboardInterrupt from a task, or a bug: stop the pool
             logger.exception("Executor failed; stopping worker id=%s", self.worker_id)
             self._fail(exc)
+        finally:
+            if gate is not None and turn is not None:
+                gate.leave(turn)
+
+    def _next_job(self, turn: Turn | None, unfinished: collections.deque[Done]) -> JobRecord | None:
+        """The next queued job, waiting for one if need be; None: the executor must stop."""
+        job = _get_nowait(self._jobs)
+        if job is _NOTHING_QUEUED:
+            # Not inside ``except queue.Empty``: receivers of task_finished would see that
+            # exception in sys.exc_info() and take a success for a failure.
+            if self._gate is not None and turn is not None:
+                self._gate.idle(turn)
+            _finish_all(unfinished)
+            job = self._jobs.get()
+        assert job is None or isinstance(job, JobRecord)
+        return job
+
+    def _run_in_turn(
+        self, gate: Gate, turn: Turn, job: JobRecord, unfinished: collections.deque[Done]
+    ) -> Turn | None:
+        """Run ``job`` in ``turn``; return the turn, or None if the executor gave it back."""
+        measure = gate.started(turn)
+        cpu_at = time.thread_time() if measure else 0.0
+        wall_at = time.perf_counter()
+        unfinished.append(self._run(job))
+        wall_s = time.perf_counter() - wall_at
+        cpu_s = time.thread_time() - cpu_at if measure else None
+        return turn if gate.finished(turn, cpu_s, wall_s) else None
 
     def _fail(self, exc: BaseException) -> None:
         self.failure = exc

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -179,3 +180,27 @@ def grow(path: str, size: int) -> str:
 def fail_verbosely(size: int) -> None:
     """Raise a ``ValueError`` whose message (and so traceback) is ``size`` characters long."""
     raise ValueError("m" * size)
+
+
+# How many ``overlapping`` tasks were running as each one started (itself included), in this
+# process: in-process pools only.
+OVERLAPS: list[int] = []
+_running = [0]
+_running_lock = threading.Lock()
+
+
+@task
+def overlapping(spin_s: float, sleep_s: float = 0.0) -> None:
+    """Compute for ``spin_s`` of thread CPU time, then sleep ``sleep_s``; record in OVERLAPS."""
+    with _running_lock:
+        _running[0] += 1
+        OVERLAPS.append(_running[0])
+    try:
+        end = time.thread_time() + spin_s
+        while time.thread_time() < end:
+            pass
+        if sleep_s:
+            time.sleep(sleep_s)
+    finally:
+        with _running_lock:
+            _running[0] -= 1
