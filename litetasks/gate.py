@@ -18,6 +18,10 @@ what it learnt is forgotten after a while, so a change of workload is noticed. W
 same machine drains 10,600/s with 1 process x 4 threads and 21,000/s with the default pool, and
 tasks that wait (``sleep``, or half computing and half waiting) run as fast as without turns.
 
+What looks like waiting to the gate: time the OS keeps a thread off the CPU (a machine busy with
+other processes), and the GIL's own hand-overs when tasks give it up very often (thousands of
+tiny system calls). There the turns stay open, which is how the pool ran before it had them.
+
 No task waits long behind a slow one: when every turn's current task has run ``OVERDUE_S``,
 one more executor is let in (and gives its turn back after its task if turns are short). Long
 tasks therefore overlap on every thread, as they would without turns.
