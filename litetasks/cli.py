@@ -13,7 +13,7 @@ import typer
 
 from .bootstrap import check_queues, get_backend, setup_django
 from .exceptions import ConfigurationError, LiteTasksError
-from .logs import LineHandler
+from .logs import LineFormatter, LineHandler
 
 app = typer.Typer(
     help="Background tasks for Django, with a SQLite file as the queue.",
@@ -36,7 +36,7 @@ def _configure_logging(level: str) -> None:
     # every task at INFO), so a level on the root logger alone would not quiet them.
     handler = LineHandler()
     handler.setLevel(level.upper())
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.setFormatter(LineFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logging.basicConfig(level=level.upper(), handlers=[handler])
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from litetasks.logs import LineHandler
+from litetasks.logs import LineFormatter, LineHandler
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -77,3 +77,15 @@ def test_a_stream_without_a_file_descriptor_is_written_as_a_stream_handler_would
     finally:
         log.removeHandler(handler)
     assert buffer.getvalue() == "WARNING caf\u00e9 \u2603\n"
+
+
+def test_line_formatter_writes_what_logging_formatter_writes_across_seconds() -> None:
+    fmt = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+    standard, cached = logging.Formatter(fmt), LineFormatter(fmt)
+    base = 1_765_000_000.0
+    # Same second twice (the second one from the cache), the next second, then back.
+    for created in (base + 0.25, base + 0.75, base + 1.5, base + 0.999, base + 86_400.125):
+        record = logging.LogRecord("django.tasks", logging.INFO, __file__, 1, "id=%s", ("a",), None)
+        record.created, record.msecs = created, (created - int(created)) * 1000
+        assert cached.format(record) == standard.format(record)
+        assert cached.formatTime(record, "%H:%M") == standard.formatTime(record, "%H:%M")
