@@ -8,8 +8,12 @@ durability as litetasks' default), then checks ratios only, never absolute rates
   django-tasks-db's, and at least ``--min-vs-huey`` (0.8) times huey's.
 
 ``--report-only METRIC:PEER`` (repeatable) prints that check but does not fail on it: for a
-floor not met yet, so that the others still guard against regressions (CI uses it for
-``enqueue_per_s:huey-normal``, which is below its floor: see the README's benchmark section).
+floor not met yet, so that the others still guard against regressions.
+
+A floor missed is measured again (``--confirm``, default once, another ``--repeat`` rounds)
+and fails the guard only if it is missed every time: rates on a shared machine move by 10-30 %
+between runs, and litetasks' enqueue is about even with huey's (0.9x-1.0x against a 0.8x
+floor), so one slow round must not fail CI, while a real regression is missed every time.
 
 Exit codes: 0 all ratios hold; 1 a ratio is below its floor; 2 a figure could not be measured.
 """
@@ -18,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,7 +31,7 @@ from .run import Options
 from .suite import collect
 from .systems import SYSTEMS
 
-__all__ = ["Check", "checks", "main"]
+__all__ = ["Check", "checks", "main", "verdict"]
 
 GUARDED = ("enqueue_per_s", "drain_per_s")
 
@@ -65,6 +70,15 @@ def checks(
     return found
 
 
+def verdict(measurements: Sequence[list[Check]]) -> int:
+    """The exit code for the checks of successive measurements of the same floors (same order):
+    a floor fails only if it failed in every one; 2 if a figure was never measured."""
+    found = list(zip(*measurements, strict=True))
+    if any(all(c.value is None and c.enforced for c in each) for each in found):
+        return 2
+    return 1 if any(all(not c.passed for c in each) for each in found) else 0
+
+
 def _print(found: list[Check], results: dict[str, Any]) -> None:
     systems = results["systems"]
     for check in found:
@@ -101,6 +115,12 @@ def main(argv: list[str] | None = None) -> int:
         "--huey", default="huey-normal", choices=("huey-normal", "huey"), help="Huey to compare."
     )
     parser.add_argument(
+        "--confirm",
+        type=int,
+        default=1,
+        help="Measure again this many times while a floor is missed (default 1).",
+    )
+    parser.add_argument(
         "--report-only",
         action="append",
         default=[],
@@ -120,12 +140,15 @@ def main(argv: list[str] | None = None) -> int:
         report_only.add((metric, peer))
     options = Options(n=args.n, phases=("enqueue", "drain"), timeout_s=300.0)
     systems = [s for s in SYSTEMS if s.key == "litetasks" or s.key in floors]
-    results = collect(systems, options, repeat=args.repeat)
-    found = checks(results, floors, frozenset(report_only))
-    _print(found, results)
-    if any(check.value is None and check.enforced for check in found):
-        return 2
-    return 0 if all(check.passed for check in found) else 1
+    measurements: list[list[Check]] = []
+    while True:
+        results = collect(systems, options, repeat=args.repeat)
+        measurements.append(checks(results, floors, frozenset(report_only)))
+        _print(measurements[-1], results)
+        code = verdict(measurements)
+        if code == 0 or len(measurements) > args.confirm:
+            return code
+        print("note: a floor was missed; measuring again to confirm")
 
 
 if __name__ == "__main__":

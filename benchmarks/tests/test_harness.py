@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from benchmarks import procstat
-from benchmarks.guard import checks
+from benchmarks.guard import checks, verdict
 from benchmarks.measure import percentile, wait_for_all
 from benchmarks.report import build_table, ratio
 from benchmarks.suite import _merge
@@ -110,6 +110,29 @@ def test_guard_report_only_checks_are_shown_but_never_fail() -> None:
     assert all(c.enforced and c.passed for key, c in found.items() if key not in low)
     strict = {(c.metric, c.peer): c for c in checks(results, floors)}
     assert not strict["enqueue_per_s", "huey-normal"].passed
+
+
+def test_guard_fails_only_on_a_floor_missed_in_every_measurement() -> None:
+    floors = {"dtdb": 10.0, "huey-normal": 0.8}
+
+    def measured(enqueue: float | None, drain: float) -> list[Any]:
+        return checks(
+            _results(
+                litetasks={"enqueue_per_s": enqueue, "drain_per_s": drain},
+                dtdb={"enqueue_per_s": 1.0, "drain_per_s": 1.0},
+                **{"huey-normal": {"enqueue_per_s": 100.0, "drain_per_s": 100.0}},
+            ),
+            floors,
+        )
+
+    slow_once = measured(75.0, 150.0)  # enqueue 0.75x huey: missed
+    assert verdict([slow_once]) == 1
+    assert verdict([slow_once, measured(90.0, 150.0)]) == 0  # not missed again: noise
+    assert verdict([slow_once, measured(79.0, 150.0)]) == 1  # missed again: a regression
+    # A floor missed in one measurement and another in the next: neither missed twice.
+    assert verdict([slow_once, measured(90.0, 70.0)]) == 0
+    assert verdict([measured(None, 150.0)]) == 2
+    assert verdict([measured(None, 150.0), measured(90.0, 150.0)]) == 0
 
 
 def test_table_shows_ratios_to_litetasks_and_na() -> None:
