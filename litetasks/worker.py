@@ -158,7 +158,7 @@ class WorkerPool:
             unwatch=self._interrupter.end,
             interrupted=self._runner.interrupted,
         )
-        # Executors take turns, as many at once as keep one core busy (gate.py).
+        # Executors take turns, as many at once as keep the GIL busy (gate.py).
         self._gate = Gate(config.threads) if config.threads > 1 else None
         self._task_s = 0.1  # moving average of task run time; starts pessimistic
         self._claimed = 0  # jobs this pool has claimed, for max_tasks_per_child
