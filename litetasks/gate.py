@@ -29,11 +29,12 @@ tasks therefore overlap on every thread, as they would without turns.
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 from collections.abc import Callable
 
-__all__ = ["OVERDUE_S", "Gate", "Turn"]
+__all__ = ["OVERDUE_S", "Gate", "Turn", "gil_enabled"]
 
 # A task running this long lets one more executor in.
 OVERDUE_S = 0.01
@@ -54,6 +55,13 @@ _MARGIN = 1.25
 # What was measured with some number of tasks running is forgotten after this many newer
 # measurements (about 1,600 short tasks, or 200 long ones).
 _FORGET_AFTER = 200
+
+
+def gil_enabled() -> bool:
+    """Whether this interpreter runs with a GIL; a free-threaded build (3.13t) may run without
+    one, and then threads compute side by side and need no turns."""
+    is_enabled = getattr(sys, "_is_gil_enabled", None)
+    return True if is_enabled is None else bool(is_enabled())
 
 
 class Turn:

@@ -28,7 +28,7 @@ from .eventloop import AsyncLane
 from .exceptions import StoreError, TaskInterrupted
 from .faults import ACTIVE as FAULTS
 from .faults import fault
-from .gate import Gate, Turn
+from .gate import Gate, Turn, gil_enabled
 from .interrupts import Interrupter
 from .janitor import Pruner
 from .liveness import ProcessIdentity, this_process
@@ -159,7 +159,7 @@ class WorkerPool:
             interrupted=self._runner.interrupted,
         )
         # Executors take turns, as many at once as keep the GIL busy (gate.py).
-        self._gate = Gate(config.threads) if config.threads > 1 else None
+        self._gate = Gate(config.threads) if config.threads > 1 and gil_enabled() else None
         self._task_s = 0.1  # moving average of task run time; starts pessimistic
         self._claimed = 0  # jobs this pool has claimed, for max_tasks_per_child
 

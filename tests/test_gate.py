@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import sys
 import threading
 import time
 from typing import Any
@@ -157,3 +158,25 @@ def test_a_pool_runs_computing_tasks_one_at_a_time_and_waiting_ones_side_by_side
         pool.stop()
         runner.join(10)
     assert not runner.is_alive()
+
+
+def test_without_a_gil_every_executor_runs_at_once(
+    backend: Any, overlaps: list[int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A free-threaded Python running without its GIL (3.13t): threads compute in parallel, so
+    # the pool hands out no turns. Computing tasks then overlap as they did before turns.
+    monkeypatch.setattr(sys, "_is_gil_enabled", lambda: False, raising=False)
+    monkeypatch.setattr(gate_module, "OVERDUE_S", 0.1)
+    monkeypatch.setattr(time, "thread_time", time.perf_counter)
+    config = dataclasses.replace(backend.config.worker, threads=4, processes=1)
+    pool = build_pool(backend, config)
+    runner = threading.Thread(target=pool.run, daemon=True)
+    runner.start()
+    try:
+        computing = [tasks.overlapping.enqueue(0.008) for _ in range(150)]
+        _run_until_finished(pool, backend, computing)
+    finally:
+        pool.stop()
+        runner.join(10)
+    later = overlaps[50:]
+    assert sum(1 for count in later if count == 1) / len(later) <= 0.8, later
