@@ -57,6 +57,8 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+# A timedelta times an int is exact, and a third of the cost of timedelta(microseconds=...).
+MICROSECOND = timedelta(microseconds=1)
 # How deep lists and dicts may nest in one argument or return value. Django's normalize_json
 # recurses once or twice per level, so a value near Python's recursion limit (1000 frames)
 # could be stored by a shallow caller and then fail to load in a worker, every time it is
@@ -154,14 +156,14 @@ def to_us(value: datetime) -> int:
     """Convert a datetime to integer microseconds since the epoch (naive means TIME_ZONE)."""
     if django_timezone.is_naive(value):
         value = django_timezone.make_aware(value, django_timezone.get_default_timezone())
-    return (value - EPOCH) // timedelta(microseconds=1)
+    return (value - EPOCH) // MICROSECOND
 
 
 def from_us(value: int | None) -> datetime | None:
     """Convert microseconds since the epoch to what ``timezone.now()`` would give."""
     if value is None:
         return None
-    moment = EPOCH + timedelta(microseconds=value)
+    moment = EPOCH + MICROSECOND * value
     if _use_tz():
         return moment
     naive: datetime = django_timezone.make_naive(moment, django_timezone.get_default_timezone())
