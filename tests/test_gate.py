@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -114,11 +116,32 @@ def test_opening_the_gate_lets_every_waiter_in() -> None:
     assert gate.holders == 3
 
 
-def _run_until_finished(pool: Any, backend: Any, results: list[Any]) -> None:
+def _run_until_finished(backend: Any, results: list[Any]) -> None:
     def finished() -> bool:
         return all(backend.get_result(r.id).status == TaskResultStatus.SUCCESSFUL for r in results)
 
     wait_for(finished, timeout_s=60, interval_s=0.02, what="the tasks to finish")
+
+
+@contextlib.contextmanager
+def _pool_of_four_threads(backend: Any) -> Iterator[None]:
+    """An in-process pool of one process and four executor threads, running meanwhile."""
+    config = dataclasses.replace(backend.config.worker, threads=4, processes=1)
+    pool = build_pool(backend, config)
+    runner = threading.Thread(target=pool.run, daemon=True)
+    runner.start()
+    try:
+        yield
+    finally:
+        pool.stop()
+        runner.join(10)
+    assert not runner.is_alive()
+
+
+def _share_alone(overlaps: list[int]) -> float:
+    """The share of the tasks after the first 50 (the pool learns meanwhile) that ran alone."""
+    later = overlaps[50:]
+    return sum(1 for count in later if count == 1) / len(later)
 
 
 @pytest.fixture
@@ -127,9 +150,7 @@ def overlaps() -> list[int]:
     return tasks.OVERLAPS
 
 
-def test_a_pool_runs_computing_tasks_one_at_a_time_and_waiting_ones_side_by_side(
-    backend: Any, overlaps: list[int], monkeypatch: pytest.MonkeyPatch
-) -> None:
+def _computing_like_on_a_quiet_machine(monkeypatch: pytest.MonkeyPatch) -> None:
     # Tasks computing 8 ms: without turns, a thread waiting for the GIL takes it after the
     # interpreter's switch interval (5 ms) and starts its own task beside the first one.
     # Their thread CPU time reads as their wall time, as on a quiet machine: on a loaded one
@@ -137,27 +158,22 @@ def test_a_pool_runs_computing_tasks_one_at_a_time_and_waiting_ones_side_by_side
     # its turns open. Overdue admission is pushed out of the way for the same reason.
     monkeypatch.setattr(gate_module, "OVERDUE_S", 0.1)
     monkeypatch.setattr(time, "thread_time", time.perf_counter)
-    config = dataclasses.replace(backend.config.worker, threads=4, processes=1)
-    pool = build_pool(backend, config)
-    runner = threading.Thread(target=pool.run, daemon=True)
-    runner.start()
-    try:
-        computing = [tasks.overlapping.enqueue(0.008) for _ in range(150)]
-        _run_until_finished(pool, backend, computing)
+
+
+def test_a_pool_runs_computing_tasks_one_at_a_time_and_waiting_ones_side_by_side(
+    backend: Any, overlaps: list[int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _computing_like_on_a_quiet_machine(monkeypatch)
+    with _pool_of_four_threads(backend):
+        _run_until_finished(backend, [tasks.overlapping.enqueue(0.008) for _ in range(150)])
         # The pool learns within a few tasks; after that every task runs alone.
-        later = overlaps[50:]
-        assert sum(1 for count in later if count == 1) / len(later) >= 0.9, later
+        assert _share_alone(overlaps) >= 0.9, overlaps
         # Tasks that sleep, measured for real: the turns open again.
         monkeypatch.undo()
         overlaps.clear()
-        waiting = [tasks.overlapping.enqueue(0.0, 0.05) for _ in range(40)]
-        _run_until_finished(pool, backend, waiting)
+        _run_until_finished(backend, [tasks.overlapping.enqueue(0.0, 0.05) for _ in range(40)])
         assert max(overlaps) == 4
         assert sum(1 for count in overlaps if count >= 3) >= 20, overlaps
-    finally:
-        pool.stop()
-        runner.join(10)
-    assert not runner.is_alive()
 
 
 def test_without_a_gil_every_executor_runs_at_once(
@@ -166,17 +182,7 @@ def test_without_a_gil_every_executor_runs_at_once(
     # A free-threaded Python running without its GIL (3.13t): threads compute in parallel, so
     # the pool hands out no turns. Computing tasks then overlap as they did before turns.
     monkeypatch.setattr(sys, "_is_gil_enabled", lambda: False, raising=False)
-    monkeypatch.setattr(gate_module, "OVERDUE_S", 0.1)
-    monkeypatch.setattr(time, "thread_time", time.perf_counter)
-    config = dataclasses.replace(backend.config.worker, threads=4, processes=1)
-    pool = build_pool(backend, config)
-    runner = threading.Thread(target=pool.run, daemon=True)
-    runner.start()
-    try:
-        computing = [tasks.overlapping.enqueue(0.008) for _ in range(150)]
-        _run_until_finished(pool, backend, computing)
-    finally:
-        pool.stop()
-        runner.join(10)
-    later = overlaps[50:]
-    assert sum(1 for count in later if count == 1) / len(later) <= 0.8, later
+    _computing_like_on_a_quiet_machine(monkeypatch)
+    with _pool_of_four_threads(backend):
+        _run_until_finished(backend, [tasks.overlapping.enqueue(0.008) for _ in range(150)])
+    assert _share_alone(overlaps) <= 0.8, overlaps
