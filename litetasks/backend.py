@@ -11,6 +11,7 @@ import hashlib
 import json
 import logging
 import os
+import stat
 import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -42,7 +43,7 @@ from .exceptions import ConfigurationError, JobNotFound, StoreError, TaskNotAllo
 from .records import Hook, JobRecord, JobState, NewJob
 from .store import CancelResult, Store, new_job_id, new_job_ids
 from .task import LiteTask, check_options
-from .wakeup import Doorbell
+from .wakeup import Doorbell, doorbell_folder_problem, doorbell_path
 
 __all__ = [
     "MAX_JSON_DEPTH",
@@ -512,6 +513,7 @@ class SQLiteBackend(BaseTaskBackend):
                 f"file on a local disk ({where}['OPTIONS']['path']).",
                 id="litetasks.E003",
             )
+        yield from _check_private(path, where)
 
     # -- rows <-> Django values ---------------------------------------------------------------
 
@@ -710,3 +712,28 @@ def _installed_roots() -> tuple[str, ...] | None:
 def _settings_roots() -> Iterator[str]:
     for entry in settings.INSTALLED_APPS:
         yield entry.partition(".apps.")[0] if ".apps." in entry else entry
+
+
+def _check_private(path: Path, where: str) -> Iterator[checks.CheckMessage]:
+    """Warn about folders where another user could plant files beside the queue file."""
+    folder = Path(os.path.realpath(path)).parent
+    mode = stat.S_IMODE(folder.stat().st_mode)
+    if mode & stat.S_IWOTH:
+        yield checks.Warning(
+            f"The folder of the queue file {str(path)!r} is writable by every user "
+            f"(mode {mode:04o}).",
+            hint="Another user could put their own -wal, -shm or a symlink there before "
+            "litetasks creates them, and so read or redirect the queue. Remove write permission "
+            f"for others (chmod o-w {str(folder)!r}), or set {where}['OPTIONS']['path'] to a "
+            "private folder.",
+            id="litetasks.W001",
+        )
+    bell_folder = doorbell_path(path).parent
+    problem = doorbell_folder_problem(bell_folder)
+    if problem is not None:
+        yield checks.Warning(
+            problem,
+            hint=f"Delete {str(bell_folder)!r}: litetasks creates it again, private. Until then "
+            "idle workers find new tasks only at their poll interval.",
+            id="litetasks.W002",
+        )

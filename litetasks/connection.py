@@ -28,6 +28,7 @@ __all__ = [
     "immediate",
     "mount_of",
     "open_connection",
+    "real_path",
 ]
 
 logger = logging.getLogger(__name__)
@@ -61,6 +62,7 @@ _MOUNTINFO = Path("/proc/self/mountinfo")
 
 # How long a process keeps trying when another one holds the file mid-setup.
 _OPEN_RETRY_S = 10.0
+_OPEN_FLAGS = apsw.SQLITE_OPEN_READWRITE | apsw.SQLITE_OPEN_CREATE | apsw.SQLITE_OPEN_NOFOLLOW
 
 
 def mount_of(path: Path, mountinfo: Path = _MOUNTINFO) -> tuple[str, str] | None:
@@ -96,14 +98,27 @@ def filesystem_type(path: Path, mountinfo: Path = _MOUNTINFO) -> str | None:
     return mount[0] if mount is not None and mount[0] in NETWORK_FILESYSTEMS else None
 
 
+def real_path(path: Path) -> Path:
+    """Return the file ``path`` names once every symlink is followed (a dangling one: its target).
+
+    SQLite follows symlinks itself and names the -wal and -shm after the target, beside it; so
+    the file litetasks creates private must be that target too, not the link.
+    """
+    return Path(os.path.realpath(path))
+
+
 def create_private_file(path: Path) -> None:
     """Create the queue file with mode 0600 if it does not exist yet.
 
     SQLite gives its -wal and -shm files the main file's permissions, so this covers all three.
+    ``path`` must be a real path (``real_path``): a symlink there is refused, never followed,
+    so a link swapped in meanwhile cannot make SQLite create the file with the umask's mode.
     """
     try:
-        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600)
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_RDWR | os.O_NOFOLLOW, 0o600)
     except FileExistsError:
+        if path.is_symlink():
+            raise _symlink_error(path) from None
         return
     except FileNotFoundError as exc:
         raise StoreError(
@@ -123,8 +138,18 @@ def create_private_file(path: Path) -> None:
                 f"Cannot create the queue file {str(path)!r}: the filesystem is read-only.",
                 path=str(path),
             ) from exc
+        if exc.errno == errno.ELOOP:
+            raise _symlink_error(path) from exc
         raise
     os.close(fd)
+
+
+def _symlink_error(path: Path) -> StoreError:
+    return StoreError(
+        f"The queue file {str(path)!r} became a symlink while litetasks opened it. Point "
+        "OPTIONS['path'] at the file itself, in a folder only this user may write to.",
+        path=str(path),
+    )
 
 
 def connection_page_size(connection: apsw.Connection) -> None:
@@ -232,16 +257,17 @@ def connection_tuning(connection: apsw.Connection) -> None:
 def open_connection(path: Path, *, synchronous: str, busy_timeout_ms: int) -> apsw.Connection:
     """Open ``path`` with every policy above applied; create it (mode 0600) if needed.
 
-    Retries for a while when another process holds the file while it sets up WAL mode, because
-    that step does not go through the busy handler.
+    Symlinks are followed first (``real_path``): the file created private is the one SQLite
+    uses, and SQLite is told to refuse a symlink met after that (SQLITE_OPEN_NOFOLLOW). Retries
+    for a while when another process holds the file while it sets up WAL mode, because that
+    step does not go through the busy handler.
     """
+    path = real_path(path)
     create_private_file(path)
     deadline = time.monotonic() + _OPEN_RETRY_S
     while True:
         try:
-            connection = apsw.Connection(
-                str(path), flags=apsw.SQLITE_OPEN_READWRITE | apsw.SQLITE_OPEN_CREATE
-            )
+            connection = apsw.Connection(str(path), flags=_OPEN_FLAGS)
             connection_busy_timeout(connection, busy_timeout_ms)
             connection_writable(connection)
             connection_page_size(connection)
