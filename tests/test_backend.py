@@ -756,23 +756,3 @@ def test_check_reports_a_network_filesystem(
     assert error.id == "litetasks.E003"
     assert error.msg == f"The queue file {str(path)!r} is on a network filesystem (nfs4)."
     assert "local disk" in error.hint
-
-
-def test_enqueue_after_the_queue_file_was_deleted_writes_to_a_new_file(
-    backend, queue_path, caplog, monkeypatch
-) -> None:  # type: ignore[no-untyped-def]
-    import time as time_module
-
-    from litetasks import backend as backend_module
-
-    tasks.noop.enqueue()
-    for suffix in ("", "-wal", "-shm"):
-        Path(f"{queue_path}{suffix}").unlink(missing_ok=True)
-    later = time_module.monotonic() + 2  # the check runs at most once a second
-    monkeypatch.setattr(backend_module.time, "monotonic", lambda: later)
-
-    result = tasks.noop.enqueue()
-
-    assert queue_path.exists()  # not written into the deleted file, where no worker looks
-    assert backend.get_result(result.id).status == "READY"
-    assert "was deleted or replaced" in caplog.text
