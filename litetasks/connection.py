@@ -26,7 +26,6 @@ __all__ = [
     "MovedCheck",
     "TranslatedErrors",
     "create_private_file",
-    "file_has_moved",
     "file_ids",
     "filesystem_type",
     "immediate",
@@ -192,19 +191,13 @@ def connection_writable(connection: apsw.Connection) -> None:
         )
 
 
-def file_has_moved(connection: apsw.Connection) -> bool:
-    """Whether the file ``connection`` uses was deleted or replaced since it was opened.
-
-    SQLite goes on reading and writing a deleted file's inode, which no other process will
-    open again, without an error: only this file control tells (SQLITE_FCNTL_HAS_MOVED).
-    """
-    return MovedCheck(connection)()
-
-
 class MovedCheck:
-    """``file_has_moved`` for one connection, asked after every commit: 0.5 µs a call.
+    """Whether the file a connection uses was deleted or replaced since it was opened.
 
-    The file control stats the path SQLite opened and compares its inode with the open file's.
+    SQLite goes on reading and writing a deleted or moved file without an error: only this
+    file control tells (SQLITE_FCNTL_HAS_MOVED). It stats the path SQLite opened and compares
+    the inode with the open file's; asked after every enqueue, so the buffer it writes into is
+    made once (0.6 µs a call).
     """
 
     __slots__ = ("_address", "_file_control", "_flag")

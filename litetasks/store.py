@@ -713,7 +713,7 @@ class Store:
 
         ``"queue file"`` when it was deleted, moved away or replaced (or the symlink at the path
         now points elsewhere); ``"-wal"``, ``"-shm"`` for those. ``has_moved()`` (a callable
-        attribute, 0.5 µs) answers for the queue file alone.
+        attribute, 0.6 µs) answers for the queue file alone.
         """
         now = file_ids(self.path, self.real_path)
         names = [
@@ -726,7 +726,7 @@ class Store:
         return names
 
     def abandon(self) -> None:
-        """Make sure this connection never checkpoints again, not even when it is closed.
+        """Make closing this connection leave the WAL alone; the store is not used again.
 
         For a store whose -wal or -shm was replaced: see ``no_checkpoint_on_close``.
         """

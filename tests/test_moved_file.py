@@ -56,6 +56,20 @@ def jobs_in(store: Store) -> int:
     return sum(store.counts().values())
 
 
+def test_sqlite_goes_on_writing_a_moved_file_in_wal_mode_and_only_has_moved_tells(
+    queue_path: Path,
+) -> None:
+    """What the design rests on (SQLite 3.54): no SQLITE_READONLY_DBMOVED in WAL mode."""
+    with Store(queue_path) as store:
+        store.enqueue([NewJob(job_id=new_job_id(), task_path="tests.tasks.noop")])
+        assert not store.has_moved()
+        move(queue_path, queue_path.with_name("moved.sqlite3"))
+        store.enqueue([NewJob(job_id=new_job_id(), task_path="tests.tasks.noop")])  # no error
+        assert store.has_moved()
+        assert store.replaced_files() == ["queue file"]  # the -wal and -shm are still its own
+        assert jobs_in(store) == 2
+
+
 def test_an_enqueue_after_the_file_was_moved_away_alone_is_taken_back_and_refused(
     backend: SQLiteBackend, queue_path: Path, witness: Store
 ) -> None:
