@@ -1,21 +1,31 @@
-"""What ``litetasks retry``, ``cancel`` and ``prune`` do, apart from parsing their arguments."""
+"""What ``litetasks retry``, ``cancel``, ``prune``, ``backup`` and ``merge`` do, apart from
+parsing their arguments."""
 
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import typer
 
+from .copies import backup, merge
 from .exceptions import ConfigurationError
 from .records import JobState
 
 if TYPE_CHECKING:
     from .backend import SQLiteBackend
 
-__all__ = ["cancel_tasks", "parse_duration", "prune_results", "retry_tasks"]
+__all__ = [
+    "backup_queue",
+    "cancel_tasks",
+    "merge_copy",
+    "parse_duration",
+    "prune_results",
+    "retry_tasks",
+]
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
 _UNIT_S = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
@@ -83,3 +93,45 @@ def prune_results(backend: SQLiteBackend, older_than: str | None, statuses: Sequ
     deleted = backend.prune(older_than=age, statuses=chosen)
     typer.echo(f"Deleted {deleted} {' and '.join(chosen)} result(s) finished over {age} ago.")
     return 0
+
+
+def backup_queue(backend: SQLiteBackend, dest: Path, *, force: bool) -> int:
+    """Copy the live queue file to ``dest``; print what was copied."""
+    store = backend.config.store
+    copied = backup(store.path, dest, force=force, busy_timeout_ms=store.busy_timeout_ms)
+    typer.echo(
+        f"Copied {_tasks(copied.counts)} from {str(store.path)!r} to {str(copied.path)!r} "
+        f"({copied.size_bytes / 1e6:.1f} MB) in {copied.seconds:.2f} s."
+    )
+    return 0
+
+
+def merge_copy(backend: SQLiteBackend, saved: Path) -> int:
+    """Add the tasks of the copy ``saved`` that the queue file lacks; print what was added."""
+    store = backend.config.store
+    merged = merge(
+        store.path, saved, synchronous=store.synchronous, busy_timeout_ms=store.busy_timeout_ms
+    )
+    added = sum(merged.added.values())
+    there = merged.saved_jobs - added - len(merged.twins)
+    typer.echo(
+        f"Added {_tasks(merged.added) if added else 'no tasks'} of the {merged.saved_jobs:,} in "
+        f"{str(saved)!r} to {str(store.path)!r}; {there:,} were there already."
+    )
+    if merged.twins:
+        typer.echo(
+            f"Skipped {len(merged.twins):,} unique task(s) whose twin is READY or RUNNING in the "
+            f"queue file: {', '.join(merged.twins)}."
+        )
+    return 0
+
+
+def _tasks(counts: Mapping[str, int]) -> str:
+    """``12 tasks (READY 10, SUCCESSFUL 2)``, states in the order of ``JobState``."""
+    parts = [
+        f"{state.value} {counts[state.value]:,}" for state in JobState if counts.get(state.value)
+    ]
+    total = sum(counts.values())
+    return f"{total:,} task{'s' if total != 1 else ''}" + (
+        f" ({', '.join(parts)})" if parts else ""
+    )

@@ -11,8 +11,7 @@ import hashlib
 import json
 import logging
 import os
-import threading
-import time
+import stat
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -36,13 +35,16 @@ from .compat import (
     normalize_json,
     task_enqueued,
 )
-from .config import BackendConfig, StoreConfig, from_options
+from .config import BackendConfig, from_options
 from .connection import filesystem_type
 from .exceptions import ConfigurationError, JobNotFound, StoreError, TaskNotAllowed
+from .producer import enqueue as produce
+from .producer import enqueue_unique as produce_unique
+from .producer import thread_store
 from .records import Hook, JobRecord, JobState, NewJob
 from .store import CancelResult, Store, new_job_id, new_job_ids
 from .task import LiteTask, check_options
-from .wakeup import Doorbell
+from .wakeup import doorbell_folder_problem, doorbell_path
 
 __all__ = [
     "MAX_JSON_DEPTH",
@@ -67,58 +69,6 @@ MAX_JSON_DEPTH = 100
 # Room a row keeps beside its arguments for what running the task adds to it (worker ids,
 # times, errors, which are cut to fit) and for a return value checked against the rest.
 ROW_MARGIN_BYTES = 64 * 1024
-
-# One Store per (thread, queue file). A connection must never cross fork(), so a Store opened
-# by another process (we are a forked child) is abandoned, never closed: closing it could
-# disturb the parent's locks (SQLite "How To Corrupt", section 2.6).
-_stores = threading.local()
-_abandoned: list[Store] = []
-
-
-def thread_store(config: StoreConfig, *, reopen_if_moved: bool = False) -> Store:
-    """Return this thread's ``Store`` for ``config.path``, opening it on first use.
-
-    ``reopen_if_moved`` (producers): about once a second, check that the file was not deleted
-    or replaced; if it was, open the file now at that path. SQLite would otherwise go on writing
-    into the deleted file, where no worker will ever see the tasks.
-    """
-    cache: dict[Path, tuple[int, Store]] | None = getattr(_stores, "by_path", None)
-    if cache is None:
-        cache = _stores.by_path = {}
-    pid = os.getpid()
-    entry = cache.get(config.path)
-    if entry is not None:
-        if entry[0] == pid:
-            if not reopen_if_moved or not _moved(config.path, entry[1]):
-                return entry[1]
-            logger.error(
-                "The queue file %s was deleted or replaced while this process used it; "
-                "enqueueing into the file now at that path",
-                config.path,
-            )
-        _abandoned.append(entry[1])
-    store = Store(
-        config.path,
-        synchronous=config.synchronous,
-        busy_timeout_ms=config.busy_timeout_ms,
-        on_ready=Doorbell(config.path).ring,
-    )
-    cache[config.path] = (pid, store)
-    return store
-
-
-def _moved(path: Path, store: Store) -> bool:
-    """``store.has_moved()``, asked at most once a second per thread and file."""
-    checked: dict[Path, float] = getattr(_stores, "moved_checked", None) or {}
-    _stores.moved_checked = checked
-    now = time.monotonic()
-    if now < checked.get(path, 0.0) + 1.0:
-        return False
-    checked[path] = now
-    try:
-        return store.has_moved()
-    except StoreError:
-        return False
 
 
 def default_queue_path(alias: str) -> Path:
@@ -253,12 +203,6 @@ class SQLiteBackend(BaseTaskBackend):
         """This thread's connection to the queue file."""
         return thread_store(self.config.store)
 
-    @property
-    def _producer(self) -> Store:
-        """``store``, reopened if the file was deleted or replaced (enqueue must not write
-        into a file no worker will read)."""
-        return thread_store(self.config.store, reopen_if_moved=True)
-
     # -- the django.tasks API ----------------------------------------------------------------
 
     def enqueue(self, task: Task, args: Any, kwargs: Any) -> TaskResult:
@@ -268,10 +212,12 @@ class SQLiteBackend(BaseTaskBackend):
         result back, and nothing is stored or signalled.
         """
         job, args, kwargs = self._new_job(task, args, kwargs)
+        # Into the file at the path, even if it was just moved (see litetasks/producer.py); the
+        # store rings the doorbell after the commit.
         if job.unique_key is None:
-            enqueued_at_us = self._producer.enqueue([job])  # rings the doorbell after commit
+            enqueued_at_us = produce(self.config.store, [job])
         else:
-            enqueued_at_us, [twin] = self._producer.enqueue_unique([job])
+            enqueued_at_us, [twin] = produce_unique(self.config.store, [job])
             if twin is not None:
                 return self.result_from_job(task, twin)
         return self._enqueued(task, job, args, kwargs, enqueued_at_us)
@@ -292,11 +238,10 @@ class SQLiteBackend(BaseTaskBackend):
         if not prepared:
             return []
         jobs = [job for job, _, _ in prepared]
-        producer = self._producer
         if any(job.unique_key is not None for job in jobs):
-            enqueued_at_us, twins = producer.enqueue_unique(jobs)
+            enqueued_at_us, twins = produce_unique(self.config.store, jobs)
         else:
-            enqueued_at_us, twins = producer.enqueue(jobs), [None] * len(jobs)
+            enqueued_at_us, twins = produce(self.config.store, jobs), [None] * len(jobs)
         return [
             self.result_from_job(task, twin)
             if twin is not None
@@ -512,6 +457,7 @@ class SQLiteBackend(BaseTaskBackend):
                 f"file on a local disk ({where}['OPTIONS']['path']).",
                 id="litetasks.E003",
             )
+        yield from _check_private(path, where)
 
     # -- rows <-> Django values ---------------------------------------------------------------
 
@@ -710,3 +656,28 @@ def _installed_roots() -> tuple[str, ...] | None:
 def _settings_roots() -> Iterator[str]:
     for entry in settings.INSTALLED_APPS:
         yield entry.partition(".apps.")[0] if ".apps." in entry else entry
+
+
+def _check_private(path: Path, where: str) -> Iterator[checks.CheckMessage]:
+    """Warn about folders where another user could plant files beside the queue file."""
+    folder = Path(os.path.realpath(path)).parent
+    mode = stat.S_IMODE(folder.stat().st_mode)
+    if mode & stat.S_IWOTH:
+        yield checks.Warning(
+            f"The folder of the queue file {str(path)!r} is writable by every user "
+            f"(mode {mode:04o}).",
+            hint="Another user could put their own -wal, -shm or a symlink there before "
+            "litetasks creates them, and so read or redirect the queue. Remove write permission "
+            f"for others (chmod o-w {str(folder)!r}), or set {where}['OPTIONS']['path'] to a "
+            "private folder.",
+            id="litetasks.W001",
+        )
+    bell_folder = doorbell_path(path).parent
+    problem = doorbell_folder_problem(bell_folder)
+    if problem is not None:
+        yield checks.Warning(
+            problem,
+            hint=f"Delete {str(bell_folder)!r}: litetasks creates it again, private. Until then "
+            "idle workers find new tasks only at their poll interval.",
+            id="litetasks.W002",
+        )

@@ -198,6 +198,33 @@ def prune(
 
 
 @app.command()
+def backup(
+    dest: Annotated[Path, typer.Argument(help="The file to create (mode 0600).")],
+    force: Annotated[bool, typer.Option("--force", help="Replace DEST if it exists.")] = False,
+    settings: Settings = None,
+    pythonpath: PythonPath = None,
+    backend: Backend = "default",
+) -> None:
+    """Copy the queue file, while workers and producers use it, to DEST: one consistent snapshot."""
+    from .actions import backup_queue
+
+    _act(settings, pythonpath, backend, backup_queue, dest, force=force)
+
+
+@app.command()
+def merge(
+    saved: Annotated[Path, typer.Argument(help="A saved copy or backup of the queue file.")],
+    settings: Settings = None,
+    pythonpath: PythonPath = None,
+    backend: Backend = "default",
+) -> None:
+    """Add to the queue file the tasks of SAVED that it lacks (by id; never changes one it has)."""
+    from .actions import merge_copy
+
+    _act(settings, pythonpath, backend, merge_copy, saved)
+
+
+@app.command()
 def demo(
     keep: Annotated[bool, typer.Option(help="Keep the demo project folder.")] = False,
     tasks: Annotated[int, typer.Option(min=1, help="How many tasks to enqueue.")] = 2000,

@@ -20,14 +20,19 @@ import apsw
 from .exceptions import StoreError
 
 __all__ = [
+    "COMPANION_SUFFIXES",
     "NETWORK_FILESYSTEMS",
+    "FileIds",
+    "MovedCheck",
     "TranslatedErrors",
     "create_private_file",
-    "file_has_moved",
+    "file_ids",
     "filesystem_type",
     "immediate",
     "mount_of",
+    "no_checkpoint_on_close",
     "open_connection",
+    "real_path",
 ]
 
 logger = logging.getLogger(__name__)
@@ -61,6 +66,7 @@ _MOUNTINFO = Path("/proc/self/mountinfo")
 
 # How long a process keeps trying when another one holds the file mid-setup.
 _OPEN_RETRY_S = 10.0
+_OPEN_FLAGS = apsw.SQLITE_OPEN_READWRITE | apsw.SQLITE_OPEN_CREATE | apsw.SQLITE_OPEN_NOFOLLOW
 
 
 def mount_of(path: Path, mountinfo: Path = _MOUNTINFO) -> tuple[str, str] | None:
@@ -96,14 +102,27 @@ def filesystem_type(path: Path, mountinfo: Path = _MOUNTINFO) -> str | None:
     return mount[0] if mount is not None and mount[0] in NETWORK_FILESYSTEMS else None
 
 
+def real_path(path: Path) -> Path:
+    """Return the file ``path`` names once every symlink is followed (a dangling one: its target).
+
+    SQLite follows symlinks itself and names the -wal and -shm after the target, beside it; so
+    the file litetasks creates private must be that target too, not the link.
+    """
+    return Path(os.path.realpath(path))
+
+
 def create_private_file(path: Path) -> None:
     """Create the queue file with mode 0600 if it does not exist yet.
 
     SQLite gives its -wal and -shm files the main file's permissions, so this covers all three.
+    ``path`` must be a real path (``real_path``): a symlink there is refused, never followed,
+    so a link swapped in meanwhile cannot make SQLite create the file with the umask's mode.
     """
     try:
-        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600)
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_RDWR | os.O_NOFOLLOW, 0o600)
     except FileExistsError:
+        if path.is_symlink():
+            raise _symlink_error(path) from None
         return
     except FileNotFoundError as exc:
         raise StoreError(
@@ -123,8 +142,18 @@ def create_private_file(path: Path) -> None:
                 f"Cannot create the queue file {str(path)!r}: the filesystem is read-only.",
                 path=str(path),
             ) from exc
+        if exc.errno == errno.ELOOP:
+            raise _symlink_error(path) from exc
         raise
     os.close(fd)
+
+
+def _symlink_error(path: Path) -> StoreError:
+    return StoreError(
+        f"The queue file {str(path)!r} became a symlink while litetasks opened it. Point "
+        "OPTIONS['path'] at the file itself, in a folder only this user may write to.",
+        path=str(path),
+    )
 
 
 def connection_page_size(connection: apsw.Connection) -> None:
@@ -162,15 +191,86 @@ def connection_writable(connection: apsw.Connection) -> None:
         )
 
 
-def file_has_moved(connection: apsw.Connection) -> bool:
-    """Whether the file ``connection`` uses was deleted or replaced since it was opened.
+class MovedCheck:
+    """Whether the file a connection uses was deleted or replaced since it was opened.
 
-    SQLite goes on reading and writing a deleted file's inode, which no other process will
-    open again, without an error: only this file control tells (SQLITE_FCNTL_HAS_MOVED).
+    SQLite goes on reading and writing a deleted or moved file without an error: only this
+    file control tells (SQLITE_FCNTL_HAS_MOVED). It stats the path SQLite opened and compares
+    the inode with the open file's; asked after every enqueue, so the buffer it writes into is
+    made once (0.6 µs a call).
     """
-    moved = ctypes.c_int(0)
-    connection.file_control("main", apsw.SQLITE_FCNTL_HAS_MOVED, ctypes.addressof(moved))
-    return bool(moved.value)
+
+    __slots__ = ("_address", "_file_control", "_flag")
+
+    def __init__(self, connection: apsw.Connection) -> None:
+        self._flag = ctypes.c_int(0)
+        self._address = ctypes.addressof(self._flag)
+        self._file_control = connection.file_control
+
+    def __call__(self) -> bool:
+        self._file_control("main", apsw.SQLITE_FCNTL_HAS_MOVED, self._address)
+        return bool(self._flag.value)
+
+
+# The files SQLite keeps beside a WAL-mode database, named after it.
+COMPANION_SUFFIXES = ("-wal", "-shm")
+# (st_dev, st_ino) of the queue file, its -wal and its -shm; None for one that is missing.
+FileIds = tuple[tuple[int, int] | None, ...]
+
+
+def file_ids(path: Path, real: Path) -> FileIds:
+    """Return which files are at ``path`` (symlinks followed) and beside ``real``, its target.
+
+    A connection's files are fixed while it is open (SQLite deletes the -wal and -shm only when
+    the last connection closes), so a change of these ids means someone else moved, deleted or
+    replaced one of them.
+    """
+    names: list[str | Path] = [path, *(f"{real}{suffix}" for suffix in COMPANION_SUFFIXES)]
+    return tuple(_file_id(name) for name in names)
+
+
+def _file_id(path: str | Path) -> tuple[int, int] | None:
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return info.st_dev, info.st_ino
+
+
+def no_checkpoint_on_close(connection: apsw.Connection) -> None:
+    """Make closing ``connection`` leave the WAL alone (it would otherwise checkpoint it).
+
+    For a connection whose -wal or -shm was replaced: the WAL index it would checkpoint by may
+    now describe another process's WAL, and copying those frames from its own deleted one would
+    write wrong pages into the queue file.
+    """
+    connection.config(apsw.SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1)
+
+
+def _refuse_leftovers(path: Path) -> None:
+    """Refuse to create a queue file beside the -wal or -shm of one that was moved or deleted.
+
+    SQLite would delete that -wal (the new file being empty), make a new one, and share the old
+    -shm with the processes still using the moved file: its first commit resets the WAL index
+    they use, and they then read (and checkpoint into the moved file) pages of the wrong WAL.
+    """
+    if os.path.lexists(path):
+        return
+    companions = [f"{path}{suffix}" for suffix in COMPANION_SUFFIXES]
+    left = [name for name in companions if os.path.lexists(name)]
+    if not left:
+        return
+    wal, shm = companions
+    raise StoreError(
+        f"The queue file {str(path)!r} is missing, but {' and '.join(map(repr, left))} "
+        f"{'is' if len(left) == 1 else 'are'} still there: it was moved or deleted while in "
+        "use, and a new queue file beside them would be mixed with the old one. A running "
+        "`litetasks run` saves the old file's tasks and deletes them within seconds; without "
+        f"one, stop every process that uses the queue, then delete {wal!r} and {shm!r} (to keep "
+        "the moved file's last tasks, rename them after it instead: its name plus -wal and "
+        "-shm). See 'When the queue file is damaged' in the README.",
+        path=str(path),
+    )
 
 
 def connection_synchronous(connection: apsw.Connection, synchronous: str) -> None:
@@ -232,16 +332,18 @@ def connection_tuning(connection: apsw.Connection) -> None:
 def open_connection(path: Path, *, synchronous: str, busy_timeout_ms: int) -> apsw.Connection:
     """Open ``path`` with every policy above applied; create it (mode 0600) if needed.
 
-    Retries for a while when another process holds the file while it sets up WAL mode, because
-    that step does not go through the busy handler.
+    Symlinks are followed first (``real_path``): the file created private is the one SQLite
+    uses, and SQLite is told to refuse a symlink met after that (SQLITE_OPEN_NOFOLLOW). Retries
+    for a while when another process holds the file while it sets up WAL mode, because that
+    step does not go through the busy handler.
     """
+    path = real_path(path)
+    _refuse_leftovers(path)
     create_private_file(path)
     deadline = time.monotonic() + _OPEN_RETRY_S
     while True:
         try:
-            connection = apsw.Connection(
-                str(path), flags=apsw.SQLITE_OPEN_READWRITE | apsw.SQLITE_OPEN_CREATE
-            )
+            connection = apsw.Connection(str(path), flags=_OPEN_FLAGS)
             connection_busy_timeout(connection, busy_timeout_ms)
             connection_writable(connection)
             connection_page_size(connection)
@@ -259,6 +361,8 @@ def open_connection(path: Path, *, synchronous: str, busy_timeout_ms: int) -> ap
                 ) from None
             time.sleep(0.05)
         except (apsw.CantOpenError, apsw.ReadOnlyError, apsw.IOError) as exc:
+            if _is_short_read(exc):
+                raise StoreError(SHORT_READ.format(path=str(path)), path=str(path)) from exc
             raise StoreError(
                 f"Cannot open the queue file {str(path)!r}: {exc}. Check that it exists, is "
                 "writable by this user and sits on a local filesystem.",
@@ -316,10 +420,31 @@ class TranslatedErrors:
         if exc is None or not isinstance(exc, _TRANSLATED):
             return
         path = str(self.path)
-        template = next(text for kinds, text in _MESSAGES if isinstance(exc, kinds))
+        if _is_short_read(exc):
+            template = SHORT_READ
+        else:
+            template = next(text for kinds, text in _MESSAGES if isinstance(exc, kinds))
         message = template.format(path=path, busy_timeout_ms=self.busy_timeout_ms, error=exc)
         raise StoreError(message, path=path) from exc
 
+
+def _is_short_read(exc: BaseException) -> bool:
+    return (
+        isinstance(exc, apsw.IOError)
+        and getattr(exc, "extendedresult", None) == apsw.SQLITE_IOERR_SHORT_READ
+    )
+
+
+# A connection opened after the -wal was deleted under others finds a new, empty -wal and the
+# old WAL index (-shm), which promises frames the new -wal lacks: every read is a short read
+# ("disk I/O error"), until the old connections have checkpointed their deleted -wal; after
+# that its commits would overwrite theirs. A truncated queue file reads short too.
+SHORT_READ = (
+    "The queue file {path!r} or its -wal was deleted, truncated or replaced while other "
+    "processes had it open: SQLite reads less than the WAL index (-shm) promises, and nothing "
+    "was written. Stop every process that uses the queue (web processes too), then start them "
+    "again; see 'When the queue file is damaged' in the README."
+)
 
 # What went wrong with the queue file, and what to do about it; {path!r} is the file.
 _MESSAGES: tuple[tuple[type[BaseException] | tuple[type[BaseException], ...], str], ...] = (

@@ -19,6 +19,7 @@ import logging
 import math
 import os
 import select
+import stat
 import threading
 import weakref
 from pathlib import Path
@@ -35,7 +36,7 @@ from watchdog.observers import Observer
 from watchdog.observers.api import BaseObserver
 from watchdog.observers.polling import PollingObserver
 
-__all__ = ["Doorbell", "Waiter", "doorbell_path"]
+__all__ = ["Doorbell", "Waiter", "doorbell_folder_problem", "doorbell_path"]
 
 logger = logging.getLogger(__name__)
 
@@ -112,6 +113,7 @@ class Doorbell:
     def __init__(self, queue_path: Path) -> None:
         self.path = doorbell_path(queue_path)
         self._is_failing = False
+        self._is_checked = False  # the folder was found (or made) private
 
     def ring(self) -> None:
         """Wake every waiter of this queue file; call after each commit that makes work available.
@@ -121,6 +123,9 @@ class Doorbell:
         """
         _wake_local(self.path)
         try:
+            if not self._is_checked:
+                _create(self.path)
+                self._is_checked = True
             _touch(self.path)
         except (OSError, ValueError) as exc:
             if not self._is_failing:
@@ -278,21 +283,51 @@ def _wake_local(path: Path) -> None:
 
 
 def _touch(path: Path) -> None:
+    # Not following a symlink: the folder is private (checked once by _create), so none should
+    # be there, and if one is, only the link's own time changes.
     try:
-        os.utime(path)
+        os.utime(path, follow_symlinks=False)
     except FileNotFoundError:
         _create(path)
-        os.utime(path)
+        os.utime(path, follow_symlinks=False)
 
 
 def _create(path: Path) -> None:
+    """Create the doorbell file and its private folder; refuse a folder someone else planted."""
     with contextlib.suppress(FileExistsError):  # another process created it first
         os.mkdir(path.parent, _DOORBELL_DIR_MODE)
+    problem = doorbell_folder_problem(path.parent)
+    if problem is not None:
+        raise PermissionError(problem)
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, _DOORBELL_MODE)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, _DOORBELL_MODE)
     except FileExistsError:
         return
     os.close(fd)
+
+
+def doorbell_folder_problem(folder: Path) -> str | None:
+    """Say why ``folder`` is not a doorbell folder of this user's own; None if it is (or is
+    missing).
+
+    Another user who could write into the folder, or who planted it (or a symlink to a folder of
+    theirs) before litetasks made it, could replace the bell with a symlink to one of this
+    user's files, or see every ring.
+    """
+    try:
+        info = os.lstat(folder)
+    except FileNotFoundError:
+        return None
+    where = f"The doorbell folder {str(folder)!r}"
+    if stat.S_ISLNK(info.st_mode):
+        return f"{where} is a symlink; litetasks rings only in a folder of its own."
+    if not stat.S_ISDIR(info.st_mode):
+        return f"{where} is not a folder."
+    if info.st_uid != os.geteuid():
+        return f"{where} belongs to another user (uid {info.st_uid}), not to this one."
+    if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        return f"{where} is writable by other users (mode {stat.S_IMODE(info.st_mode):04o})."
+    return None
 
 
 def _watch(path: Path, rung: Bell) -> BaseObserver | None:

@@ -656,6 +656,52 @@ def test_check_reports_an_unwritable_folder(unwritable_folder: Path) -> None:
     assert "TASKS['default']['OPTIONS']['path']" in error.hint
 
 
+@pytest.mark.parametrize("mode", [0o777, 0o1777, 0o773])
+def test_check_warns_about_a_queue_folder_every_user_may_write_to(
+    tmp_path: Path, mode: int
+) -> None:
+    folder = tmp_path / "shared"
+    folder.mkdir()
+    folder.chmod(mode)
+    path = folder / "q.sqlite3"
+    backend = SQLiteBackend("default", {"OPTIONS": {"path": str(path)}})
+    [warning] = backend.check()
+    assert warning == checks.Warning(
+        f"The folder of the queue file {str(path)!r} is writable by every user (mode {mode:04o}).",
+        hint="Another user could put their own -wal, -shm or a symlink there before litetasks "
+        "creates them, and so read or redirect the queue. Remove write permission for others "
+        f"(chmod o-w {str(folder)!r}), or set TASKS['default']['OPTIONS']['path'] to a private "
+        "folder.",
+        id="litetasks.W001",
+    )
+
+
+def test_check_does_not_warn_about_a_folder_only_its_group_may_write_to(tmp_path: Path) -> None:
+    folder = tmp_path / "group"
+    folder.mkdir()
+    folder.chmod(0o770)
+    backend = SQLiteBackend("default", {"OPTIONS": {"path": str(folder / "q.sqlite3")}})
+    assert list(backend.check()) == []
+
+
+def test_check_warns_about_a_doorbell_folder_that_is_not_a_private_folder(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "q.sqlite3"
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (tmp_path / "q.sqlite3-doorbell.d").symlink_to(elsewhere)
+    backend = SQLiteBackend("default", {"OPTIONS": {"path": str(path)}})
+    [warning] = backend.check()
+    assert warning.id == "litetasks.W002"
+    folder = tmp_path / "q.sqlite3-doorbell.d"
+    assert warning.msg == (
+        f"The doorbell folder {str(folder)!r} is a symlink; litetasks rings only in a folder of "
+        "its own."
+    )
+    assert warning.hint.startswith(f"Delete {str(folder)!r}: litetasks creates it again, private.")
+
+
 def _mountinfo(tmp_path: Path, *mounts: tuple[str, str]) -> Path:
     lines = [
         f"{index} 1 0:{index} / {point.replace(' ', chr(92) + '040')} rw,relatime - {fstype} "
@@ -710,23 +756,3 @@ def test_check_reports_a_network_filesystem(
     assert error.id == "litetasks.E003"
     assert error.msg == f"The queue file {str(path)!r} is on a network filesystem (nfs4)."
     assert "local disk" in error.hint
-
-
-def test_enqueue_after_the_queue_file_was_deleted_writes_to_a_new_file(
-    backend, queue_path, caplog, monkeypatch
-) -> None:  # type: ignore[no-untyped-def]
-    import time as time_module
-
-    from litetasks import backend as backend_module
-
-    tasks.noop.enqueue()
-    for suffix in ("", "-wal", "-shm"):
-        Path(f"{queue_path}{suffix}").unlink(missing_ok=True)
-    later = time_module.monotonic() + 2  # the check runs at most once a second
-    monkeypatch.setattr(backend_module.time, "monotonic", lambda: later)
-
-    result = tasks.noop.enqueue()
-
-    assert queue_path.exists()  # not written into the deleted file, where no worker looks
-    assert backend.get_result(result.id).status == "READY"
-    assert "was deleted or replaced" in caplog.text

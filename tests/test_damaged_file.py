@@ -98,12 +98,13 @@ def test_a_deleted_truncated_or_overwritten_file_stops_the_pool_with_one_clear_l
 
     assert code == 1, supervisor.output
     [line] = [line for line in supervisor.output.splitlines() if "litetasks stopped" in line]
-    assert said in line and "start litetasks again" in line, line
+    assert said in line and "start litetasks again" in line.lower(), line
     assert "Traceback" not in supervisor.output, supervisor.output
     assert pool.procs.survivors() == []
     print(f"\n[damage] {said}: stopped after {elapsed:.1f} s")
     if damage is delete:  # what the pool still saw is saved, with the waiting task READY
-        saved = line.split("saved the tasks it held as '")[1].split("'")[0]
+        saved = line.split(" tasks it held as '")[1].split("'", maxsplit=1)[0]
+        assert f"run `litetasks merge {saved}`" in line, line
         with Store(saved) as copy:
             assert copy.get(waiting).state == JobState.READY
             assert copy.get(first).state == JobState.SUCCESSFUL

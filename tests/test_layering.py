@@ -13,7 +13,18 @@ import pytest
 import litetasks
 
 PACKAGE = Path(litetasks.__file__).resolve().parent
-DJANGO_FREE = ["store", "schema", "connection", "records", "exceptions", "liveness", "config"]
+DJANGO_FREE = [
+    "store",
+    "schema",
+    "connection",
+    "records",
+    "exceptions",
+    "liveness",
+    "config",
+    "producer",
+    "copies",
+    "damage",
+]
 # The layers above the store: importing one would pull Django in, or invert the layering.
 UPPER_LAYERS = {"backend", "execution", "compat"}
 DJANGO_PACKAGES = {"django", "django_tasks"}

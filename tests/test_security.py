@@ -289,6 +289,35 @@ def test_queue_file_and_its_wal_and_shm_are_private_even_with_a_permissive_umask
     }
 
 
+def test_a_dangling_symlink_at_the_queue_path_gets_a_private_file_at_its_target(
+    tmp_path: Path,
+) -> None:
+    import os
+
+    from django.test import override_settings
+
+    real = tmp_path / "real"
+    real.mkdir()
+    target = real / "tasks.sqlite3"
+    link = tmp_path / "tasks.sqlite3"
+    link.symlink_to(target)  # dangling: the file does not exist yet
+    setting = {
+        "default": {"BACKEND": "litetasks.backend.SQLiteBackend", "OPTIONS": {"path": str(link)}}
+    }
+    old = os.umask(0)
+    try:
+        with override_settings(TASKS=setting):
+            tasks.noop.enqueue()
+            assert drain() == 1
+    finally:
+        os.umask(old)
+    assert link.is_symlink()
+    files = [target, *(real / f"tasks.sqlite3{suffix}" for suffix in ("-wal", "-shm"))]
+    assert {path.name: stat.S_IMODE(path.stat().st_mode) for path in files} == {
+        path.name: 0o600 for path in files
+    }
+
+
 FORBIDDEN_MODULES = {"pickle", "_pickle", "cPickle", "marshal", "shelve", "dill", "cloudpickle"}
 
 

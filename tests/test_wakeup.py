@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from watchdog.events import (
@@ -218,6 +219,55 @@ def test_the_handler_rings_only_for_changes_to_the_doorbell_file(
 def test_the_doorbell_file_is_created_with_mode_0600(queue_path: Path) -> None:
     Doorbell(queue_path).ring()
     assert doorbell_path(queue_path).stat().st_mode & 0o777 == 0o600
+
+
+def test_the_doorbell_folder_is_created_private(queue_path: Path) -> None:
+    Doorbell(queue_path).ring()
+    assert doorbell_path(queue_path).parent.stat().st_mode & 0o777 == 0o700
+
+
+def _symlinked(folder: Path, elsewhere: Path) -> None:
+    folder.symlink_to(elsewhere)
+
+
+def _open_to_all(folder: Path, elsewhere: Path) -> None:
+    folder.mkdir()
+    folder.chmod(0o777)
+
+
+def _foreign(folder: Path, elsewhere: Path) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("needs root to give a folder to another user")
+    folder.mkdir(mode=0o700)
+    os.chown(folder, 65534, 65534)  # nobody
+
+
+@pytest.mark.parametrize(
+    ("plant", "said"),
+    [
+        (_symlinked, "is a symlink"),
+        (_open_to_all, "is writable by other users"),
+        (_foreign, "belongs to another user (uid 65534)"),
+    ],
+)
+def test_a_doorbell_folder_planted_by_someone_else_is_never_used(
+    queue_path: Path, caplog: pytest.LogCaptureFixture, plant: Any, said: str
+) -> None:
+    elsewhere = queue_path.parent / "elsewhere"
+    elsewhere.mkdir()
+    folder = doorbell_path(queue_path).parent
+    plant(folder, elsewhere)
+    before = set(threading.enumerate())
+    with caplog.at_level(logging.WARNING, logger="litetasks.wakeup"):
+        with Waiter(queue_path) as waiter:
+            assert not waiter.is_watching
+            Doorbell(queue_path).ring()
+            assert waiter.wait(5)  # rings from this process still arrive
+        assert not set(threading.enumerate()) - before
+    assert list(elsewhere.iterdir()) == []
+    assert not os.path.lexists(folder / "ring")
+    messages = [r.getMessage() for r in caplog.records]
+    assert messages and all(said in message for message in messages), messages
 
 
 def test_ring_never_raises_and_warns_once_when_the_file_cannot_be_touched(
