@@ -1,0 +1,148 @@
+"""``litetasks run`` in PID namespaces (containers): as PID 1, and two pools on one queue file.
+
+Each pool runs under ``unshare --pid --fork --mount-proc``, so its supervisor is PID 1 of a new
+namespace with its own ``/proc``, while the hostname and the kernel's boot id stay the host's:
+what containers of one Kubernetes pod (or ``--uts=host``) sharing a volume look like.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from litetasks.compat import TaskResultStatus
+from tests import process_tasks, tasks
+from tests.helpers import ProcessGroup, Started, litetasks_argv, subprocess_env, wait_for
+
+UNSHARE = ["unshare", "--pid", "--fork", "--mount-proc", "--kill-child"]
+
+
+def _can_unshare() -> bool:
+    if shutil.which("unshare") is None:
+        return False
+    try:
+        done = subprocess.run([*UNSHARE, "true"], capture_output=True, timeout=10, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return done.returncode == 0
+
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        not _can_unshare(), reason="needs unshare(1) and the right to create PID namespaces"
+    ),
+]
+
+
+@pytest.fixture
+def procs() -> Iterator[ProcessGroup]:
+    with ProcessGroup().cleanup() as group:
+        yield group
+
+
+def _stat(pid: int) -> list[str] | None:
+    """Fields 3 onwards of ``/proc/<pid>/stat`` (state, ppid, ...), or None if it is gone."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return None
+
+
+def _children(pid: int) -> list[int]:
+    """The pids (as this test sees them) of ``pid``'s children, zombies included."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and (fields := _stat(int(entry.name))) and int(fields[1]) == pid:
+            found.append(int(entry.name))
+    return sorted(found)
+
+
+def _live_children(pid: int) -> list[int]:
+    return [child for child in _children(pid) if (_stat(child) or ["Z"])[0] != "Z"]
+
+
+def _command(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
+
+
+class Namespace:
+    """``litetasks run`` as PID 1 of a new PID namespace."""
+
+    def __init__(self, started: Started) -> None:
+        self.started = started
+        # unshare forks the namespace's PID 1 and waits for it.
+        self.init_pid = wait_for(
+            lambda: next(iter(_children(started.pid)), None),
+            timeout_s=10,
+            what="the namespace's first process",
+        )
+
+    def kill(self, signum: int) -> None:
+        """Signal the supervisor (unshare itself does not forward signals)."""
+        os.kill(self.init_pid, signum)
+
+
+def start_in_namespace(
+    procs: ProcessGroup, tmp_path: Path, *args: str, env: dict[str, str] | None = None
+) -> Namespace:
+    argv = [*UNSHARE, *litetasks_argv("run", *args)]
+    return Namespace(procs.start(argv, env=env or subprocess_env(tmp_path), cwd=tmp_path))
+
+
+# -- PID 1 -------------------------------------------------------------------------------------
+
+
+def test_litetasks_run_as_pid_1_runs_tasks_reaps_orphans_and_stops_on_sigterm(
+    backend: Any, procs: ProcessGroup, tmp_path: Path
+) -> None:
+    side = tmp_path / "ran.txt"
+    results = [tasks.append_line.enqueue(str(side), f"task-{i}") for i in range(5)]
+    orphaning = process_tasks.leave_orphan.enqueue(60)
+    pool = start_in_namespace(procs, tmp_path, "--processes", "2", "--threads", "2")
+    supervisor = pool.init_pid
+    workers = wait_for(
+        lambda: len(found := _live_children(supervisor)) == 2 and found,
+        timeout_s=20,
+        what="two worker processes",
+    )
+
+    for result in [*results, orphaning]:
+        wait_for(
+            lambda result=result: (
+                backend.get_result(result.id).status == TaskResultStatus.SUCCESSFUL
+            ),
+            timeout_s=30,
+            what=f"task {result.id} to succeed:\n{pool.started.output}",
+        )
+    # The orphaned sleep now belongs to the supervisor, PID 1 of the namespace ...
+    orphan = wait_for(
+        lambda: next((p for p in _children(supervisor) if _command(p) == "sleep 60 "), None),
+        timeout_s=10,
+        what="the orphaned sleep to be handed to the supervisor",
+    )
+    # ... which reaps it once it exits: no zombie is left behind.
+    os.kill(orphan, signal.SIGTERM)
+    wait_for(lambda: _stat(orphan) is None, timeout_s=15, what="the orphan to be reaped")
+
+    assert _live_children(supervisor) == workers, pool.started.output
+    assert "recycled" not in pool.started.output
+    assert "exited with code" not in pool.started.output
+    pool.kill(signal.SIGTERM)
+    assert pool.started.wait(timeout_s=15) == 0, pool.started.output
+    assert "Supervisor pid=1 stopped" in pool.started.output
+    assert procs.survivors() == []
+    assert backend.store.get_workers() == []
+    assert sorted(line.split()[0] for line in side.read_text().splitlines()) == [
+        f"task-{i}" for i in range(5)
+    ]
