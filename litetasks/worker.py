@@ -303,6 +303,7 @@ class WorkerPool:
             host=self.identity.host,
             boot_id=self.identity.boot_id,
             proc_start=self.identity.proc_start,
+            pid_namespace=self.identity.pid_namespace,
             queues=self.config.queues,
             started_at_us=wall_clock_us(),
             heartbeat_at_us=wall_clock_us(),

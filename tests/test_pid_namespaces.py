@@ -7,6 +7,7 @@ what containers of one Kubernetes pod (or ``--uts=host``) sharing a volume look 
 
 from __future__ import annotations
 
+import collections
 import os
 import shutil
 import signal
@@ -21,6 +22,7 @@ from litetasks.compat import TaskResultStatus
 from tests import process_tasks, tasks
 from tests.helpers import ProcessGroup, Started, litetasks_argv, subprocess_env, wait_for
 
+WORKER_LOST = "litetasks.exceptions.WorkerLost"
 UNSHARE = ["unshare", "--pid", "--fork", "--mount-proc", "--kill-child"]
 
 
@@ -146,3 +148,87 @@ def test_litetasks_run_as_pid_1_runs_tasks_reaps_orphans_and_stops_on_sigterm(
     assert sorted(line.split()[0] for line in side.read_text().splitlines()) == [
         f"task-{i}" for i in range(5)
     ]
+
+
+# -- two pools, two namespaces, one queue file --------------------------------------------------
+
+
+def _short_lease_env(tmp_path: Path, lease_s: float) -> dict[str, str]:
+    """An environment whose settings give the queue file a short lease."""
+    settings = tmp_path / "short_lease_settings.py"
+    options = f"**TASKS['default']['OPTIONS'], 'lease_s': {lease_s!r}, 'heartbeat_s': 0.5"
+    settings.write_text(
+        "from tests.settings import *\n"
+        f"TASKS = {{'default': {{**TASKS['default'], 'OPTIONS': {{{options}}}}}}}\n"
+    )
+    env = subprocess_env(tmp_path, settings="short_lease_settings")
+    env["PYTHONPATH"] = f"{tmp_path}:{env['PYTHONPATH']}"
+    return env
+
+
+def _runs(path: Path) -> collections.Counter[str]:
+    if not path.exists():
+        return collections.Counter()
+    return collections.Counter(line.split()[0] for line in path.read_text().splitlines())
+
+
+def test_pools_in_two_pid_namespaces_neither_fail_nor_repeat_each_others_tasks(
+    backend: Any, procs: ProcessGroup, tmp_path: Path
+) -> None:
+    lease_s = 6.0  # short, yet long enough for a heartbeat every 0.5 s on a loaded machine
+    env = _short_lease_env(tmp_path, lease_s)
+    side = tmp_path / "ran"
+    once = [tasks.tracked.enqueue(str(side), f"once-{i}", 2.0) for i in range(4)]
+    retried = [
+        process_tasks.tracked_with_retries.enqueue(str(side), f"retried-{i}", 2.0) for i in range(4)
+    ]
+    first = start_in_namespace(
+        procs,
+        tmp_path,
+        "--processes",
+        "2",
+        "--threads",
+        "2",
+        "-q",
+        "default",
+        "-q",
+        "emails",
+        env=env,
+    )
+    started = Path(f"{side}.started")
+    wait_for(lambda: len(_runs(started)) >= 3, timeout_s=30, what="the first pool to start tasks")
+    second = start_in_namespace(
+        procs, tmp_path, "--processes", "2", "--threads", "2", "-q", "default", env=env
+    )
+
+    def all_finished() -> bool:
+        states = {backend.get_result(r.id).status for r in [*once, *retried]}
+        return states <= {TaskResultStatus.SUCCESSFUL, TaskResultStatus.FAILED}
+
+    wait_for(all_finished, timeout_s=60, what="every task to finish")
+
+    outputs = f"{first.started.output}\n----\n{second.started.output}"
+    failed = {
+        r.id: [e.exception_class_path for e in backend.get_result(r.id).errors]
+        for r in [*once, *retried]
+        if backend.get_result(r.id).status != TaskResultStatus.SUCCESSFUL
+    }
+    assert failed == {}, outputs
+    assert _runs(started) == {r.args[1]: 1 for r in [*once, *retried]}, outputs
+    assert not Path(f"{side}.concurrent").exists(), outputs
+    assert all(len(backend.get_result(r.id).worker_ids) == 1 for r in [*once, *retried])
+
+    # A pool that really dies (its whole namespace killed): the other one recovers its task
+    # by the heartbeat lease, as it would a worker on another host.
+    doomed = tasks.tracked.using(queue_name="emails").enqueue(str(side), "doomed", 120)
+    wait_for(lambda: _runs(started)["doomed"] == 1, timeout_s=30, what="the doomed task to start")
+    first.kill(signal.SIGKILL)
+    first.started.wait(timeout_s=10)
+    wait_for(
+        lambda: backend.get_result(doomed.id).status == TaskResultStatus.FAILED,
+        timeout_s=lease_s + 20,
+        what=f"the dead pool's task to be recovered:\n{second.started.output}",
+    )
+    assert [e.exception_class_path for e in backend.get_result(doomed.id).errors] == [WORKER_LOST]
+    second.kill(signal.SIGTERM)
+    assert second.started.wait(timeout_s=15) == 0, second.started.output
