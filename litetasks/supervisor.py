@@ -60,7 +60,10 @@ _PR_SET_PDEATHSIG = 1
 _PR_SET_NAME = 15
 # A burst does not restart a worker that keeps failing forever: it ends, exit code 1.
 _MAX_BURST_RESTARTS = 3
-_STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+# SIGHUP (a closing terminal, or a hang-up sent by hand) stops the pool as SIGTERM does, but a
+# second SIGHUP does not force the stop as a second SIGTERM or SIGINT does: a closing terminal
+# can send two (the shell passes its own on to its jobs, the kernel sends one to the foreground).
+_STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 # The --reload watcher (and ``litetasks bench``) name themselves to the supervisor they start.
 _WATCHER_PID_VAR = "LITETASKS_PARENT_PID"
 
@@ -112,10 +115,11 @@ def set_process_title(title: str, short: str) -> None:
 
 
 def run_pool(backend: SQLiteBackend, config: WorkerConfig) -> int:
-    """Run threads in this process until SIGTERM/SIGINT (or a burst ends); return the exit code.
+    """Run threads in this process until SIGTERM/SIGINT/SIGHUP (or a burst ends); return the
+    exit code.
 
     The first signal stops claiming and lets running tasks finish within ``grace_s``; a second
-    one exits at once (the next pool to start settles what was running).
+    one (not a second SIGHUP) exits at once (the next pool to start settles what was running).
     """
     pool = build_pool(backend, config)
     if threading.current_thread() is threading.main_thread():
@@ -130,11 +134,13 @@ def _install_child_signals(pool: WorkerPool) -> None:
     def on_signal(signum: int, frame: FrameType | None) -> None:
         # Flags only: the pool's dispatcher does the work (puts running tasks back, exits).
         nonlocal seen
+        if signum == signal.SIGHUP and seen:
+            return  # a repeated SIGHUP: see _STOP_SIGNALS
         seen += 1
         pool.stop(force=seen > 1)
 
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    for signum in _STOP_SIGNALS:
+        signal.signal(signum, on_signal)
 
 
 def _exit_code(pool: WorkerPool) -> int:
@@ -188,6 +194,7 @@ class Supervisor:
         self._restarts = RestartLimit(budget=config.process_count + 2)
         self._watcher_pid = _take_watcher_pid()
         self._signals = 0
+        self._stop_signal = 0  # the signal that stopped the pool (0: none, or not a signal)
         self._forwarded = 0
         self._damage: Damage | None = None
         self._unrecorded = False  # a child stopped with outcomes it could not record
@@ -199,7 +206,8 @@ class Supervisor:
     # -- main loop ---------------------------------------------------------------------------
 
     def run(self) -> int:
-        """Supervise until SIGTERM/SIGINT (twice: at once) or, in burst mode, until drained.
+        """Supervise until SIGTERM/SIGINT/SIGHUP (twice: at once) or, in burst mode, until
+        drained.
 
         As PID 1 (a container's entry point) it also does init's job: it reaps every process
         handed to it, and its signals work because it has a handler for each.
@@ -234,7 +242,11 @@ class Supervisor:
             failed |= self._reap()
             if self._signals == 1 and not self._forwarded:
                 self._forwarded = 1
-                logger.info("Stopping: running tasks get %.0f s to finish", self.config.grace_s)
+                logger.info(
+                    "Stopping%s: running tasks get %.0f s to finish",
+                    f" on {signal.Signals(self._stop_signal).name}" if self._stop_signal else "",
+                    self.config.grace_s,
+                )
                 self._forward(signal.SIGTERM)
             elif self._signals > 1:
                 logger.warning("Second signal: stopping at once")
@@ -435,7 +447,11 @@ class Supervisor:
         # Every signal the supervisor relies on has a handler: as PID 1 of a PID namespace (a
         # container's entry point), the kernel drops signals that would take the default action.
         def on_stop(signum: int, frame: FrameType | None) -> None:
-            self._signals += 1  # the main loop reacts; nothing else is safe here
+            # The main loop reacts; nothing else is safe here.
+            if signum == signal.SIGHUP and self._signals:
+                return  # a repeated SIGHUP: see _STOP_SIGNALS
+            self._signals += 1
+            self._stop_signal = self._stop_signal or signum
 
         for signum in _STOP_SIGNALS:
             signal.signal(signum, on_stop)
