@@ -57,10 +57,14 @@ def run_with_reload(child_argv: Sequence[str], watch: Sequence[Path]) -> int:
     observer.start()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
-        signals.received += 1  # the loop forwards it; nothing else is safe here
+        # The loop forwards it; nothing else is safe here. A repeated SIGHUP does not force the
+        # stop (a closing terminal can send two), as in the supervisor.
+        if signum != signal.SIGHUP or not signals.received:
+            signals.received += 1
         changed.set()
 
-    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+    stop_signals = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+    previous = {s: signal.signal(s, on_signal) for s in stop_signals}
     try:
         return _loop(child_argv, changed, signals)
     finally:

@@ -14,6 +14,8 @@ import functools
 import inspect
 import json
 import logging
+import os
+import signal
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -119,10 +121,13 @@ class TaskRunner:
         started = self._start(job)
         if not isinstance(started, _Started):
             return started
+        pid = os.getpid()
         try:
             raw = started.task.call(*started.call_args, **started.kwargs)
         except BaseException as exc:
+            _end_forked_child(pid, job, exc)
             return self._complete(started, exc=exc)
+        _end_forked_child(pid, job)
         return self._complete(started, raw=raw)
 
     async def arun(self, job: JobRecord) -> tuple[Outcome, Finish]:
@@ -130,10 +135,13 @@ class TaskRunner:
         started = self._start(job)
         if not isinstance(started, _Started):
             return started
+        pid = os.getpid()
         try:
             raw = await started.task.acall(*started.call_args, **started.kwargs)
         except BaseException as exc:
+            _end_forked_child(pid, job, exc)
             return self._complete(started, exc=exc)
+        _end_forked_child(pid, job)
         return self._complete(started, raw=raw)
 
     def _start(self, job: JobRecord) -> _Started | tuple[Outcome, Finish]:
@@ -306,6 +314,37 @@ class TaskRunner:
         if error is None:
             set_return_value(finished, value)
         return finished
+
+
+def _end_forked_child(pid: int, job: JobRecord, exc: BaseException | None = None) -> None:
+    """End this process at once if it is not ``pid`` but a child the task forked.
+
+    A forked child is a whole copy of the worker: left to return from the task, it would record
+    its outcome as the attempt's (the parent's, the real one, would then be discarded) and go on
+    claiming tasks as a second worker nobody supervises. Nothing of it is recorded.
+    """
+    if os.getpid() == pid:
+        return
+    code = 0 if exc is None else 1
+    if isinstance(exc, SystemExit):  # sys.exit() in the child: its code stands
+        code = exc.code if isinstance(exc.code, int) else int(exc.code is not None)
+    # A lock another thread held at the fork (a log handler's, a stream's) stays held here for
+    # good: should logging block on one, SIGALRM (default action: terminate) ends the child.
+    signal.alarm(5)
+    try:
+        logger.error(
+            "Task id=%s path=%s %s in a process it forked (pid=%d; the worker is pid=%d): "
+            "ending that process with code %d, recording nothing. A forked child must end "
+            "with os._exit().",
+            job.job_id,
+            job.task_path,
+            "returned" if exc is None else f"raised {type(exc).__name__}",
+            os.getpid(),
+            pid,
+            code,
+        )
+    finally:
+        os._exit(code)
 
 
 def _retryable(task: Any, job: JobRecord, exc: BaseException) -> bool:

@@ -154,7 +154,8 @@ class WorkerRecord:
     """A worker process as registered in the queue file.
 
     ``boot_id`` and ``proc_start`` (the kernel's boot id and the process start time in clock
-    ticks) let a process on the same host tell a live worker from a reused pid.
+    ticks) let a process on the same host tell a live worker from a reused pid;
+    ``pid_namespace`` says which pids ``pid`` is one of ("": unknown, judged by heartbeat).
     """
 
     worker_id: str
@@ -165,4 +166,5 @@ class WorkerRecord:
     queues: tuple[str, ...] | None
     started_at_us: int
     heartbeat_at_us: int
+    pid_namespace: str = ""
     current_job_ids: tuple[str, ...] = field(default=())

@@ -1,4 +1,4 @@
-"""Settle the tasks of workers that died: on this host by pid, elsewhere by heartbeat."""
+"""Settle the tasks of workers that died: in our liveness domain by pid, elsewhere by heartbeat."""
 
 from __future__ import annotations
 
@@ -31,14 +31,12 @@ def recover_lost(
 ) -> int:
     """Settle the jobs of workers that are dead or silent past the lease; return how many.
 
-    On this host a worker is dead when its process is gone, whatever its heartbeat says; a
-    worker elsewhere is lost when its heartbeat is older than ``lease_s``.
+    A worker of our liveness domain (host, boot, PID namespace: see liveness.py) is dead when
+    its process is gone, whatever its heartbeat says; any other worker is lost when its
+    heartbeat is older than ``lease_s``.
     """
     here = here or this_process()
-    workers = store.get_workers()
-    dead, alive = classify_workers(
-        [(w.worker_id, w.host, w.boot_id, w.pid, w.proc_start) for w in workers], here
-    )
+    dead, alive = classify_workers(store.get_workers(), here)
     settled = store.recover_lost(
         stale_before_us=store.now_us() - int(lease_s * 1_000_000),
         error=lost_worker_error(),

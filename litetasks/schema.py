@@ -82,8 +82,14 @@ CREATE TABLE schedules (
 );
 """
 
+# Version 3: the PID namespace a worker's pid belongs to (see liveness.py); NULL in rows written
+# before it, whose pids no process judges (their heartbeat does).
+_V3 = """
+ALTER TABLE workers ADD COLUMN pid_namespace TEXT;
+"""
+
 # MIGRATIONS[n] takes a file from version n to n + 1. Append only; never edit a released one.
-MIGRATIONS: tuple[str, ...] = (_V1, _V2)
+MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -88,9 +88,7 @@ def _unserved(
 
 
 def _lost_workers(workers: list[WorkerRecord], now_us: int, lease_s: float) -> set[str]:
-    dead, alive = classify_workers(
-        [(w.worker_id, w.host, w.boot_id, w.pid, w.proc_start) for w in workers], this_process()
-    )
+    dead, alive = classify_workers(workers, this_process())
     stale = {w.worker_id for w in workers if now_us - w.heartbeat_at_us > lease_s * 1_000_000}
     return set(dead) | (stale - set(alive))
 

@@ -424,8 +424,10 @@ class Store:
             db.execute(
                 """
                 INSERT OR REPLACE INTO workers
-                    (worker_id, pid, host, boot_id, proc_start, queues, started_at, heartbeat_at)
-                VALUES (:worker_id, :pid, :host, :boot_id, :proc_start, :queues, :started_at, :now)
+                    (worker_id, pid, host, boot_id, proc_start, pid_namespace, queues,
+                     started_at, heartbeat_at)
+                VALUES (:worker_id, :pid, :host, :boot_id, :proc_start, :pid_namespace, :queues,
+                        :started_at, :now)
                 """,
                 {
                     "worker_id": worker.worker_id,
@@ -433,6 +435,7 @@ class Store:
                     "host": worker.host,
                     "boot_id": worker.boot_id,
                     "proc_start": worker.proc_start,
+                    "pid_namespace": worker.pid_namespace or None,
                     "queues": None if worker.queues is None else json.dumps(list(worker.queues)),
                     "started_at": worker.started_at_us,
                     "now": self._now(),
@@ -616,15 +619,15 @@ class Store:
         with self._translated():
             jobs: list[Any] = self._db.execute(sql.RUNNING_JOBS).fetchall()
             rows: list[Any] = self._db.execute(
-                "SELECT worker_id, pid, host, boot_id, proc_start, queues, started_at, heartbeat_at"
-                " FROM workers ORDER BY started_at"
+                "SELECT worker_id, pid, host, boot_id, proc_start, pid_namespace, queues,"
+                " started_at, heartbeat_at FROM workers ORDER BY started_at"
             ).fetchall()
         running: dict[str, list[str]] = {}
         for owner, job_id in jobs:
             running.setdefault(str(owner), []).append(str(job_id))
         workers = []
         for row in rows:
-            worker_id, pid, host, boot_id, proc_start, queues, started_at, heartbeat_at = row
+            worker_id, pid, host, boot_id, proc_start, namespace, queues, started_at, beat = row
             workers.append(
                 WorkerRecord(
                     worker_id=str(worker_id),
@@ -632,9 +635,10 @@ class Store:
                     host=str(host),
                     boot_id=str(boot_id),
                     proc_start=int(proc_start),
+                    pid_namespace=str(namespace or ""),
                     queues=None if queues is None else tuple(json.loads(str(queues))),
                     started_at_us=int(started_at),
-                    heartbeat_at_us=int(heartbeat_at),
+                    heartbeat_at_us=int(beat),
                     current_job_ids=tuple(running.get(str(worker_id), ())),
                 )
             )

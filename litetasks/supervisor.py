@@ -31,6 +31,7 @@ from .execution import TaskRunner
 from .liveness import this_process
 from .outage import Outage, is_damage
 from .recovery import recover_lost
+from .restarts import RestartLimit
 from .scheduling import Schedule, Scheduler, load_schedules
 from .worker import WorkerPool
 
@@ -57,10 +58,14 @@ EXIT_STORE_FAILED = 73
 EXIT_DAMAGED = 74
 _PR_SET_PDEATHSIG = 1
 _PR_SET_NAME = 15
-_MAX_RESTART_DELAY_S = 30.0
 # A burst does not restart a worker that keeps failing forever: it ends, exit code 1.
 _MAX_BURST_RESTARTS = 3
-_STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+# SIGHUP (a closing terminal, or a hang-up sent by hand) stops the pool as SIGTERM does, but a
+# second SIGHUP does not force the stop as a second SIGTERM or SIGINT does: a closing terminal
+# can send two (the shell passes its own on to its jobs, the kernel sends one to the foreground).
+_STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+# The --reload watcher (and ``litetasks bench``) name themselves to the supervisor they start.
+_WATCHER_PID_VAR = "LITETASKS_PARENT_PID"
 
 
 def new_worker_id() -> str:
@@ -75,11 +80,13 @@ def build_pool(
     worker_id: str | None = None,
     *,
     can_exit: bool = False,
+    parent_pid: int | None = None,
 ) -> WorkerPool:
     """Return a thread pool serving ``backend`` in this process.
 
     ``can_exit``: this process is a supervised worker, which may exit to get rid of a task
-    that ignores its timeout or cancellation (the supervisor replaces it).
+    that ignores its timeout or cancellation (the supervisor replaces it). ``parent_pid``: the
+    process whose exit stops the pool (its supervisor; by default this process's parent).
     """
     return WorkerPool(
         store_factory=lambda: backend.store,
@@ -87,6 +94,7 @@ def build_pool(
         config=config,
         worker_id=worker_id or new_worker_id(),
         can_exit=can_exit,
+        parent_pid=parent_pid,
     )
 
 
@@ -107,10 +115,11 @@ def set_process_title(title: str, short: str) -> None:
 
 
 def run_pool(backend: SQLiteBackend, config: WorkerConfig) -> int:
-    """Run threads in this process until SIGTERM/SIGINT (or a burst ends); return the exit code.
+    """Run threads in this process until SIGTERM/SIGINT/SIGHUP (or a burst ends); return the
+    exit code.
 
     The first signal stops claiming and lets running tasks finish within ``grace_s``; a second
-    one exits at once (the next pool to start settles what was running).
+    one (not a second SIGHUP) exits at once (the next pool to start settles what was running).
     """
     pool = build_pool(backend, config)
     if threading.current_thread() is threading.main_thread():
@@ -125,11 +134,13 @@ def _install_child_signals(pool: WorkerPool) -> None:
     def on_signal(signum: int, frame: FrameType | None) -> None:
         # Flags only: the pool's dispatcher does the work (puts running tasks back, exits).
         nonlocal seen
+        if signum == signal.SIGHUP and seen:
+            return  # a repeated SIGHUP: see _STOP_SIGNALS
         seen += 1
         pool.stop(force=seen > 1)
 
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    for signum in _STOP_SIGNALS:
+        signal.signal(signum, on_signal)
 
 
 def _exit_code(pool: WorkerPool) -> int:
@@ -180,7 +191,10 @@ class Supervisor:
             schedules = load_schedules(backend)
         self.scheduler = Scheduler(backend, schedules)
         self._next_periodic = 0.0 if schedules else math.inf
+        self._restarts = RestartLimit(budget=config.process_count + 2)
+        self._watcher_pid = _take_watcher_pid()
         self._signals = 0
+        self._stop_signal = 0  # the signal that stopped the pool (0: none, or not a signal)
         self._forwarded = 0
         self._damage: Damage | None = None
         self._unrecorded = False  # a child stopped with outcomes it could not record
@@ -192,7 +206,12 @@ class Supervisor:
     # -- main loop ---------------------------------------------------------------------------
 
     def run(self) -> int:
-        """Supervise until SIGTERM/SIGINT (twice: at once) or, in burst mode, until drained."""
+        """Supervise until SIGTERM/SIGINT/SIGHUP (twice: at once) or, in burst mode, until
+        drained.
+
+        As PID 1 (a container's entry point) it also does init's job: it reaps every process
+        handed to it, and its signals work because it has a handler for each.
+        """
         self._install_signals()
         set_process_title(
             f"litetasks supervisor [{self.config.process_count} processes, "
@@ -215,7 +234,7 @@ class Supervisor:
         next_sweep = time.monotonic() + self.config.lease_s / 4
         while self.slots.by_pid or (self.slots.pending and not self._signals):
             self._wait(self._next_timeout(next_sweep))
-            if not self._signals and _reloader_gone():
+            if not self._signals and self._watcher_gone():
                 logger.warning("The --reload watcher died; stopping")
                 self._signals = 1
             if not self._signals:
@@ -223,7 +242,11 @@ class Supervisor:
             failed |= self._reap()
             if self._signals == 1 and not self._forwarded:
                 self._forwarded = 1
-                logger.info("Stopping: running tasks get %.0f s to finish", self.config.grace_s)
+                logger.info(
+                    "Stopping%s: running tasks get %.0f s to finish",
+                    f" on {signal.Signals(self._stop_signal).name}" if self._stop_signal else "",
+                    self.config.grace_s,
+                )
                 self._forward(signal.SIGTERM)
             elif self._signals > 1:
                 logger.warning("Second signal: stopping at once")
@@ -284,6 +307,7 @@ class Supervisor:
 
     def _spawn(self, restarts: int) -> None:
         worker_id = new_worker_id() + f"/{len(self.slots.by_pid)}-{restarts}"
+        supervisor = os.getpid()
         # A stop signal must wait until the child has its own handlers: until then it has ours,
         # which would count the signal in the child's copy of this object, and the child would
         # never stop. Blocked signals stay pending and are delivered once unblocked.
@@ -291,12 +315,12 @@ class Supervisor:
         try:
             pid = os.fork()
             if pid == 0:  # the child: never returns
-                os._exit(self._child_main(worker_id, mask))
+                os._exit(self._child_main(worker_id, mask, supervisor))
         finally:
             signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         self.slots.by_pid[pid] = _Child(worker_id, time.monotonic(), restarts)
 
-    def _child_main(self, worker_id: str, mask: Iterable[int]) -> int:
+    def _child_main(self, worker_id: str, mask: Iterable[int], supervisor: int) -> int:
         code = 1
         try:
             os.close(self._wake_r)
@@ -306,9 +330,11 @@ class Supervisor:
             # Our own process group: a terminal's Ctrl-C reaches only the supervisor, which
             # forwards one SIGTERM; otherwise each child would count two signals and not wait.
             os.setpgid(0, 0)
-            _die_with_parent()
+            _die_with_parent(supervisor)
             set_process_title(f"litetasks worker {worker_id}", "lt-worker")
-            pool = build_pool(self.backend, self.config, worker_id, can_exit=True)
+            pool = build_pool(
+                self.backend, self.config, worker_id, can_exit=True, parent_pid=supervisor
+            )
             _install_child_signals(pool)
             signal.pthread_sigmask(signal.SIG_SETMASK, mask)
             pool.run()
@@ -333,7 +359,7 @@ class Supervisor:
             if pid == 0:
                 return failed
             child = self.slots.by_pid.pop(pid, None)
-            if child is None:
+            if child is None:  # an orphan handed to us (we are PID 1 or a subreaper): reaped
                 continue
             code = os.waitstatus_to_exitcode(status)
             failed |= code not in (0, EXIT_RECYCLE)
@@ -348,21 +374,18 @@ class Supervisor:
         if self.config.burst and child.restarts >= _MAX_BURST_RESTARTS:
             logger.error("Worker pid=%d failed %d times in a burst; giving up", pid, child.restarts)
             return
-        if code in (EXIT_RECYCLE, 0):
-            logger.info("Worker pid=%d recycled; starting a new one", pid)
-            self._spawn(restarts=0)
-            return
-        lived = time.monotonic() - child.started
-        restarts = 0 if lived > _MAX_RESTART_DELAY_S else child.restarts + 1
-        delay = 0.0 if restarts == 0 else min(_MAX_RESTART_DELAY_S, 0.5 * 2 ** (restarts - 1))
-        logger.error(
-            "Worker pid=%d exited with code %d after %.1f s; restarting in %.1f s",
-            pid,
-            code,
-            lived,
-            delay,
+        now = time.monotonic()
+        crashed = code not in (EXIT_RECYCLE, 0)
+        when, crashes = self._restarts.plan(
+            now,
+            pid=pid,
+            code=code,
+            lived_s=now - child.started,
+            crashes=child.restarts if crashed else None,
         )
-        self.slots.pending.append((time.monotonic() + delay, restarts))
+        if not crashed and when <= now:
+            logger.info("Worker pid=%d %s; starting a new one", pid, _ended(code))
+        self.slots.pending.append((when, crashes))
 
     def _settle_tasks(self, child: _Child, code: int) -> None:
         """Settle a dead child's tasks: put back to READY when it stopped as asked, else lost."""
@@ -421,13 +444,23 @@ class Supervisor:
     # -- signals -----------------------------------------------------------------------------
 
     def _install_signals(self) -> None:
+        # Every signal the supervisor relies on has a handler: as PID 1 of a PID namespace (a
+        # container's entry point), the kernel drops signals that would take the default action.
         def on_stop(signum: int, frame: FrameType | None) -> None:
-            self._signals += 1  # the main loop reacts; nothing else is safe here
+            # The main loop reacts; nothing else is safe here.
+            if signum == signal.SIGHUP and self._signals:
+                return  # a repeated SIGHUP: see _STOP_SIGNALS
+            self._signals += 1
+            self._stop_signal = self._stop_signal or signum
 
-        signal.signal(signal.SIGTERM, on_stop)
-        signal.signal(signal.SIGINT, on_stop)
+        for signum in _STOP_SIGNALS:
+            signal.signal(signum, on_stop)
         signal.signal(signal.SIGCHLD, lambda signum, frame: None)
         signal.set_wakeup_fd(self._wake_w, warn_on_full_buffer=False)
+
+    def _watcher_gone(self) -> bool:
+        """Whether ``litetasks run --reload`` started us and has died since."""
+        return self._watcher_pid is not None and os.getppid() != self._watcher_pid
 
     def _close_django_connections(self) -> None:
         from django.db import connections
@@ -435,17 +468,29 @@ class Supervisor:
         connections.close_all()
 
 
-def _reloader_gone() -> bool:
-    """Whether ``litetasks run --reload`` started us and has died since."""
-    watcher = os.environ.get("LITETASKS_PARENT_PID")
-    return bool(watcher) and str(os.getppid()) != watcher
+def _ended(code: int) -> str:
+    return "recycled" if code == EXIT_RECYCLE else "stopped"
 
 
-def _die_with_parent() -> None:
-    """Ask Linux to send SIGTERM when the supervisor dies, even by SIGKILL (no orphans)."""
+def _take_watcher_pid() -> int | None:
+    """Return the pid of the process watching us (``--reload``), if one started us.
+
+    It leaves the environment, so that no subprocess of a task (another ``litetasks run``
+    among them) takes our watcher for its own, and stops when it finds another parent.
+    """
+    value = os.environ.pop(_WATCHER_PID_VAR, "")
+    return int(value) if value.isdigit() else None
+
+
+def _die_with_parent(supervisor: int) -> None:
+    """Ask Linux to send SIGTERM when the supervisor dies, even by SIGKILL (no orphans).
+
+    The supervisor is known by its pid, not as "a parent that is not PID 1": as a container's
+    entry point the supervisor *is* PID 1 (and when it dies, the kernel ends its namespace).
+    """
     with contextlib.suppress(OSError, AttributeError):
         libc = ctypes.CDLL(None, use_errno=True)
         if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) != 0:
             raise OSError(ctypes.get_errno(), "prctl")
-    if os.getppid() == 1:  # the parent died before prctl took effect
+    if os.getppid() != supervisor:  # it died before prctl took effect: we were handed over
         os.kill(os.getpid(), signal.SIGTERM)

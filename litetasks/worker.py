@@ -101,6 +101,7 @@ class WorkerPool:
         worker_id: str,
         identity: ProcessIdentity | None = None,
         can_exit: bool = False,
+        parent_pid: int | None = None,
     ) -> None:
         self.config = config
         self.worker_id = worker_id
@@ -111,6 +112,10 @@ class WorkerPool:
         # A task ignored its interrupt: this process must be replaced (see interrupts.py).
         self.must_be_replaced = False
         self._can_exit = can_exit
+        # The pool stops when this process (its supervisor) exits: it is known by its pid, which
+        # stays our parent's until it dies. Never "a parent other than PID 1": a supervisor in
+        # a container is PID 1.
+        self._parent_pid = os.getppid() if parent_pid is None else parent_pid
         self.failure: BaseException | None = None
         # The queue file failed this pool: outcomes it could not record (job ids), and whether
         # the file is damaged (corrupt, not a database): the supervisor then stops every worker.
@@ -298,6 +303,7 @@ class WorkerPool:
             host=self.identity.host,
             boot_id=self.identity.boot_id,
             proc_start=self.identity.proc_start,
+            pid_namespace=self.identity.pid_namespace,
             queues=self.config.queues,
             started_at_us=wall_clock_us(),
             heartbeat_at_us=wall_clock_us(),
@@ -753,10 +759,9 @@ class WorkerPool:
         store = self._store_factory()
         outage = Outage(f"Heartbeat of worker id={self.worker_id}")
         pruner = Pruner(self.config.results_ttl_s)
-        parent = os.getppid()
         next_recovery = time.monotonic() + self.config.lease_s / 4
         while not self._stopping.wait(min(self.config.heartbeat_s, 1.0)):
-            if os.getppid() != parent:
+            if os.getppid() != self._parent_pid:
                 logger.warning("The supervisor died; worker id=%s stops", self.worker_id)
                 self.stop()
                 return

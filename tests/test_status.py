@@ -22,6 +22,7 @@ def _register(backend, worker_id: str, *, pid: int, proc_start: int, heartbeat_a
             host=here.host,
             boot_id=here.boot_id,
             proc_start=proc_start,
+            pid_namespace=here.pid_namespace,
             queues=("emails",),
             started_at_us=now,
             heartbeat_at_us=now,
