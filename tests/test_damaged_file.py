@@ -76,13 +76,15 @@ def overwrite(path: Path) -> None:
 @pytest.mark.parametrize(
     ("damage", "said"),
     [
-        (delete, "was deleted"),
+        # A thread of the pool that opens its first connection after the delete creates a
+        # new, empty file at the path (as a producer would): then the file "was replaced".
+        (delete, ("was deleted", "was replaced by another file")),
         (truncate, "was truncated to 0 bytes"),
         (overwrite, "was overwritten: it is not a SQLite database any more"),
     ],
 )
 def test_a_deleted_truncated_or_overwritten_file_stops_the_pool_with_one_clear_line(
-    open_pool: Callable[..., Pool], damage: Callable[[Path], None], said: str
+    open_pool: Callable[..., Pool], damage: Callable[[Path], None], said: str | tuple[str, ...]
 ) -> None:
     pool = open_pool(**OPTIONS)
     first = pool.enqueue("first")
@@ -98,10 +100,11 @@ def test_a_deleted_truncated_or_overwritten_file_stops_the_pool_with_one_clear_l
 
     assert code == 1, supervisor.output
     [line] = [line for line in supervisor.output.splitlines() if "litetasks stopped" in line]
-    assert said in line and "start litetasks again" in line.lower(), line
+    assert any(words in line for words in ([said] if isinstance(said, str) else said)), line
+    assert "start litetasks again" in line.lower(), line
     assert "Traceback" not in supervisor.output, supervisor.output
     assert pool.procs.survivors() == []
-    print(f"\n[damage] {said}: stopped after {elapsed:.1f} s")
+    print(f"\n[damage] {damage.__name__}: stopped after {elapsed:.1f} s")
     if damage is delete:  # what the pool still saw is saved, with the waiting task READY
         saved = line.split(" tasks it held as '")[1].split("'", maxsplit=1)[0]
         assert f"run `litetasks merge {saved}`" in line, line
