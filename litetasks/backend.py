@@ -39,7 +39,7 @@ from .compat import (
 from .config import BackendConfig, StoreConfig, from_options
 from .connection import filesystem_type
 from .exceptions import ConfigurationError, JobNotFound, StoreError, TaskNotAllowed
-from .records import Hook, JobRecord, JobState, NewJob
+from .records import EARLIEST_US, LATEST_US, Hook, JobRecord, JobState, NewJob, clamp_us
 from .store import CancelResult, Store, new_job_id, new_job_ids
 from .task import LiteTask, check_options
 from .wakeup import Doorbell
@@ -160,14 +160,32 @@ def to_us(value: datetime) -> int:
 
 
 def from_us(value: int | None) -> datetime | None:
-    """Convert microseconds since the epoch to what ``timezone.now()`` would give."""
+    """Convert microseconds since the epoch to what ``timezone.now()`` would give.
+
+    Total: a value outside the times litetasks stores (only a row written by other code holds
+    one) becomes the nearest time it stores, never an ``OverflowError``.
+    """
     if value is None:
         return None
+    if not EARLIEST_US <= value <= LATEST_US:
+        value = clamp_us(value)
     moment = EPOCH + MICROSECOND * value
     if _use_tz():
         return moment
     naive: datetime = django_timezone.make_naive(moment, django_timezone.get_default_timezone())
     return naive
+
+
+def stored_us(value: datetime, what: str) -> int:
+    """``to_us(value)``, refused with ``InvalidTask`` unless the queue file can hold it."""
+    us = to_us(value)
+    if not EARLIEST_US <= us <= LATEST_US:
+        raise InvalidTask(
+            f"{what} is {value.isoformat()!r}, outside the times a queue file holds (0001-01-02 "
+            "to 9999-12-30 UTC, so that every worker can read it in any time zone). Pass a "
+            "datetime in that range, or none to run the task as soon as possible."
+        )
+    return us
 
 
 def _check_json_value(value: Any, where: str, depth: int = 0) -> None:
@@ -344,7 +362,9 @@ class SQLiteBackend(BaseTaskBackend):
             priority=task.priority,
             args_json=args_json,
             kwargs_json=kwargs_json,
-            run_after_us=None if task.run_after is None else to_us(task.run_after),
+            run_after_us=None
+            if task.run_after is None
+            else stored_us(task.run_after, f"run_after of {task.module_path!r}"),
             max_attempts=getattr(task, "max_attempts", 1),
             unique_key=self._unique_key(task, args, kwargs),
             hooks=hooks,
@@ -406,6 +426,8 @@ class SQLiteBackend(BaseTaskBackend):
     def validate_task(self, task: Task) -> None:
         """Django's checks, then litetasks' options (``LiteTask``) with errors that say how."""
         super().validate_task(task)
+        if task.run_after is not None:  # refused here, at Task.using(), not in a worker
+            stored_us(task.run_after, f"run_after of {task.module_path!r}")
         if isinstance(task, LiteTask):
             check_options(task)
 

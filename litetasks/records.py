@@ -6,7 +6,32 @@ import enum
 import traceback
 from dataclasses import dataclass, field
 
-__all__ = ["ErrorRecord", "Hook", "JobRecord", "JobState", "NewJob", "Outcome", "WorkerRecord"]
+__all__ = [
+    "EARLIEST_US",
+    "LATEST_US",
+    "ErrorRecord",
+    "Hook",
+    "JobRecord",
+    "JobState",
+    "NewJob",
+    "Outcome",
+    "WorkerRecord",
+    "clamp_us",
+]
+
+# The times the queue file holds, in microseconds since the Unix epoch: 0001-01-02 to
+# 9999-12-30 UTC, a day inside what Python's datetime can hold, so that a stored time converts
+# to a datetime in any time zone (UTC offsets are less than a day) without overflowing.
+EARLIEST_US = -62_135_510_400_000_000  # 0001-01-02T00:00:00Z
+LATEST_US = 253_402_214_399_999_999  # 9999-12-30T23:59:59.999999Z
+
+
+def clamp_us(value: int) -> int:
+    """``value`` moved into ``EARLIEST_US..LATEST_US``: any stored integer becomes a time
+    every conversion can take."""
+    if value < EARLIEST_US:
+        return EARLIEST_US
+    return LATEST_US if value > LATEST_US else value
 
 
 class JobState(str, enum.Enum):

@@ -31,7 +31,17 @@ from .connection import (
 from .exceptions import JobNotFound
 from .faults import ACTIVE as FAULTS
 from .faults import fault
-from .records import ErrorRecord, Hook, JobRecord, JobState, NewJob, Outcome, WorkerRecord
+from .records import (
+    EARLIEST_US,
+    LATEST_US,
+    ErrorRecord,
+    Hook,
+    JobRecord,
+    JobState,
+    NewJob,
+    Outcome,
+    WorkerRecord,
+)
 from .schema import migrate
 from .toobig import TooBigToClaim, claim_one_by_one
 
@@ -176,10 +186,14 @@ class Store:
         False (nothing written) when that slot or a later one was already enqueued, by this
         process or any other on the same file; also False, with the slot recorded as done,
         when ``job`` is unique and its twin is READY or RUNNING (the slot is skipped).
+        A recorded slot that is not a time a queue file holds (written by other code) is
+        replaced.
         """
+        if not EARLIEST_US <= slot_us <= LATEST_US:
+            raise ValueError(_out_of_range("slot_us", slot_us))
         with self._write() as db:
             last = db.execute(sql.SCHEDULE_LAST_SLOT, {"name": name}).fetchone()
-            if last is not None and int(last[0]) >= slot_us:
+            if last is not None and _slot_or_none(last[0]) is not None and last[0] >= slot_us:
                 return False
             now = self._now()
             try:
@@ -197,12 +211,20 @@ class Store:
         return True
 
     def schedules(self) -> dict[str, tuple[int, str | None]]:
-        """Return, per periodic schedule name, its last enqueued slot and that job's id."""
+        """Return, per periodic schedule name, its last enqueued slot and that job's id.
+
+        A slot that is not a time a queue file holds (written by other code) is left out, as
+        if the schedule had never run: its next slot replaces it.
+        """
         with self._translated():
             rows: list[Any] = self._db.execute(
                 "SELECT name, last_slot, last_job_id FROM schedules"
             ).fetchall()
-        return {str(n): (int(s), None if j is None else str(j)) for n, s, j in rows}
+        return {
+            str(n): (slot, None if j is None else str(j))
+            for n, s, j in rows
+            if (slot := _slot_or_none(s)) is not None
+        }
 
     def _insert(self, db: apsw.Connection, job: NewJob, now: int) -> None:
         db.execute(sql.INSERT, _insert_params(job, now))
@@ -797,6 +819,9 @@ _STATES = {state.value: state for state in JobState}
 
 def _insert_params(job: NewJob, now: int) -> tuple[Any, ...]:
     """The bindings of ``sql.INSERT`` for ``job``, enqueued at ``now``."""
+    run_after = job.run_after_us
+    if run_after is not None and not EARLIEST_US <= run_after <= LATEST_US:
+        raise ValueError(_out_of_range("run_after_us", run_after))
     return (
         job.job_id,
         job.task_path,
@@ -810,6 +835,21 @@ def _insert_params(job: NewJob, now: int) -> tuple[Any, ...]:
         _hooks_json(job.hooks),
         now,
     )
+
+
+def _out_of_range(name: str, value: int) -> str:
+    return (
+        f"{name} is {value!r}, outside the times a queue file holds ({EARLIEST_US} to "
+        f"{LATEST_US} microseconds since the epoch: 0001-01-02 to 9999-12-30 UTC); nothing "
+        "was written. Pass a time in that range."
+    )
+
+
+def _slot_or_none(value: Any) -> int | None:
+    """A stored slot, or None if it is not an integer time a queue file holds."""
+    if type(value) is int and EARLIEST_US <= value <= LATEST_US:
+        return value
+    return None
 
 
 def _hooks_json(hooks: Sequence[Hook]) -> str | None:
