@@ -13,6 +13,7 @@ Errors recorded on a task (in ``TaskResult.errors``) rather than raised:
 
     WorkerLost                the worker running the task died (kill -9, OOM, power loss)
     JobTooBig                 the stored row is too big for a worker to claim it
+    MalformedJob              the stored row holds values litetasks did not write and cannot read
     TaskTimeout               the task ran longer than its ``timeout``
     TaskCancelled             the task was cancelled while it ran
     TaskNotAllowed            a stored row names something that is not a task of this backend
@@ -26,6 +27,7 @@ __all__ = [
     "JobTooBig",
     "LeaseLost",
     "LiteTasksError",
+    "MalformedJob",
     "SchemaVersionError",
     "StoreError",
     "TaskCancelled",
@@ -86,6 +88,10 @@ class WorkerLost(LiteTasksError):
 
 class JobTooBig(LiteTasksError):
     """The stored row of a job is too big for a worker to claim it (SQLite's length limit)."""
+
+
+class MalformedJob(LiteTasksError):
+    """The stored row of a job holds values litetasks cannot read (written by other code)."""
 
 
 class TaskNotAllowed(LiteTasksError):

@@ -142,6 +142,9 @@ class JobRecord:
     unique_key: str | None = None
     cancel_requested: bool = False
     hooks: tuple[Hook, ...] = ()
+    # Values of the row litetasks did not write and cannot read, as (column, what is wrong);
+    # each was replaced by a harmless one above. A worker fails such a job when it claims it.
+    malformed: tuple[tuple[str, str], ...] = ()
 
     @property
     def due_at_us(self) -> int:

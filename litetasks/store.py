@@ -42,6 +42,15 @@ from .records import (
     Outcome,
     WorkerRecord,
 )
+from .rows import (
+    decode_job,
+    decode_rows,
+    drop_bad_hooks,
+    fail_malformed,
+    hooks_from_json,
+    is_time,
+    with_problem,
+)
 from .schema import migrate
 from .toobig import TooBigToClaim, claim_one_by_one
 
@@ -171,7 +180,7 @@ class Store:
                         (job.unique_key,),
                     ).fetchone()
                 if twin is not None:
-                    existing.append(_job_from_row(twin))
+                    existing.append(decode_job(twin))
                     continue
                 self._insert(db, job, now)
                 existing.append(None)
@@ -271,8 +280,7 @@ class Store:
             settled, rows = self._record_and_claim(outcomes, worker_id, queues, limit, True)
         if self._hooked or any(o.retry_at_us is not None for o in outcomes):
             self._on_ready()  # a retry or a hook is READY: waiting workers re-plan their sleep
-        rows.sort(key=lambda row: (-row[3], row[-2], row[-1]))  # priority, due_at, seq
-        return settled, [_job_from_row(row) for row in rows]
+        return settled, rows
 
     def _record_and_claim(
         self,
@@ -281,16 +289,42 @@ class Store:
         queues: Collection[str] | None,
         limit: int,
         one_by_one: bool = False,
-    ) -> tuple[list[bool], list[Any]]:
+    ) -> tuple[list[bool], list[JobRecord]]:
         with self._write() as db:
             self._hooked = False
             settled = self._settle_all(db, outcomes)
-            rows = self._claim(db, worker_id, queues, limit, one_by_one) if limit > 0 else []
+            jobs: list[JobRecord] = []
+            while len(jobs) < limit:
+                rows = self._claim(db, worker_id, queues, limit - len(jobs), one_by_one)
+                claimed = self._claimed(db, rows, worker_id) if rows else []
+                jobs += claimed  # each round takes what sorts after the rounds before it
+                if len(claimed) == len(rows):  # none failed: nothing more is due, or enough
+                    break
             if FAULTS and outcomes:
                 fault("record.before_commit", db)
-            if FAULTS and rows:
+            if FAULTS and jobs:
                 fault("claim.after_update", db)
-        return settled, rows
+        return settled, jobs
+
+    def _claimed(self, db: apsw.Connection, rows: list[Any], worker_id: str) -> list[JobRecord]:
+        """The jobs of claimed ``rows`` in claim order (priority, due time, enqueue order).
+
+        A job whose row holds values litetasks cannot read fails here, in the claiming
+        transaction, and is not returned (see rows.py); the others are claimed as usual.
+        """
+        keyed: list[tuple[int, int, int, JobRecord]] = []
+        for row in rows:
+            job = decode_job(row)
+            due_at, seq = row[-2], row[-1]
+            if not (type(due_at) is int and EARLIEST_US <= due_at <= LATEST_US):
+                job = with_problem(job, "due_at", due_at)
+            if job.malformed:
+                hooks = fail_malformed(db, job, seq, worker_id, self._now())
+                self._enqueue_hooks(db, job.job_id, JobState.FAILED, hooks)
+                continue
+            keyed.append((-job.priority, due_at, seq, job))  # seq is unique: jobs never compare
+        keyed.sort()
+        return [job for *_, job in keyed]
 
     def _claim(
         self,
@@ -383,13 +417,24 @@ class Store:
         return True
 
     def _enqueue_hooks(
-        self, db: apsw.Connection, job_id: str, state: JobState, hooks_json: str
+        self,
+        db: apsw.Connection,
+        job_id: str,
+        state: JobState,
+        hooks_json: Any,
     ) -> None:
-        """Insert the hooks of ``job_id`` that fire on ``state``, in the caller's transaction."""
+        """Insert the hooks of ``job_id`` that fire on ``state``, in the caller's transaction.
+
+        ``hooks_json`` is the row's ``hooks`` value, or the hooks already decoded (a tuple).
+        """
         if not state.is_finished:
             return
+        hooks = hooks_json if isinstance(hooks_json, tuple) else hooks_from_json(hooks_json)
+        if hooks is None:  # written by other code: none is enqueued, and the row says so
+            drop_bad_hooks(db, job_id, hooks_json)
+            return
         now = self._now()
-        for hook in _hooks_from_json(hooks_json):
+        for hook in hooks:
             if hook.fires_on(state):
                 self._insert(
                     db,
@@ -654,20 +699,33 @@ class Store:
     def get(self, job_id: str) -> JobRecord:
         """Return the job ``job_id``; raise ``JobNotFound`` if there is none."""
         with self._translated():
-            row = self._db.execute(
-                f"SELECT {sql.JOB_COLUMNS} FROM jobs WHERE job_id = ?", (job_id,)
-            ).fetchone()
+            try:
+                row = self._db.execute(
+                    f"SELECT {sql.JOB_COLUMNS} FROM jobs WHERE job_id = ?", (job_id,)
+                ).fetchone()
+            except UnicodeDecodeError:  # text that is not UTF-8, written by other code
+                raw = self._db.execute(sql.JOB_ROW_RAW, (job_id,)).fetchone()
+                row = None if raw is None else decode_rows([raw])[0]
         if row is None:
             raise JobNotFound(job_id)
-        return _job_from_row(row)
+        return decode_job(row)
 
     def counts(self) -> dict[tuple[str, JobState], int]:
         """Return the number of jobs per ``(queue_name, state)``."""
         with self._translated():
+            # Read as bytes: text that is not UTF-8 (written by other code) cannot fail this.
             rows: list[Any] = self._db.execute(
-                "SELECT queue_name, state, count(*) FROM jobs GROUP BY queue_name, state"
+                "SELECT CAST(queue_name AS BLOB), state, count(*) FROM jobs"
+                " GROUP BY queue_name, state"
             ).fetchall()
-        return {(str(q), JobState(s)): int(n) for q, s, n in rows}
+        # A state litetasks does not know (written by other code) is no state it counts: no
+        # worker claims, recovers or prunes such a job.
+        known = {state.value: state for state in JobState}
+        return {
+            (bytes(q).decode("utf-8", "replace"), known[s]): int(n)
+            for q, s, n in rows
+            if s in known
+        }
 
     def next_due_at(self, queues: Collection[str] | None = None) -> int | None:
         """Return the earliest ``due_at`` of a READY job in ``queues`` (None: no READY job)."""
@@ -676,7 +734,11 @@ class Store:
             row = self._db.execute(
                 f"SELECT min(due_at) FROM jobs WHERE state = 'READY'{where}", params
             ).fetchone()
-        return None if row is None or row[0] is None else int(row[0])
+        if row is None or row[0] is None:
+            return None
+        # A due time that is not a time litetasks stores (written by other code) is due now:
+        # the claim takes such a job, and fails it.
+        return row[0] if is_time(row[0]) else self._now()
 
     def max_row_bytes(self) -> int:
         """Return the most bytes one row may take (SQLite's ``SQLITE_LIMIT_LENGTH``)."""
@@ -752,7 +814,12 @@ def _error_json(error: ErrorRecord) -> str:
 
 
 def _take(db: apsw.Connection, pick: str, params: dict[str, Any]) -> list[Any]:
-    """Claim the best due jobs (``sql.PICK_*`` picks them); return their rows, in any order."""
+    """Claim the best due jobs (``sql.PICK_*`` picks them); return their rows, in any order.
+
+    Rows come back as one JSON text (one step of one statement, see ``sql.PICK``); one by one
+    when a value cannot travel so (a blob, as in a row written by other code, see
+    ``sql.TAKEN``); and with text read from blobs when some text is not UTF-8.
+    """
     seqs = db.execute(pick, params).fetchone()[0]  # type: ignore[index]
     if seqs == "[]":
         return []
@@ -761,60 +828,11 @@ def _take(db: apsw.Connection, pick: str, params: dict[str, Any]) -> list[Any]:
         taken: Any = db.execute(sql.TAKEN, {"seqs": seqs}).fetchone()
         return list(json.loads(taken[0]))
     except (apsw.TooBigError, apsw.SQLError, ValueError):
+        pass
+    try:
         return db.execute(sql.TAKEN_ROWS, {"seqs": seqs}).fetchall()
-
-
-def _job_from_row(row: Any) -> JobRecord:
-    # apsw returns exactly the stored types (str, int, None): no conversions but JSON's.
-    (
-        job_id,
-        task_path,
-        queue_name,
-        priority,
-        args,
-        kwargs,
-        state,
-        enqueued_at,
-        run_after,
-        started_at,
-        last_attempted_at,
-        finished_at,
-        worker_ids,
-        errors,
-        return_value,
-        attempts,
-        max_attempts,
-        owner,
-        unique_key,
-        cancel_requested,
-        hooks,
-    ) = row[:21]
-    return JobRecord(
-        job_id=job_id,
-        task_path=task_path,
-        queue_name=queue_name,
-        priority=priority,
-        args_json=args,
-        kwargs_json=kwargs,
-        state=_STATES[state],
-        enqueued_at_us=enqueued_at,
-        run_after_us=run_after,
-        started_at_us=started_at,
-        last_attempted_at_us=last_attempted_at,
-        finished_at_us=finished_at,
-        worker_ids=() if worker_ids == "[]" else tuple(json.loads(worker_ids)),
-        errors=() if errors == "[]" else tuple(ErrorRecord(**e) for e in json.loads(errors)),
-        return_json=return_value,
-        attempts=attempts,
-        max_attempts=max_attempts,
-        owner=owner,
-        unique_key=unique_key,
-        cancel_requested=bool(cancel_requested),
-        hooks=() if hooks is None else _hooks_from_json(hooks),
-    )
-
-
-_STATES = {state.value: state for state in JobState}
+    except UnicodeDecodeError:
+        return decode_rows(db.execute(sql.TAKEN_ROWS_RAW, {"seqs": seqs}).fetchall())
 
 
 def _insert_params(job: NewJob, now: int) -> tuple[Any, ...]:
@@ -865,7 +883,3 @@ def _in_queues(queues: Collection[str] | None) -> tuple[str, tuple[str, ...]]:
 
 def _exists(db: apsw.Connection, job_id: str) -> bool:
     return db.execute("SELECT 1 FROM jobs WHERE job_id = ?", (job_id,)).fetchone() is not None
-
-
-def _hooks_from_json(text: str) -> tuple[Hook, ...]:
-    return tuple(Hook(**item) for item in json.loads(text))

@@ -65,11 +65,7 @@ def claim_one_by_one(
 
 def _fail(db: apsw.Connection, seq: int, now: int, max_row_bytes: int) -> tuple[str, str | None]:
     """FAILED without running, with an error that fits: see ``sql.FAIL_TOO_BIG``."""
-    sizes: Any = db.execute(
-        "SELECT length(CAST(args AS BLOB)) + length(CAST(kwargs AS BLOB)),"
-        " json_array_length(errors) FROM jobs WHERE seq = ?",
-        (seq,),
-    ).fetchone()
+    sizes: Any = db.execute(sql.TOO_BIG_SIZES, (seq,)).fetchone()
     args_bytes, earlier = sizes
     for keep_errors in (True, False):
         error = _error_json(int(args_bytes), max_row_bytes, 0 if keep_errors else int(earlier))
