@@ -39,6 +39,7 @@ from .compat import (
 from .config import BackendConfig, StoreConfig, from_options
 from .connection import filesystem_type
 from .exceptions import ConfigurationError, JobNotFound, StoreError, TaskNotAllowed
+from .modules import refusal
 from .records import EARLIEST_US, LATEST_US, Hook, JobRecord, JobState, NewJob, clamp_us
 from .store import CancelResult, Store, new_job_id, new_job_ids
 from .task import LiteTask, check_options
@@ -538,7 +539,8 @@ class SQLiteBackend(BaseTaskBackend):
     # -- rows <-> Django values ---------------------------------------------------------------
 
     def check_task_module(self, task_path: str) -> None:
-        """Refuse a task whose module a worker would not be allowed to import."""
+        """Refuse a task whose module a worker would not be allowed to import (see
+        ``litetasks.modules``: the same rules as ``_import_task``)."""
         if task_path in self._allowed_paths:
             return
         module = task_path.rpartition(".")[0]
@@ -547,6 +549,9 @@ class SQLiteBackend(BaseTaskBackend):
                 f"Task {task_path!r} is defined in __main__, which a worker cannot import. "
                 "Move it into a module of an installed app."
             )
+        refused = refusal(task_path, self._not_installed(task_path))
+        if refused is not None:
+            raise InvalidTask(f"Task {refused} Move it into a module of an installed app.")
         if not self._is_allowed_module(module):
             raise InvalidTask(
                 f"Task {task_path!r} is not in an installed app, so a worker will not import it. "
@@ -599,12 +604,16 @@ class SQLiteBackend(BaseTaskBackend):
         return result
 
     def _import_task(self, task_path: str) -> Task:
+        """Import the ``Task`` ``task_path`` names, if ``litetasks.modules`` allows it.
+
+        Raises ``TaskNotAllowed`` (before importing anything, when the module is not allowed).
+        """
+        refused = refusal(task_path, self._not_installed(task_path))
+        if refused is not None:
+            raise TaskNotAllowed(refused)
         module_name, _, name = task_path.rpartition(".")
-        if not module_name or not self._is_allowed_module(module_name):
-            raise TaskNotAllowed(
-                f"{task_path!r} is not in an installed app or in "
-                f"TASKS[{self.alias!r}]['OPTIONS']['task_modules']; it was not imported."
-            )
+        if not self._is_allowed_module(module_name):
+            raise TaskNotAllowed(self._not_installed(task_path))
         try:
             module = __import__(module_name, fromlist=["_"])
         except Exception as exc:
@@ -621,6 +630,12 @@ class SQLiteBackend(BaseTaskBackend):
                 f"{task_path!r} belongs to backend {candidate.backend!r}, not {self.alias!r}."
             )
         return candidate
+
+    def _not_installed(self, task_path: str) -> str:
+        return (
+            f"{task_path!r} is not in an installed app or in "
+            f"TASKS[{self.alias!r}]['OPTIONS']['task_modules']; it was not imported."
+        )
 
     def _is_allowed_module(self, module: str) -> bool:
         if self._allowed_roots is None:
