@@ -16,6 +16,7 @@ from .exceptions import (
     TaskCancelled,
     TaskInterrupted,
     TaskNotAllowed,
+    TaskNotFound,
     TaskTimeout,
     WorkerLost,
 )
@@ -64,6 +65,7 @@ __all__ = [
     "TaskCancelled",
     "TaskInterrupted",
     "TaskNotAllowed",
+    "TaskNotFound",
     "TaskTimeout",
     "WorkerLost",
     "__version__",

@@ -38,7 +38,13 @@ from .compat import (
 )
 from .config import BackendConfig, StoreConfig, from_options
 from .connection import filesystem_type
-from .exceptions import ConfigurationError, JobNotFound, StoreError, TaskNotAllowed
+from .exceptions import (
+    ConfigurationError,
+    JobNotFound,
+    StoreError,
+    TaskNotAllowed,
+    TaskNotFound,
+)
 from .modules import refusal
 from .records import EARLIEST_US, LATEST_US, Hook, JobRecord, JobState, NewJob, clamp_us
 from .store import CancelResult, Store, new_job_id, new_job_ids
@@ -74,6 +80,7 @@ ROW_MARGIN_BYTES = 64 * 1024
 # disturb the parent's locks (SQLite "How To Corrupt", section 2.6).
 _stores = threading.local()
 _abandoned: list[Store] = []
+_MISSING = object()
 
 
 def thread_store(config: StoreConfig, *, reopen_if_moved: bool = False) -> Store:
@@ -606,28 +613,45 @@ class SQLiteBackend(BaseTaskBackend):
     def _import_task(self, task_path: str) -> Task:
         """Import the ``Task`` ``task_path`` names, if ``litetasks.modules`` allows it.
 
-        Raises ``TaskNotAllowed`` (before importing anything, when the module is not allowed).
+        Raises ``TaskNotAllowed`` for a path no worker imports (before importing anything), and
+        ``TaskNotFound`` when this worker does not have the task (another worker may): its module
+        outside this worker's apps (not imported), not importable here, without that name, or
+        not a task of this backend.
         """
         refused = refusal(task_path, self._not_installed(task_path))
         if refused is not None:
             raise TaskNotAllowed(refused)
         module_name, _, name = task_path.rpartition(".")
         if not self._is_allowed_module(module_name):
-            raise TaskNotAllowed(self._not_installed(task_path))
+            raise TaskNotFound(
+                self._not_installed(task_path), task_path=task_path, reason="outside"
+            )
         try:
             module = __import__(module_name, fromlist=["_"])
         except Exception as exc:
-            raise TaskNotAllowed(
-                f"Cannot import {module_name!r} for task {task_path!r}: {exc!r}."
+            raise TaskNotFound(
+                f"Cannot import {module_name!r} for task {task_path!r}: {exc!r}.",
+                task_path=task_path,
+                reason="import",
             ) from exc
-        candidate = getattr(module, name, None)
+        candidate = getattr(module, name, _MISSING)
+        if candidate is _MISSING:
+            raise TaskNotFound(
+                f"{task_path!r} is not a task: module {module_name!r} has no {name!r}.",
+                task_path=task_path,
+                reason="missing",
+            )
         if not isinstance(candidate, Task):
-            raise TaskNotAllowed(
-                f"{task_path!r} is not a task: only functions decorated with @task can run."
+            raise TaskNotFound(
+                f"{task_path!r} is not a task: only functions decorated with @task can run.",
+                task_path=task_path,
+                reason="not_task",
             )
         if candidate.backend != self.alias:
-            raise TaskNotAllowed(
-                f"{task_path!r} belongs to backend {candidate.backend!r}, not {self.alias!r}."
+            raise TaskNotFound(
+                f"{task_path!r} belongs to backend {candidate.backend!r}, not {self.alias!r}.",
+                task_path=task_path,
+                reason="backend",
             )
         return candidate
 

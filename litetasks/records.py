@@ -142,6 +142,9 @@ class JobRecord:
     unique_key: str | None = None
     cancel_requested: bool = False
     hooks: tuple[Hook, ...] = ()
+    # How many times workers put it back, not finding its task in their code, since when.
+    put_backs: int = 0
+    first_put_back_at_us: int | None = None
     # Values of the row litetasks did not write and cannot read, as (column, what is wrong);
     # each was replaced by a harmless one above. A worker fails such a job when it claims it.
     malformed: tuple[tuple[str, str], ...] = ()
@@ -155,9 +158,10 @@ class JobRecord:
 class Outcome:
     """The result of running one claimed attempt, ready to be recorded.
 
-    Exactly one of ``return_json`` (success) and ``error`` (failure) is set. ``started_at_us`` is
-    when the attempt really started, which can be later than the claim when jobs are prefetched.
-    A failure with ``retry_at_us`` set goes back to READY then, if attempts remain.
+    Exactly one of ``return_json`` (success), ``error`` (failure) and ``put_back_due_us`` (task
+    not found, see ``TaskNotFound``) is set. ``started_at_us`` is when the attempt really
+    started, which can be later than the claim when jobs are prefetched. A failure with
+    ``retry_at_us`` set goes back to READY then, if attempts remain.
     """
 
     job_id: str
@@ -171,10 +175,13 @@ class Outcome:
     # Whether the job has hooks (known to whoever ran it); None: not known. A success known to
     # have none can be settled in a batch that reports no hooks back.
     has_hooks: bool | None = None
+    # Neither a success nor a failure: the worker did not find the task in its code, and puts
+    # the job back to READY, due then, its attempt not counted (see TaskNotFound).
+    put_back_due_us: int | None = None
 
     @property
     def is_success(self) -> bool:
-        return self.error is None
+        return self.error is None and self.put_back_due_us is None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -77,6 +77,8 @@ _REPAIRS: dict[str, tuple[str, str]] = {
     "unique_key": ("unique_key = NULL", "NULL"),
     "cancel_requested": ("cancel_requested = 0", "0"),
     "hooks": ("hooks = NULL", "NULL"),
+    "put_backs": ("put_backs = 0", "0"),
+    "first_put_back_at": ("first_put_back_at = NULL", "NULL"),
 }
 
 
@@ -141,11 +143,13 @@ def _plain_job(
         unique_key,
         cancel_requested,
         hooks,
-    ) = row[:21]
+        put_backs,
+        first_put_back_at,
+    ) = row[:23]
     if not (
         type(job_id) is type(task_path) is type(queue_name) is type(args) is type(kwargs) is str
         and type(worker_ids) is type(errors) is str
-        and type(priority) is type(attempts) is type(max_attempts) is int
+        and type(priority) is type(attempts) is type(max_attempts) is type(put_backs) is int
         and type(cancel_requested) is type(enqueued_at) is int
         and max_attempts > 0
         and first <= enqueued_at <= last
@@ -156,6 +160,10 @@ def _plain_job(
             or (type(last_attempted_at) is int and first <= last_attempted_at <= last)
         )
         and (finished_at is None or (type(finished_at) is int and first <= finished_at <= last))
+        and (
+            first_put_back_at is None
+            or (type(first_put_back_at) is int and first <= first_put_back_at <= last)
+        )
         and (return_value is None or type(return_value) is str)
         and (owner is None or type(owner) is str)
         and (unique_key is None or type(unique_key) is str)
@@ -193,6 +201,8 @@ def _plain_job(
         unique_key=unique_key,
         cancel_requested=bool(cancel_requested),
         hooks=() if hooks is None else _hooks(hooks),
+        put_backs=put_backs,
+        first_put_back_at_us=first_put_back_at,
     )
 
 
@@ -279,6 +289,8 @@ def _checked_job(row: Sequence[Any]) -> JobRecord:
             check.integer("cancel_requested", row[19], 0, least=0, rule="0 or 1")
         ),
         hooks=() if hooks is None else check.json("hooks", hooks, _hooks, "a JSON list of hooks"),
+        put_backs=check.integer("put_backs", row[21], 0, least=0, rule="a whole number >= 0"),
+        first_put_back_at_us=check.optional_time("first_put_back_at", row[22]),
         malformed=tuple(check.problems),
     )
 

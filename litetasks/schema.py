@@ -82,8 +82,15 @@ CREATE TABLE schedules (
 );
 """
 
+# Version 3: tasks a worker did not find in its code are put back for another (execution.py).
+_V3 = """
+-- How many times workers put this job back, not finding its task, and when the first did.
+ALTER TABLE jobs ADD COLUMN put_backs INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE jobs ADD COLUMN first_put_back_at INTEGER;
+"""
+
 # MIGRATIONS[n] takes a file from version n to n + 1. Append only; never edit a released one.
-MIGRATIONS: tuple[str, ...] = (_V1, _V2)
+MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -11,6 +11,7 @@ import json
 from .records import EARLIEST_US, LATEST_US
 
 __all__ = [
+    "CLAIMS",
     "CLAIM_ANY",
     "CLAIM_ONE_QUEUE",
     "CLAIM_QUEUES",
@@ -31,6 +32,7 @@ __all__ = [
     "PICK_ANY",
     "PICK_ONE_QUEUE",
     "PICK_QUEUES",
+    "PUT_BACK",
     "RECOVER",
     "RELEASE",
     "RUNNING_JOBS",
@@ -45,7 +47,8 @@ __all__ = [
 
 JOB_COLUMNS = """job_id, task_path, queue_name, priority, args, kwargs, state, enqueued_at,
     run_after, started_at, last_attempted_at, finished_at, worker_ids, errors, return_value,
-    attempts, max_attempts, owner, unique_key, cancel_requested, hooks"""
+    attempts, max_attempts, owner, unique_key, cancel_requested, hooks, put_backs,
+    first_put_back_at"""
 
 # Bound by position, (job_id, task_path, queue_name, priority, args, kwargs, run_after,
 # max_attempts, unique_key, hooks, now): a tuple binds faster than a dict (by name), which
@@ -157,6 +160,9 @@ CLAIM_QUEUES = CLAIM.format(index="jobs_ready", queue_filter=_QUEUES, columns=CL
 DUE_ANY = DUE.format(index="jobs_ready", queue_filter="")
 DUE_ONE_QUEUE = DUE.format(index="jobs_ready", queue_filter=_ONE_QUEUE)
 DUE_QUEUES = DUE.format(index="jobs_ready", queue_filter=_QUEUES)
+# A worker leaves the tasks it did not find in its code to other workers for a while
+# (execution.py): claims skip them, reading each candidate's row (only then).
+_SKIP = "AND task_path NOT IN (SELECT value FROM json_each(:skip))"
 
 # The batch claim in three statements, each stepped once, that hand whole batches across as
 # JSON text: the seqs of the jobs to take (best first), their UPDATE, and the claimed rows.
@@ -167,6 +173,23 @@ PICK = "SELECT json_group_array(seq) FROM (" + DUE + ")"
 PICK_ANY = PICK.format(index="jobs_ready", queue_filter="")
 PICK_ONE_QUEUE = PICK.format(index="jobs_ready", queue_filter=_ONE_QUEUE)
 PICK_QUEUES = PICK.format(index="jobs_ready", queue_filter=_QUEUES)
+
+
+def _claim_statements(queue_filter: str) -> tuple[str, str, str]:
+    return (
+        PICK.format(index="jobs_ready", queue_filter=queue_filter),
+        CLAIM.format(index="jobs_ready", queue_filter=queue_filter, columns=CLAIMED_COLUMNS),
+        DUE.format(index="jobs_ready", queue_filter=queue_filter),
+    )
+
+
+# The (PICK, CLAIM, DUE) statements of a claim, by which queues it serves ("any", "one" or
+# "some") and whether it skips task paths (:skip).
+CLAIMS: dict[tuple[str, bool], tuple[str, str, str]] = {
+    (queues, skips): _claim_statements(f"{queue_filter} {_SKIP}" if skips else queue_filter)
+    for queues, queue_filter in (("any", ""), ("one", _ONE_QUEUE), ("some", _QUEUES))
+    for skips in (False, True)
+}
 TAKE = _CLAIMED + "WHERE seq IN (SELECT value FROM json_each(:seqs)) AND state = 'READY'\n"
 # A blob (only a row written by other code holds one) makes json_array() fail, and the rows
 # then come one by one, below; but a blob that happens to be valid JSONB is read as the value it
@@ -323,6 +346,25 @@ WHERE state = 'RUNNING' AND owner = :worker_id
 RETURNING job_id
 """
 
+# A worker did not find the job's task in its code: READY again at :due_at for another worker
+# (or a restarted pool), the attempt not counted (as RELEASE), the put-back counted.
+PUT_BACK = f"""
+UPDATE jobs
+SET state = 'READY',
+    owner = NULL,
+    attempts = attempts - 1,
+    worker_ids = CASE WHEN {_is_json("worker_ids")}
+                      THEN json_remove(worker_ids, '$[#-1]') ELSE worker_ids END,
+    started_at = CASE WHEN attempts = 1 THEN NULL ELSE started_at END,
+    last_attempted_at = CASE WHEN attempts = 1 THEN NULL ELSE last_attempted_at END,
+    run_after = :due_at,
+    due_at = :due_at,
+    put_backs = put_backs + 1,
+    first_put_back_at = coalesce(first_put_back_at, :finished_at)
+WHERE job_id = :job_id AND state = 'RUNNING' AND owner = :worker_id AND attempts = :attempt
+RETURNING state
+"""
+
 # Every RUNNING job and its owner. Without INDEXED BY the planner scans the whole table in seq
 # order (to skip a sort): with a million finished results, 80 ms at every worker's start.
 RUNNING_JOBS = """
@@ -383,7 +425,9 @@ SET state = 'READY',
     due_at = :now,
     finished_at = NULL,
     owner = NULL,
-    cancel_requested = 0
+    cancel_requested = 0,
+    put_backs = 0,
+    first_put_back_at = NULL
 WHERE job_id = :job_id AND state = 'FAILED'
 """
 

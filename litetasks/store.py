@@ -241,14 +241,19 @@ class Store:
     # -- consumers ---------------------------------------------------------------------------
 
     def claim(
-        self, worker_id: str, *, queues: Collection[str] | None = None, limit: int = 1
+        self,
+        worker_id: str,
+        *,
+        queues: Collection[str] | None = None,
+        limit: int = 1,
+        skip: Collection[str] = (),
     ) -> list[JobRecord]:
         """Atomically move up to ``limit`` due READY jobs to RUNNING under ``worker_id``.
 
         Jobs come back in claim order: priority descending, then due time, then enqueue order.
-        ``queues=None`` serves every queue.
+        ``queues=None`` serves every queue. Jobs whose task path is in ``skip`` are left.
         """
-        return self.record_and_claim((), worker_id, queues=queues, limit=limit)[1]
+        return self.record_and_claim((), worker_id, queues=queues, limit=limit, skip=skip)[1]
 
     def record(self, outcomes: Sequence[Outcome]) -> list[bool]:
         """Settle claimed attempts in one transaction; return, per outcome, whether it counted.
@@ -266,6 +271,7 @@ class Store:
         *,
         queues: Collection[str] | None = None,
         limit: int = 1,
+        skip: Collection[str] = (),
     ) -> tuple[list[bool], list[JobRecord]]:
         """``record(outcomes)`` then ``claim(...)``, in one transaction (one commit, one fsync).
 
@@ -275,11 +281,13 @@ class Store:
         if FAULTS and limit > 0:
             fault("claim.before_begin", self._db)
         try:
-            settled, rows = self._record_and_claim(outcomes, worker_id, queues, limit)
+            settled, rows = self._record_and_claim(outcomes, worker_id, queues, limit, skip)
         except TooBigToClaim:  # rolled back; once more, failing the rows that cannot grow
-            settled, rows = self._record_and_claim(outcomes, worker_id, queues, limit, True)
-        if self._hooked or any(o.retry_at_us is not None for o in outcomes):
-            self._on_ready()  # a retry or a hook is READY: waiting workers re-plan their sleep
+            settled, rows = self._record_and_claim(outcomes, worker_id, queues, limit, skip, True)
+        if self._hooked or any(
+            o.retry_at_us is not None or o.put_back_due_us is not None for o in outcomes
+        ):
+            self._on_ready()  # a retry, a hook or a put-back is READY: sleepers re-plan
         return settled, rows
 
     def _record_and_claim(
@@ -288,6 +296,7 @@ class Store:
         worker_id: str,
         queues: Collection[str] | None,
         limit: int,
+        skip: Collection[str],
         one_by_one: bool = False,
     ) -> tuple[list[bool], list[JobRecord]]:
         with self._write() as db:
@@ -295,7 +304,7 @@ class Store:
             settled = self._settle_all(db, outcomes)
             jobs: list[JobRecord] = []
             while len(jobs) < limit:
-                rows = self._claim(db, worker_id, queues, limit - len(jobs), one_by_one)
+                rows = self._claim(db, worker_id, queues, limit - len(jobs), one_by_one, skip)
                 claimed = self._claimed(db, rows, worker_id) if rows else []
                 jobs += claimed  # each round takes what sorts after the rounds before it
                 if len(claimed) == len(rows):  # none failed: nothing more is due, or enough
@@ -333,18 +342,22 @@ class Store:
         queues: Collection[str] | None,
         limit: int,
         one_by_one: bool = False,
+        skip: Collection[str] = (),
     ) -> list[Any]:
         if isinstance(queues, str):
             raise TypeError(f"queues must be a collection of names, not the string {queues!r}.")
         params: dict[str, Any] = {"worker_id": worker_id, "now": self._now(), "limit": limit}
         if queues is None:
-            pick, statement, due = sql.PICK_ANY, sql.CLAIM_ANY, sql.DUE_ANY
+            served = "any"
         elif len(queues) == 1:
-            pick, statement, due = sql.PICK_ONE_QUEUE, sql.CLAIM_ONE_QUEUE, sql.DUE_ONE_QUEUE
+            served = "one"
             params["queue"] = next(iter(queues))
         else:
-            pick, statement, due = sql.PICK_QUEUES, sql.CLAIM_QUEUES, sql.DUE_QUEUES
+            served = "some"
             params["queues"] = json.dumps(sorted(queues))
+        if skip:
+            params["skip"] = json.dumps(sorted(skip))
+        pick, statement, due = sql.CLAIMS[served, bool(skip)]
         if not one_by_one:
             try:
                 return _take(db, pick, params)
@@ -403,6 +416,10 @@ class Store:
             "started_at": outcome.started_at_us,
             "finished_at": outcome.finished_at_us,
         }
+        if outcome.put_back_due_us is not None:
+            params["due_at"] = outcome.put_back_due_us
+            del params["started_at"]
+            return db.execute(sql.PUT_BACK, params).fetchone() is not None
         if outcome.error is None:
             params["return_value"] = outcome.return_json
             row = db.execute(sql.COMPLETE, params).fetchone()

@@ -88,11 +88,6 @@ def assert_refused(job: JobRecord, exception_class_path: str, message: str) -> N
         ("subprocess.check_call", NOT_ALLOWED),
         ("builtins.eval", NOT_ALLOWED),
         ("antigravity.fly", NOT_ALLOWED),
-        ("nonexistent.module.fn", NOT_ALLOWED),
-        ("tests.tasks.undecorated", NOT_A_TASK),
-        ("tests.tasks.BadStr", NOT_A_TASK),
-        ("tests.tasks.os", NOT_A_TASK),
-        ("tests.tasks.no_such_name", NOT_A_TASK),
         ("antigravity", NOT_A_PATH),
         ("", NOT_A_PATH),
         (".tasks.noop", NOT_A_PATH),
@@ -111,17 +106,70 @@ def test_a_row_naming_something_that_is_not_a_task_is_failed(
     assert_refused(job, "litetasks.exceptions.TaskNotAllowed", message.format(path=task_path))
 
 
-def test_a_row_naming_a_missing_module_of_an_installed_app_is_failed(
-    backend: SQLiteBackend,
+# What a worker does not find in its code, another worker may have (another project on the same
+# queue file, a pool restarted on new code): it puts the task back to READY, and fails it only
+# after OPTIONS["not_found_delays"] (tests/test_not_found.py). With none, it fails at once.
+ONE_FILE = (
+    "If another project uses this queue file, give each project its own file: one queue file "
+    "belongs to one project."
+)
+RESTART = "restart the workers (they load the code when they start), then `litetasks retry {id}`."
+NOT_FOUND = {
+    "nonexistent.module.fn": (
+        "Task 'nonexistent.module.fn' is not in an installed app of the workers "
+        "(INSTALLED_APPS, or TASKS['default']['OPTIONS']['task_modules']), so they did not "
+        f"import it (tried once). {ONE_FILE} If its app is new, add it to INSTALLED_APPS, "
+        + RESTART
+    ),
+    "tests.tasks.undecorated": (
+        "Task 'tests.tasks.undecorated' is not a task in the code the workers loaded: "
+        "'undecorated' is not decorated with @task there (tried once). If that changed since "
+        f"they started, {RESTART} {ONE_FILE}"
+    ),
+    "tests.tasks.BadStr": (
+        "Task 'tests.tasks.BadStr' is not a task in the code the workers loaded: 'BadStr' is "
+        "not decorated with @task there (tried once). If that changed since they started, "
+        f"{RESTART} {ONE_FILE}"
+    ),
+    "tests.tasks.os": (
+        "Task 'tests.tasks.os' is not a task in the code the workers loaded: 'os' is not "
+        "decorated with @task there (tried once). If that changed since they started, "
+        f"{RESTART} {ONE_FILE}"
+    ),
+    "tests.tasks.no_such_name": (
+        "Task 'tests.tasks.no_such_name' was not found in the code the workers loaded: module "
+        f"'tests.tasks' has no 'no_such_name' (tried once). If it is new, {RESTART} {ONE_FILE}"
+    ),
+    "tests.no_such_module.fn": (
+        "Task 'tests.no_such_module.fn' could not be imported by the workers: importing "
+        "'tests.no_such_module' raised ModuleNotFoundError(\"No module named "
+        "'tests.no_such_module'\") (tried once). If the module is new or was fixed since, "
+        f"{RESTART} {ONE_FILE}"
+    ),
+}
+
+
+@pytest.fixture
+def no_put_backs(backend: SQLiteBackend) -> Iterator[SQLiteBackend]:
+    """The default backend with OPTIONS["not_found_delays"] = []: not found, FAILED at once."""
+    from django.test import override_settings
+
+    from litetasks.compat import task_backends
+
+    options = {**backend.options, "not_found_delays": []}
+    setting = {"default": {"BACKEND": "litetasks.backend.SQLiteBackend", "OPTIONS": options}}
+    with override_settings(TASKS=setting):
+        yield task_backends["default"]
+
+
+@pytest.mark.parametrize("task_path", sorted(NOT_FOUND))
+def test_a_row_naming_a_task_this_worker_does_not_have_fails_saying_what_to_do(
+    no_put_backs: SQLiteBackend, task_path: str
 ) -> None:
-    job_id = insert(backend, "tests.no_such_module.fn")
-    job = drain_with_a_valid_task_last(backend, job_id)
-    assert_refused(
-        job,
-        "litetasks.exceptions.TaskNotAllowed",
-        "Cannot import 'tests.no_such_module' for task 'tests.no_such_module.fn': "
-        "ModuleNotFoundError(\"No module named 'tests.no_such_module'\").",
-    )
+    job_id = insert(no_put_backs, task_path, args_json='["touch /tmp/litetasks-pwned"]')
+    job = drain_with_a_valid_task_last(no_put_backs, job_id)
+    message = NOT_FOUND[task_path].format(id=job_id)
+    assert_refused(job, "litetasks.exceptions.TaskNotFound", message)
 
 
 def test_a_refused_row_sends_no_signals(backend: SQLiteBackend) -> None:
@@ -169,10 +217,11 @@ def test_get_result_of_a_row_with_undecodable_arguments_refuses_to_load_it(
 
 
 def test_a_row_naming_a_task_of_another_backend_is_failed(
-    backend: SQLiteBackend, monkeypatch: pytest.MonkeyPatch
+    no_put_backs: SQLiteBackend, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from django.test import override_settings
 
+    backend = no_put_backs
     other = {**backend.options, "path": str(Path(backend.config.store.path).with_name("o.db"))}
     setting = {
         "default": {"BACKEND": "litetasks.backend.SQLiteBackend", "OPTIONS": backend.options},
@@ -189,8 +238,11 @@ def test_a_row_naming_a_task_of_another_backend_is_failed(
         job = default.store.get(job_id)
     assert_refused(
         job,
-        "litetasks.exceptions.TaskNotAllowed",
-        "'tests.tasks.other_backend_task' belongs to backend 'other', not 'default'.",
+        "litetasks.exceptions.TaskNotFound",
+        "Task 'tests.tasks.other_backend_task' is not a task in the code the workers loaded: "
+        "'other_backend_task' is a task of another backend there, not of 'default' (tried "
+        "once). If that changed since they started, restart the workers (they load the code "
+        f"when they start), then `litetasks retry {job_id}`. {ONE_FILE}",
     )
 
 
@@ -233,11 +285,13 @@ def booby_trapped_modules(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> It
 
 @pytest.mark.parametrize("task_path", ["evil_mod.fn", "tests_evil.fn", "litetasksevil.fn"])
 def test_a_module_outside_the_installed_apps_is_not_imported(
-    backend: SQLiteBackend, booby_trapped_modules: Path, task_path: str
+    no_put_backs: SQLiteBackend, booby_trapped_modules: Path, task_path: str
 ) -> None:
-    job_id = insert(backend, task_path)
-    job = drain_with_a_valid_task_last(backend, job_id)
-    assert_refused(job, "litetasks.exceptions.TaskNotAllowed", NOT_ALLOWED.format(path=task_path))
+    job_id = insert(no_put_backs, task_path)
+    job = drain_with_a_valid_task_last(no_put_backs, job_id)
+    [error] = job.errors
+    assert error.exception_class_path == "litetasks.exceptions.TaskNotFound"
+    assert "so they did not import it (tried once)" in error.traceback
     assert not booby_trapped_modules.exists()
     assert task_path.partition(".")[0] not in sys.modules
 

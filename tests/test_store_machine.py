@@ -9,6 +9,9 @@ completion hooks (inserted with the outcome, adopted into the model as ordinary 
 (READY: FAILED at once; RUNNING: flagged, then never retried), manual retry (a fresh attempt
 budget), prune (exactly the finished jobs older than the cut-off) and periodic slots (once).
 
+A worker that did not find a task in its code puts it back (READY after a delay, the attempt
+not counted), and its claims skip such task paths for a while (``skip``).
+
 So are rows written behind the store's back: ``corrupt`` puts a value litetasks never writes
 into one column of a READY job (bad JSON, text for a number, a time out of range). The claim
 that takes it fails it alone (FAILED, a ``MalformedJob`` error naming the column, the value
@@ -146,6 +149,8 @@ class ModelJob:
     retried_by_hand: bool = False
     # A column holding a value litetasks never writes (see CORRUPTIONS), and how SQLite sorts
     # a corrupted priority or due time.
+    put_backs: int = 0  # put back by a worker that did not find its task
+    task_path: str = "tests.tasks.noop"
     corrupted: str | None = None
     priority_key: tuple[int, float] | None = None
     due_key: tuple[int, int] | None = None
@@ -252,7 +257,12 @@ class QueueMachine(RuleBasedStateMachine):
             parent = args[2:-2]  # '["job-7"]'
             seq = self.pending_hooks.pop((path, parent))  # expected, and only once
             self.model[hook_id] = ModelJob(
-                seq=seq, queue_name="default", priority=0, due_at=self.now, max_attempts=1
+                seq=seq,
+                queue_name="default",
+                priority=0,
+                due_at=self.now,
+                max_attempts=1,
+                task_path=path,
             )
             adopted[(path, parent)] = hook_id
         assert self.pending_hooks == {}, self.pending_hooks
@@ -346,12 +356,18 @@ class QueueMachine(RuleBasedStateMachine):
             job.priority = 0
         if column == "max_attempts":
             job.max_attempts = job.attempts
+        if column == "task_path":
+            job.task_path = ""
         self._repaired(job)
         self._finish(job, job_id, JobState.FAILED)
 
     # -- consumers ---------------------------------------------------------------------------
 
-    def _eligible(self, queues: set[str] | None) -> list[str | tuple[str, str]]:
+    def _eligible(
+        self,
+        queues: set[str] | None,
+        skip: set[str] = frozenset(),  # type: ignore[assignment]
+    ) -> list[str | tuple[str, str]]:
         """READY jobs due now, in claim order. A due time that is not a stored time counts as
         due (so that a claim fails the job rather than it waiting for ever). Hooks the store
         is expected to have enqueued (``pending_hooks``) are READY too: priority 0, due now."""
@@ -366,19 +382,32 @@ class QueueMachine(RuleBasedStateMachine):
             if job.state is JobState.READY
             and (job.due_key is not None or job.due_at <= self.now)
             and (queues is None or job.queue_name in queues)
+            and (job.task_path not in skip or job.corrupted == "task_path")  # a blob: kept
         ]
         if queues is None or "default" in queues:
-            due += [((0, 0), (0, self.now), seq, hook) for hook, seq in self.pending_hooks.items()]
+            due += [
+                ((0, 0), (0, self.now), seq, hook)
+                for hook, seq in self.pending_hooks.items()
+                if hook[0] not in skip
+            ]
         return [job_id for *_, job_id in sorted(due)]
 
-    @rule(worker=workers, queues=queue_sets, limit=st.integers(1, 3), via=st.integers(0, 1))
-    def claim(self, worker: str, queues: set[str] | None, limit: int, via: int) -> None:
+    @rule(
+        worker=workers,
+        queues=queue_sets,
+        limit=st.integers(1, 3),
+        skip=st.sets(st.sampled_from(["tests.tasks.noop", HOOK_PATH.format("finish")])),
+        via=st.integers(0, 1),
+    )
+    def claim(
+        self, worker: str, queues: set[str] | None, limit: int, skip: set[str], via: int
+    ) -> None:
         # The claim fails a corrupted job on its way (enqueueing its hooks), and goes on, in
         # rounds, to fill its limit: each round takes the best due jobs left.
         expected: list[str | tuple[str, str]] = []  # ids, or (path, parent) of a new hook
         taken: set[str | tuple[str, str]] = set()
         while len(expected) < limit:
-            batch = [j for j in self._eligible(queues) if j not in taken]
+            batch = [j for j in self._eligible(queues, skip) if j not in taken]
             batch = batch[: limit - len(expected)]
             taken.update(batch)
             bad = [j for j in batch if isinstance(j, str) and self.model[j].corrupted]
@@ -387,7 +416,7 @@ class QueueMachine(RuleBasedStateMachine):
                 self._fail_corrupted(str(job_id), worker)
             if not bad:
                 break
-        claimed = self.stores[via].claim(worker, queues=queues, limit=limit)
+        claimed = self.stores[via].claim(worker, queues=queues, limit=limit, skip=skip)
         adopted = self._adopt_hooks()
         ids = [adopted[j] if isinstance(j, tuple) else j for j in expected]
         assert [job.job_id for job in claimed] == ids
@@ -474,6 +503,19 @@ class QueueMachine(RuleBasedStateMachine):
         else:
             self._finish(job, job_id, JobState.FAILED)
         self._adopt_hooks()
+
+    @precondition(lambda self: self._running())
+    @rule(data=st.data(), delay_us=delays_us, via=st.integers(0, 1))
+    def put_back(self, data: st.DataObject, delay_us: int, via: int) -> None:
+        """A worker did not find the task in its code: READY again after the delay, the
+        attempt not counted, the put-back counted."""
+        job_id = data.draw(st.sampled_from(self._running()))
+        outcome = self._outcome(job_id, put_back_due_us=self.now + delay_us)
+        assert self.stores[via].record([outcome]) == [True]
+        job = self.model[job_id]
+        job.state, job.owner, job.due_at = JobState.READY, None, self.now + delay_us
+        job.worker_ids.pop()
+        job.put_backs += 1
 
     @rule(job_id=jobs, worker=workers, attempt_shift=st.integers(-2, 2), via=st.integers(0, 1))
     def record_stale(self, job_id: str, worker: str, attempt_shift: int, via: int) -> None:
@@ -580,6 +622,7 @@ class QueueMachine(RuleBasedStateMachine):
             else:
                 job.state, job.due_at, job.finished_at = JobState.READY, self.now, None
                 job.max_attempts = job.attempts + job.budget
+                job.put_backs = 0
                 if job.corrupted in REPAIRED_BY_RETRY:
                     self._repaired(job)
                 job.cancel_requested = False
@@ -747,6 +790,7 @@ class QueueMachine(RuleBasedStateMachine):
                 self._check_corrupted(record, job.corrupted)
                 continue
             assert record.malformed == ()
+            assert record.put_backs == job.put_backs
             assert record.attempts == len(record.worker_ids) == job.attempts
             assert record.worker_ids == tuple(job.worker_ids)
             assert errors_match(record.errors, job.errors), (record.errors, job.errors)
