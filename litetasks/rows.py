@@ -34,6 +34,8 @@ __all__ = [
     "hooks_from_json",
     "is_time",
     "malformed_error",
+    "returned_hooks",
+    "returned_text",
     "with_problem",
 ]
 
@@ -352,6 +354,25 @@ def _hooks(text: Any) -> tuple[Hook, ...]:
             raise ValueError("not a hook")
         hooks.append(hook)
     return tuple(hooks)
+
+
+def returned_text(raw: Any) -> str:
+    """A text column read back as a blob (see ``sql``): its text, bytes that are not UTF-8
+    replaced."""
+    return raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
+
+
+def returned_hooks(kind: Any, raw: Any) -> Any:
+    """A ``hooks`` value read back as ``typeof`` and a blob (see ``sql``): None for NULL, the
+    text for UTF-8 text, else the blob itself (which ``hooks_from_json`` refuses)."""
+    if kind == "null":
+        return None
+    if kind == "text" and isinstance(raw, bytes):
+        try:
+            return raw.decode("utf-8")
+        except UnicodeDecodeError:
+            return raw
+    return raw
 
 
 def hooks_from_json(text: Any) -> tuple[Hook, ...] | None:

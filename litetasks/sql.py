@@ -237,7 +237,7 @@ SET state = 'FAILED',
                   THEN json_insert(errors, '$[#]', json(:error))
                   ELSE json_array(json(:error)) END
 WHERE seq = :seq AND state = 'READY'
-RETURNING job_id, task_path, hooks
+RETURNING CAST(job_id AS BLOB), CAST(task_path AS BLOB), typeof(hooks), CAST(hooks AS BLOB)
 """
 # The size of a row's arguments, and how many errors it holds, for FAIL_TOO_BIG.
 TOO_BIG_SIZES = f"""
@@ -280,6 +280,11 @@ UPDATE jobs SET state = 'FAILED', owner = NULL WHERE seq = :seq
 """
 
 
+# Text a worker reads back from a row comes as a blob (``CAST(... AS BLOB)``, with ``typeof``
+# where it matters): apsw raises on text that is not UTF-8 (a row written by other code), which
+# would abort the whole transaction and every outcome in it; rows.returned_text() and
+# rows.returned_hooks() decode it.
+
 # Settling is fenced on (owner, attempts): a worker whose job was recovered meanwhile matches
 # no row, so an attempt is settled exactly once.
 COMPLETE = """
@@ -291,7 +296,7 @@ SET state = 'SUCCESSFUL',
     started_at = CASE WHEN attempts = 1 THEN :started_at ELSE started_at END,
     last_attempted_at = :started_at
 WHERE job_id = :job_id AND state = 'RUNNING' AND owner = :worker_id AND attempts = :attempt
-RETURNING state, hooks
+RETURNING state, typeof(hooks), CAST(hooks AS BLOB)
 """
 
 # COMPLETE for many outcomes at once, in one step (see PICK). :batch is a JSON array of
@@ -328,7 +333,7 @@ SET state = CASE WHEN {_RETRY} THEN 'READY' ELSE 'FAILED' END,
     started_at = CASE WHEN attempts = 1 THEN :started_at ELSE started_at END,
     last_attempted_at = :started_at
 WHERE job_id = :job_id AND state = 'RUNNING' AND owner = :worker_id AND attempts = :attempt
-RETURNING state, hooks
+RETURNING state, typeof(hooks), CAST(hooks AS BLOB)
 """
 
 # An interrupted attempt (graceful shutdown) does not count: it is taken back off the record.
@@ -343,7 +348,7 @@ SET state = 'READY',
     last_attempted_at = CASE WHEN attempts = 1 THEN NULL ELSE last_attempted_at END
 WHERE state = 'RUNNING' AND owner = :worker_id
   AND (:job_ids IS NULL OR job_id IN (SELECT value FROM json_each(:job_ids)))
-RETURNING job_id
+RETURNING CAST(job_id AS BLOB)
 """
 
 # A worker did not find the job's task in its code: READY again at :due_at for another worker
@@ -386,7 +391,7 @@ SET state = CASE WHEN {_AGAIN} THEN 'READY' ELSE 'FAILED' END,
     owner = NULL,
     errors = {_append_error("CASE WHEN cancel_requested THEN :cancel_error ELSE :error END")}
 WHERE state = 'RUNNING' AND {LOST_OWNER}
-RETURNING job_id, state, hooks
+RETURNING CAST(job_id AS BLOB), state, typeof(hooks), CAST(hooks AS BLOB)
 """
 
 FORGET_LOST_WORKERS = """
@@ -403,7 +408,7 @@ SET state = 'FAILED',
     finished_at = :now,
     errors = {_append_error(":error")}
 WHERE job_id = :job_id AND state = 'READY'
-RETURNING state, hooks
+RETURNING state, typeof(hooks), CAST(hooks AS BLOB)
 """
 
 CANCEL_RUNNING = """

@@ -49,6 +49,8 @@ from .rows import (
     fail_malformed,
     hooks_from_json,
     is_time,
+    returned_hooks,
+    returned_text,
     with_problem,
 )
 from .schema import migrate
@@ -429,8 +431,9 @@ class Store:
             row = db.execute(sql.FAIL, params).fetchone()
         if row is None:
             return False
-        if row[1] is not None:
-            self._enqueue_hooks(db, outcome.job_id, JobState(row[0]), row[1])
+        hooks = returned_hooks(row[1], row[2])
+        if hooks is not None:
+            self._enqueue_hooks(db, outcome.job_id, JobState(row[0]), hooks)
         return True
 
     def _enqueue_hooks(
@@ -477,7 +480,7 @@ class Store:
             rows = db.execute(sql.RELEASE, {"worker_id": worker_id, "job_ids": ids}).fetchall()
         if rows:
             self._on_ready()
-        return [str(row[0]) for row in rows]
+        return [returned_text(row[0]) for row in rows]
 
     # -- workers -----------------------------------------------------------------------------
 
@@ -544,14 +547,15 @@ class Store:
         with self._write() as db:
             self._hooked = False
             rows = db.execute(sql.RECOVER, params).fetchall()
-            for job_id, state, hooks in rows:
+            for raw_id, state, kind, raw_hooks in rows:
+                hooks = returned_hooks(kind, raw_hooks)
                 if hooks is not None:
-                    self._enqueue_hooks(db, str(job_id), JobState(state), str(hooks))
+                    self._enqueue_hooks(db, returned_text(raw_id), JobState(state), hooks)
             del params["now"], params["error"], params["cancel_error"]
             db.execute(sql.FORGET_LOST_WORKERS, params)
         if self._hooked or any(row[1] == JobState.READY.value for row in rows):
             self._on_ready()
-        return [(str(row[0]), JobState(row[1])) for row in rows]
+        return [(returned_text(row[0]), JobState(row[1])) for row in rows]
 
     # -- operator actions ----------------------------------------------------------------------
 
@@ -567,8 +571,9 @@ class Store:
             for job_id in job_ids:
                 row = db.execute(sql.CANCEL_READY, {**params, "job_id": job_id}).fetchone()
                 if row is not None:
-                    if row[1] is not None:
-                        self._enqueue_hooks(db, job_id, JobState(row[0]), row[1])
+                    hooks = returned_hooks(row[1], row[2])
+                    if hooks is not None:
+                        self._enqueue_hooks(db, job_id, JobState(row[0]), hooks)
                     results[job_id] = CancelResult.CANCELLED
                     continue
                 db.execute(sql.CANCEL_RUNNING, {"job_id": job_id})

@@ -271,6 +271,34 @@ def test_recovery_and_cancel_write_their_error_when_errors_went_bad(
         assert job.errors[1].exception_class_path.endswith(last)
 
 
+def test_recovery_and_release_of_a_running_row_whose_id_is_not_utf8_go_on(store: Store) -> None:
+    enqueue(store, "lost")
+    enqueue(store, "released")
+    enqueue(store, "other")
+    claim_all(store, "dead-worker")
+    for job_id in ("lost", "released"):
+        store._db.execute(
+            "UPDATE jobs SET job_id = CAST(x'ff' || CAST(job_id AS BLOB) AS TEXT),"
+            " owner = ? WHERE job_id = ?",
+            ("dead-worker" if job_id == "lost" else "w2", job_id),
+        )
+
+    recovered = store.recover_lost(
+        stale_before_us=START_US, error=LOST, known_dead=["dead-worker"], known_alive=["w2"]
+    )
+    released = store.release("w2")
+
+    assert sorted(recovered) == [("other", JobState.FAILED), ("\ufffdlost", JobState.FAILED)]
+    assert released == ["\ufffdreleased"]
+    assert [job.job_id for job in store.claim("w3", limit=10)] == []  # failed: its id
+    assert store.counts() == {("default", JobState.FAILED): 3}
+    failed = store._db.execute(
+        "SELECT count(*) FROM jobs WHERE job_id LIKE 'malformed-%' AND errors LIKE ?",
+        ("%column 'job_id' holds%",),
+    ).get
+    assert failed == 1  # the released one, claimed again and failed for its id
+
+
 @pytest.mark.parametrize("value", ["'nope'", "'{}'", "x'00'"])
 def test_release_puts_a_job_back_when_worker_ids_went_bad_and_the_claim_then_fails_it(
     store: Store, value: str
@@ -286,7 +314,7 @@ def test_release_puts_a_job_back_when_worker_ids_went_bad_and_the_claim_then_fai
     assert store.get("bad").worker_ids == ("w2",)
 
 
-@pytest.mark.parametrize("value", ["'{bad'", "'[1]'", "x'00'"])
+@pytest.mark.parametrize("value", ["'{bad'", "'[1]'", "x'00'", "CAST(x'ff' AS TEXT)", "5"])
 @pytest.mark.parametrize("how", ["success", "failure", "cancel", "recover"])
 def test_hooks_that_went_bad_while_the_task_ran_are_dropped_and_said_so(
     store: Store, value: str, how: str, caplog: pytest.LogCaptureFixture
