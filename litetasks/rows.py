@@ -452,18 +452,22 @@ def fail_malformed(
             {"exception_class_path": error.exception_class_path, "traceback": error.traceback}
         ),
     }
+    problems = "; ".join(problem for _, problem in job.malformed)
+    failure: apsw.Error | None = None
     try:
         with db:  # a savepoint: a statement that fails half-way leaves nothing behind
             row: Any = db.execute(statement, params).fetchone()
-    except (apsw.TooBigError, apsw.ConstraintError, apsw.SQLError):
+    except (apsw.TooBigError, apsw.ConstraintError, apsw.SQLError) as exc:
+        row, failure = None, exc
+    if row is None:  # the error could not be written: only what cannot fail is
         db.execute(sql.SET_ASIDE, {"seq": seq})
         logger.error(
             "Task id=%s path=%s: its row holds values litetasks cannot read (%s), and writing "
-            "the error failed too: set aside as FAILED, unchanged otherwise",
+            "the error failed too (%s): set aside as FAILED, unchanged otherwise",
             job.job_id,
             job.task_path,
-            "; ".join(problem for _, problem in job.malformed),
-            exc_info=True,
+            problems,
+            failure or "no row matched",
         )
         return ()
     logger.error(
@@ -471,8 +475,6 @@ def fail_malformed(
         "running",
         job.job_id,
         job.task_path,
-        "; ".join(problem for _, problem in job.malformed),
+        problems,
     )
-    if row is None or "hooks" in columns:
-        return ()
-    return job.hooks
+    return () if "hooks" in columns else job.hooks
