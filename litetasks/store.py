@@ -749,9 +749,15 @@ class Store:
             if s in known
         }
 
-    def next_due_at(self, queues: Collection[str] | None = None) -> int | None:
-        """Return the earliest ``due_at`` of a READY job in ``queues`` (None: no READY job)."""
+    def next_due_at(
+        self, queues: Collection[str] | None = None, skip: Collection[str] = ()
+    ) -> int | None:
+        """Return the earliest ``due_at`` of a READY job in ``queues`` (None: no READY job),
+        leaving out jobs whose task path is in ``skip`` (as the claim does)."""
         where, params = _in_queues(queues)
+        if skip:
+            where += " AND task_path NOT IN (SELECT value FROM json_each(?))"
+            params = (*params, json.dumps(sorted(skip)))
         with self._translated():
             row = self._db.execute(
                 f"SELECT min(due_at) FROM jobs WHERE state = 'READY'{where}", params

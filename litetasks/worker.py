@@ -562,7 +562,8 @@ class WorkerPool:
             return min(timeout, _BACKSTOP_S)
         self._idle.set()
         try:
-            due = store.next_due_at(self.config.queues)
+            # Not the tasks this worker leaves to others: due, they would keep it spinning.
+            due = store.next_due_at(self.config.queues, skip=self._runner.not_here())
         except StoreError:
             return timeout
         if due is not None:

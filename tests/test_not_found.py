@@ -206,6 +206,31 @@ def test_a_worker_leaves_tasks_it_did_not_find_to_other_workers_for_twice_the_de
     assert [job.job_id for job in backend.store.claim("w2", limit=5)] == [second]
 
 
+def test_a_worker_does_not_spin_on_due_tasks_it_leaves_to_other_workers(
+    with_delays: Callable[[list[float]], SQLiteBackend],
+) -> None:
+    from litetasks.config import WorkerConfig
+    from litetasks.execution import TaskRunner
+    from litetasks.worker import WorkerPool
+
+    backend = with_delays([3600.0])
+    insert(backend, "shop.tasks.send_receipt")
+    runner = TaskRunner(backend, "w1")
+    config = WorkerConfig(poll_interval_s=0.5)
+    pool = WorkerPool(
+        store_factory=lambda: backend.store,
+        runner_factory=lambda worker_id: runner,
+        config=config,
+        worker_id="w1",
+    )
+    assert pool.run_once(backend.store)  # put back; the worker leaves that task to others
+    insert(backend, "shop.tasks.send_receipt")  # due now, but not for this worker
+
+    assert not pool.run_once(backend.store)
+    # It sleeps until its next fallback poll, not 0 s (which would claim nothing, forever).
+    assert pool._wait_timeout(backend.store, idle=True) == config.poll_interval_s
+
+
 def test_claims_that_skip_task_paths_read_no_more_than_the_ready_index(tmp_path: Any) -> None:
     from litetasks import sql
     from litetasks.store import Store
