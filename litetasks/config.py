@@ -22,8 +22,8 @@ __all__ = ["OPTION_NAMES", "BackendConfig", "StoreConfig", "WorkerConfig", "from
 SYNCHRONOUS_MODES = ("NORMAL", "FULL")
 DEFAULT_RESULTS_TTL_S = 7 * 86400.0
 # A task a worker does not find in its code goes back to READY after each of these delays (4
-# min in all), for a worker that has it (another project's, or a pool restarted on new code),
-# then FAILED with TaskNotFound.
+# min in all; that worker leaves it to others for twice each), for a worker that has it
+# (another project's, or a pool restarted on new code), then FAILED with TaskNotFound.
 DEFAULT_NOT_FOUND_DELAYS_S = (1.0, 2.0, 4.0, 8.0, 15.0, 30.0, 60.0, 120.0)
 
 
