@@ -37,11 +37,18 @@ from .compat import (
 )
 from .config import BackendConfig, from_options
 from .connection import filesystem_type
-from .exceptions import ConfigurationError, JobNotFound, StoreError, TaskNotAllowed
+from .exceptions import (
+    ConfigurationError,
+    JobNotFound,
+    StoreError,
+    TaskNotAllowed,
+    TaskNotFound,
+)
+from .modules import refusal
 from .producer import enqueue as produce
 from .producer import enqueue_unique as produce_unique
 from .producer import thread_store
-from .records import Hook, JobRecord, JobState, NewJob
+from .records import EARLIEST_US, LATEST_US, Hook, JobRecord, JobState, NewJob, clamp_us
 from .store import CancelResult, Store, new_job_id, new_job_ids
 from .task import LiteTask, check_options
 from .wakeup import doorbell_folder_problem, doorbell_path
@@ -70,6 +77,7 @@ MAX_JSON_DEPTH = 100
 # times, errors, which are cut to fit) and for a return value checked against the rest.
 ROW_MARGIN_BYTES = 64 * 1024
 
+_MISSING = object()
 
 def default_queue_path(alias: str) -> Path:
     """Pick the queue file: beside a SQLite default database, else in BASE_DIR, else here."""
@@ -110,14 +118,32 @@ def to_us(value: datetime) -> int:
 
 
 def from_us(value: int | None) -> datetime | None:
-    """Convert microseconds since the epoch to what ``timezone.now()`` would give."""
+    """Convert microseconds since the epoch to what ``timezone.now()`` would give.
+
+    Total: a value outside the times litetasks stores (only a row written by other code holds
+    one) becomes the nearest time it stores, never an ``OverflowError``.
+    """
     if value is None:
         return None
+    if not EARLIEST_US <= value <= LATEST_US:
+        value = clamp_us(value)
     moment = EPOCH + MICROSECOND * value
     if _use_tz():
         return moment
     naive: datetime = django_timezone.make_naive(moment, django_timezone.get_default_timezone())
     return naive
+
+
+def stored_us(value: datetime, what: str) -> int:
+    """``to_us(value)``, refused with ``InvalidTask`` unless the queue file can hold it."""
+    us = to_us(value)
+    if not EARLIEST_US <= us <= LATEST_US:
+        raise InvalidTask(
+            f"{what} is {value.isoformat()!r}, outside the times a queue file holds (0001-01-02 "
+            "to 9999-12-30 UTC, so that every worker can read it in any time zone). Pass a "
+            "datetime in that range, or none to run the task as soon as possible."
+        )
+    return us
 
 
 def _check_json_value(value: Any, where: str, depth: int = 0) -> None:
@@ -289,7 +315,9 @@ class SQLiteBackend(BaseTaskBackend):
             priority=task.priority,
             args_json=args_json,
             kwargs_json=kwargs_json,
-            run_after_us=None if task.run_after is None else to_us(task.run_after),
+            run_after_us=None
+            if task.run_after is None
+            else stored_us(task.run_after, f"run_after of {task.module_path!r}"),
             max_attempts=getattr(task, "max_attempts", 1),
             unique_key=self._unique_key(task, args, kwargs),
             hooks=hooks,
@@ -351,6 +379,8 @@ class SQLiteBackend(BaseTaskBackend):
     def validate_task(self, task: Task) -> None:
         """Django's checks, then litetasks' options (``LiteTask``) with errors that say how."""
         super().validate_task(task)
+        if task.run_after is not None:  # refused here, at Task.using(), not in a worker
+            stored_us(task.run_after, f"run_after of {task.module_path!r}")
         if isinstance(task, LiteTask):
             check_options(task)
 
@@ -462,7 +492,8 @@ class SQLiteBackend(BaseTaskBackend):
     # -- rows <-> Django values ---------------------------------------------------------------
 
     def check_task_module(self, task_path: str) -> None:
-        """Refuse a task whose module a worker would not be allowed to import."""
+        """Refuse a task whose module a worker would not be allowed to import (see
+        ``litetasks.modules``: the same rules as ``_import_task``)."""
         if task_path in self._allowed_paths:
             return
         module = task_path.rpartition(".")[0]
@@ -471,6 +502,9 @@ class SQLiteBackend(BaseTaskBackend):
                 f"Task {task_path!r} is defined in __main__, which a worker cannot import. "
                 "Move it into a module of an installed app."
             )
+        refused = refusal(task_path, self._not_installed(task_path))
+        if refused is not None:
+            raise InvalidTask(f"Task {refused} Move it into a module of an installed app.")
         if not self._is_allowed_module(module):
             raise InvalidTask(
                 f"Task {task_path!r} is not in an installed app, so a worker will not import it. "
@@ -523,28 +557,55 @@ class SQLiteBackend(BaseTaskBackend):
         return result
 
     def _import_task(self, task_path: str) -> Task:
+        """Import the ``Task`` ``task_path`` names, if ``litetasks.modules`` allows it.
+
+        Raises ``TaskNotAllowed`` for a path no worker imports (before importing anything), and
+        ``TaskNotFound`` when this worker does not have the task (another worker may): its module
+        outside this worker's apps (not imported), not importable here, without that name, or
+        not a task of this backend.
+        """
+        refused = refusal(task_path, self._not_installed(task_path))
+        if refused is not None:
+            raise TaskNotAllowed(refused)
         module_name, _, name = task_path.rpartition(".")
-        if not module_name or not self._is_allowed_module(module_name):
-            raise TaskNotAllowed(
-                f"{task_path!r} is not in an installed app or in "
-                f"TASKS[{self.alias!r}]['OPTIONS']['task_modules']; it was not imported."
+        if not self._is_allowed_module(module_name):
+            raise TaskNotFound(
+                self._not_installed(task_path), task_path=task_path, reason="outside"
             )
         try:
             module = __import__(module_name, fromlist=["_"])
         except Exception as exc:
-            raise TaskNotAllowed(
-                f"Cannot import {module_name!r} for task {task_path!r}: {exc!r}."
+            raise TaskNotFound(
+                f"Cannot import {module_name!r} for task {task_path!r}: {exc!r}.",
+                task_path=task_path,
+                reason="import",
             ) from exc
-        candidate = getattr(module, name, None)
+        candidate = getattr(module, name, _MISSING)
+        if candidate is _MISSING:
+            raise TaskNotFound(
+                f"{task_path!r} is not a task: module {module_name!r} has no {name!r}.",
+                task_path=task_path,
+                reason="missing",
+            )
         if not isinstance(candidate, Task):
-            raise TaskNotAllowed(
-                f"{task_path!r} is not a task: only functions decorated with @task can run."
+            raise TaskNotFound(
+                f"{task_path!r} is not a task: only functions decorated with @task can run.",
+                task_path=task_path,
+                reason="not_task",
             )
         if candidate.backend != self.alias:
-            raise TaskNotAllowed(
-                f"{task_path!r} belongs to backend {candidate.backend!r}, not {self.alias!r}."
+            raise TaskNotFound(
+                f"{task_path!r} belongs to backend {candidate.backend!r}, not {self.alias!r}.",
+                task_path=task_path,
+                reason="backend",
             )
         return candidate
+
+    def _not_installed(self, task_path: str) -> str:
+        return (
+            f"{task_path!r} is not in an installed app or in "
+            f"TASKS[{self.alias!r}]['OPTIONS']['task_modules']; it was not imported."
+        )
 
     def _is_allowed_module(self, module: str) -> bool:
         if self._allowed_roots is None:

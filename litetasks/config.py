@@ -21,6 +21,10 @@ __all__ = ["OPTION_NAMES", "BackendConfig", "StoreConfig", "WorkerConfig", "from
 
 SYNCHRONOUS_MODES = ("NORMAL", "FULL")
 DEFAULT_RESULTS_TTL_S = 7 * 86400.0
+# A task a worker does not find in its code goes back to READY after each of these delays (4
+# min in all; that worker leaves it to others for twice each), for a worker that has it
+# (another project's, or a pool restarted on new code), then FAILED with TaskNotFound.
+DEFAULT_NOT_FOUND_DELAYS_S = (1.0, 2.0, 4.0, 8.0, 15.0, 30.0, 60.0, 120.0)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -72,13 +76,14 @@ class BackendConfig:
     autorun: bool | None = None  # None: run under runserver when DEBUG is on
     task_modules: tuple[str, ...] = ()
     periodic: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # see periodic.py
+    not_found_delays_s: tuple[float, ...] = DEFAULT_NOT_FOUND_DELAYS_S
 
 
 # name -> (type, check, rule text). The rule text completes "... must be ...".
 _POSITIVE_INT = (int, lambda v: v > 0, "a whole number greater than 0")
 _NON_NEGATIVE_INT = (int, lambda v: v >= 0, "a whole number, 0 or more")
 _POSITIVE_SECONDS = (float, lambda v: v > 0 and math.isfinite(v), "a number of seconds above 0")
-_OPTIONS: dict[str, tuple[type, Any, str]] = {
+_OPTIONS: dict[str, tuple[type | tuple[type, ...], Any, str]] = {
     "path": (str, bool, "a file path"),
     "synchronous": (str, lambda v: v.upper() in SYNCHRONOUS_MODES, "'NORMAL' or 'FULL'"),
     "busy_timeout_ms": _POSITIVE_INT,
@@ -108,6 +113,11 @@ _OPTIONS: dict[str, tuple[type, Any, str]] = {
         lambda v: all(isinstance(m, str) and m for m in v),
         "a list of module names",
     ),
+    "not_found_delays": (
+        (list, tuple),
+        lambda v: len(v) <= 100 and all(_is_delay(d) for d in v),
+        "a list of at most 100 delays in seconds (numbers, 0 or more)",
+    ),
 }
 OPTION_NAMES = tuple(sorted(_OPTIONS))
 _WORKER_FIELDS = {f.name for f in dataclasses.fields(WorkerConfig)}
@@ -131,6 +141,8 @@ def from_options(alias: str, options: Mapping[str, Any], *, default_path: Path) 
     autorun = values.pop("autorun", None)
     task_modules = tuple(values.pop("task_modules", ()))
     periodic = dict(values.pop("periodic", {}))
+    delays = values.pop("not_found_delays", DEFAULT_NOT_FOUND_DELAYS_S)
+    not_found_delays_s = tuple(float(delay) for delay in delays)
     worker_values = {k: v for k, v in values.items() if k in _WORKER_FIELDS}
     try:
         worker = WorkerConfig(**worker_values)
@@ -142,7 +154,13 @@ def from_options(alias: str, options: Mapping[str, Any], *, default_path: Path) 
         autorun=autorun,
         task_modules=task_modules,
         periodic=periodic,
+        not_found_delays_s=not_found_delays_s,
     )
+
+
+def _is_delay(value: Any) -> bool:
+    is_number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    return is_number and math.isfinite(value) and value >= 0
 
 
 def _seconds(value: Any) -> float | None:

@@ -13,9 +13,11 @@ Errors recorded on a task (in ``TaskResult.errors``) rather than raised:
 
     WorkerLost                the worker running the task died (kill -9, OOM, power loss)
     JobTooBig                 the stored row is too big for a worker to claim it
+    MalformedJob              the stored row holds values litetasks did not write and cannot read
     TaskTimeout               the task ran longer than its ``timeout``
     TaskCancelled             the task was cancelled while it ran
     TaskNotAllowed            a stored row names something that is not a task of this backend
+      TaskNotFound            the workers did not find a row's task in the code they loaded
 """
 
 from __future__ import annotations
@@ -26,11 +28,13 @@ __all__ = [
     "JobTooBig",
     "LeaseLost",
     "LiteTasksError",
+    "MalformedJob",
     "SchemaVersionError",
     "StoreError",
     "TaskCancelled",
     "TaskInterrupted",
     "TaskNotAllowed",
+    "TaskNotFound",
     "TaskTimeout",
     "WorkerLost",
 ]
@@ -88,8 +92,28 @@ class JobTooBig(LiteTasksError):
     """The stored row of a job is too big for a worker to claim it (SQLite's length limit)."""
 
 
+class MalformedJob(LiteTasksError):
+    """The stored row of a job holds values litetasks cannot read (written by other code)."""
+
+
 class TaskNotAllowed(LiteTasksError):
     """A stored row names something that is not a task this backend may run."""
+
+
+class TaskNotFound(TaskNotAllowed):
+    """This worker did not find a row's task in the code it loaded; a worker that has it may.
+
+    ``reason`` says how: ``"outside"`` (its module is not in this worker's installed apps; it
+    was not imported), ``"import"`` (importing the module failed), ``"missing"`` (the module has
+    no such name), ``"not_task"`` (the name is not a ``@task``), ``"backend"`` (a task of
+    another backend alias). The worker puts such a task back to READY for another worker (or
+    a restarted pool), and fails it with this error after ``OPTIONS["not_found_delays"]``.
+    """
+
+    def __init__(self, message: str, *, task_path: str, reason: str) -> None:
+        super().__init__(message)
+        self.task_path = task_path
+        self.reason = reason
 
 
 class TaskInterrupted(BaseException):

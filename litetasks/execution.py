@@ -16,6 +16,7 @@ import json
 import logging
 import os
 import signal
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -38,7 +39,7 @@ from .compat import (
     task_finished,
     task_started,
 )
-from .exceptions import TaskCancelled, TaskNotAllowed, TaskTimeout
+from .exceptions import TaskCancelled, TaskNotAllowed, TaskNotFound, TaskTimeout
 from .records import ErrorRecord, JobRecord, Outcome
 from .store import wall_clock_us
 from .task import DEFAULT_BACKOFF, LiteTask
@@ -77,6 +78,20 @@ class TaskRunner:
         # Maps what an interrupt raised in a task (a bare TaskTimeout class, a CancelledError)
         # to the exception to record; the worker pool sets it (``Interrupter.take``).
         self.translate: Callable[[str, BaseException], BaseException] = _same
+        # Task paths this worker did not find in its code lately, and until when (monotonic) it
+        # leaves them to other workers: a worker that cannot run a task is always idle, and
+        # would otherwise win every claim of it from the workers that can.
+        self._not_here: dict[str, float] = {}
+
+    def not_here(self) -> list[str]:
+        """The task paths claims of this worker skip for now (see ``_not_found``)."""
+        if not self._not_here:
+            return []
+        now = time.monotonic()
+        for path, until in list(self._not_here.items()):
+            if until <= now:
+                self._not_here.pop(path, None)
+        return list(self._not_here)
 
     def timeout_of(self, job: JobRecord) -> float | None:
         """The ``timeout`` of ``job``'s task, in seconds (None: none, or it cannot load)."""
@@ -150,6 +165,8 @@ class TaskRunner:
         try:
             task = self.backend.task_for_job(job)
             args, kwargs = _load_arguments(job)
+        except TaskNotFound as exc:  # another worker may have it: put back, or fail at last
+            return self._not_found(job, started_us, exc), _nothing
         except (TaskNotAllowed, InvalidTask, ValueError) as exc:
             # The task cannot even start: FAILED with no signals, as no TaskResult can exist.
             logger.error("Task id=%s path=%s cannot run: %s", job.job_id, job.task_path, exc)
@@ -158,6 +175,46 @@ class TaskRunner:
         _send(task_started, self._sender, result)
         call_args = [TaskContext(task_result=result), *args] if task.takes_context else args
         return _Started(job, task, call_args, kwargs, result, started_us)
+
+    def _not_found(self, job: JobRecord, started_us: int, exc: TaskNotFound) -> Outcome:
+        """Put ``job`` back to READY (after the next of ``OPTIONS["not_found_delays"]``), its
+        attempt not counted, for a worker that has its task; after the last, FAILED saying
+        what happened and what to do. No signals: no ``TaskResult`` can exist without the task.
+
+        For twice that delay this worker's claims skip tasks of that path, so that a worker
+        that has the task gets them (this one, unable to run them, is always free to claim).
+        """
+        delays = self.backend.config.not_found_delays_s
+        if job.put_backs < len(delays):
+            delay_s = delays[job.put_backs]
+            if delay_s > 0:  # past the job's due time, so a worker that has it goes first
+                self._not_here[job.task_path] = time.monotonic() + 2 * delay_s
+            logger.warning(
+                "Task id=%s path=%s is not in this worker's code (%s); put back to READY for a "
+                "worker that has it, in %.1f s (put-back %d of %d)",
+                job.job_id,
+                job.task_path,
+                exc,
+                delay_s,
+                job.put_backs + 1,
+                len(delays),
+            )
+            now = wall_clock_us()
+            return Outcome(
+                job_id=job.job_id,
+                worker_id=self.worker_id,
+                attempt=job.attempts,
+                started_at_us=started_us,
+                finished_at_us=now,
+                put_back_due_us=now + int(delay_s * 1_000_000),
+            )
+        final = TaskNotFound(
+            not_found_message(job, exc, self.backend.alias, wall_clock_us()),
+            task_path=exc.task_path,
+            reason=exc.reason,
+        )
+        logger.error("Task id=%s path=%s cannot run: %s", job.job_id, job.task_path, final)
+        return self._outcome(job, started_us, error=ErrorRecord.from_exception(final))
 
     def _complete(
         self, started: _Started, *, raw: Any = None, exc: BaseException | None = None
@@ -345,6 +402,65 @@ def _end_forked_child(pid: int, job: JobRecord, exc: BaseException | None = None
         )
     finally:
         os._exit(code)
+
+
+_ONE_FILE = (
+    "If another project uses this queue file, give each project its own file: one queue file "
+    "belongs to one project."
+)
+
+
+def not_found_message(job: JobRecord, exc: TaskNotFound, alias: str, now_us: int) -> str:
+    """The final error of a task the workers did not find: what happened, then what to do."""
+    path, module, name = exc.task_path, *exc.task_path.rpartition(".")[::2]
+    tried = _tried(job, now_us)
+    restart = (
+        "restart the workers (they load the code when they start), then "
+        f"`litetasks retry {job.job_id}`."
+    )
+    if exc.reason == "outside":
+        return (
+            f"Task {path!r} is not in an installed app of the workers (INSTALLED_APPS, or "
+            f"TASKS[{alias!r}]['OPTIONS']['task_modules']), so they did not import it "
+            f"({tried}). {_ONE_FILE} If its app is new, add it to INSTALLED_APPS, {restart}"
+        )
+    if exc.reason == "import":
+        cause = exc.__cause__
+        return (
+            f"Task {path!r} could not be imported by the workers: importing {module!r} raised "
+            f"{cause!r} ({tried}). If the module is new or was fixed since, {restart} "
+            f"{_ONE_FILE}"
+        )
+    if exc.reason == "missing":
+        return (
+            f"Task {path!r} was not found in the code the workers loaded: module {module!r} "
+            f"has no {name!r} ({tried}). If it is new, {restart} {_ONE_FILE}"
+        )
+    what = (
+        "is not decorated with @task there"
+        if exc.reason == "not_task"
+        else f"is a task of another backend there, not of {alias!r}"
+    )
+    return (
+        f"Task {path!r} is not a task in the code the workers loaded: {name!r} {what} "
+        f"({tried}). If that changed since they started, {restart} {_ONE_FILE}"
+    )
+
+
+def _tried(job: JobRecord, now_us: int) -> str:
+    if job.put_backs == 0:
+        return "tried once"
+    since_us = job.first_put_back_at_us or now_us
+    return f"tried {job.put_backs + 1} times by the workers over {_duration(now_us - since_us)}"
+
+
+def _duration(us: int) -> str:
+    seconds = max(0, round(us / 1_000_000))
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60} min {seconds % 60} s"
+    return f"{seconds // 3600} h {seconds % 3600 // 60} min"
 
 
 def _retryable(task: Any, job: JobRecord, exc: BaseException) -> bool:

@@ -6,7 +6,32 @@ import enum
 import traceback
 from dataclasses import dataclass, field
 
-__all__ = ["ErrorRecord", "Hook", "JobRecord", "JobState", "NewJob", "Outcome", "WorkerRecord"]
+__all__ = [
+    "EARLIEST_US",
+    "LATEST_US",
+    "ErrorRecord",
+    "Hook",
+    "JobRecord",
+    "JobState",
+    "NewJob",
+    "Outcome",
+    "WorkerRecord",
+    "clamp_us",
+]
+
+# The times the queue file holds, in microseconds since the Unix epoch: 0001-01-02 to
+# 9999-12-30 UTC, a day inside what Python's datetime can hold, so that a stored time converts
+# to a datetime in any time zone (UTC offsets are less than a day) without overflowing.
+EARLIEST_US = -62_135_510_400_000_000  # 0001-01-02T00:00:00Z
+LATEST_US = 253_402_214_399_999_999  # 9999-12-30T23:59:59.999999Z
+
+
+def clamp_us(value: int) -> int:
+    """``value`` moved into ``EARLIEST_US..LATEST_US``: any stored integer becomes a time
+    every conversion can take."""
+    if value < EARLIEST_US:
+        return EARLIEST_US
+    return LATEST_US if value > LATEST_US else value
 
 
 class JobState(str, enum.Enum):
@@ -117,6 +142,12 @@ class JobRecord:
     unique_key: str | None = None
     cancel_requested: bool = False
     hooks: tuple[Hook, ...] = ()
+    # How many times workers put it back, not finding its task in their code, since when.
+    put_backs: int = 0
+    first_put_back_at_us: int | None = None
+    # Values of the row litetasks did not write and cannot read, as (column, what is wrong);
+    # each was replaced by a harmless one above. A worker fails such a job when it claims it.
+    malformed: tuple[tuple[str, str], ...] = ()
 
     @property
     def due_at_us(self) -> int:
@@ -127,9 +158,10 @@ class JobRecord:
 class Outcome:
     """The result of running one claimed attempt, ready to be recorded.
 
-    Exactly one of ``return_json`` (success) and ``error`` (failure) is set. ``started_at_us`` is
-    when the attempt really started, which can be later than the claim when jobs are prefetched.
-    A failure with ``retry_at_us`` set goes back to READY then, if attempts remain.
+    Exactly one of ``return_json`` (success), ``error`` (failure) and ``put_back_due_us`` (task
+    not found, see ``TaskNotFound``) is set. ``started_at_us`` is when the attempt really
+    started, which can be later than the claim when jobs are prefetched. A failure with
+    ``retry_at_us`` set goes back to READY then, if attempts remain.
     """
 
     job_id: str
@@ -143,10 +175,13 @@ class Outcome:
     # Whether the job has hooks (known to whoever ran it); None: not known. A success known to
     # have none can be settled in a batch that reports no hooks back.
     has_hooks: bool | None = None
+    # Neither a success nor a failure: the worker did not find the task in its code, and puts
+    # the job back to READY, due then, its attempt not counted (see TaskNotFound).
+    put_back_due_us: int | None = None
 
     @property
     def is_success(self) -> bool:
-        return self.error is None
+        return self.error is None and self.put_back_due_us is None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

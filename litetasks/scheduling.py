@@ -32,13 +32,14 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta, timezone, tzinfo
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from cronsim import CronSim, CronSimError
 
 from .exceptions import ConfigurationError, StoreError
+from .records import LATEST_US, clamp_us
 from .store import wall_clock_us
 
 if TYPE_CHECKING:
@@ -59,6 +60,8 @@ logger = logging.getLogger(__name__)
 CATCH_UP = ("latest", "none")
 # With catch_up="none", a slot is still run if the pool notices it this late (seconds).
 ON_TIME_S = 60.0
+# The longest ``every``: a thousand years, so that every slot is a time a queue file holds.
+MAX_EVERY_S = 1000 * 365.25 * 86400
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 # Schedules declared in code with periodic(), per backend alias, by name.
@@ -92,22 +95,23 @@ class Schedule:
             return now_us - now_us % period
         assert self.cron is not None
         # cronsim walks whole seconds and excludes its starting point.
-        start = _to_datetime(now_us, self.tz).replace(microsecond=0) + timedelta(seconds=1)
+        start = datetime_at(now_us, self.tz).replace(microsecond=0)
         try:
-            return _to_us(next(CronSim(self.cron, start, reverse=True)))
-        except StopIteration:
+            return _slot(next(CronSim(self.cron, start + timedelta(seconds=1), reverse=True)))
+        except (StopIteration, OverflowError, ValueError):  # no slot within datetime's years
             return None
 
     def next_slot(self, after_us: int) -> int | None:
         """The first slot strictly after ``after_us``, if any."""
         if self.every_s is not None:
             period = int(self.every_s * 1_000_000)
-            return after_us - after_us % period + period
+            following = after_us - after_us % period + period
+            return None if following > LATEST_US else following
         assert self.cron is not None
-        start = _to_datetime(after_us, self.tz).replace(microsecond=0)
+        start = datetime_at(after_us, self.tz).replace(microsecond=0)
         try:
-            return _to_us(next(CronSim(self.cron, start)))
-        except StopIteration:
+            return _slot(next(CronSim(self.cron, start)))
+        except (StopIteration, OverflowError, ValueError):  # no slot within datetime's years
             return None
 
 
@@ -196,10 +200,11 @@ def _schedule(name: str, task_path: str, spec: Mapping[str, Any], *, where: str)
         if (
             isinstance(every_s, bool)
             or not isinstance(every_s, (int, float))
-            or not (math.isfinite(every_s) and every_s >= 1)
+            or not (math.isfinite(every_s) and 1 <= every_s <= MAX_EVERY_S)
         ):
             raise ConfigurationError(
-                f"{where}: every must be a timedelta or seconds, at least 1 (got {every!r})."
+                f"{where}: every must be a timedelta or seconds, at least 1 and at most "
+                f"1000 years (got {every!r})."
             )
         every_s = float(every_s)
     if cron is not None:
@@ -314,7 +319,7 @@ class Scheduler:
             logger.info(
                 "Periodic %s: skipping the missed slot %s (catch_up='none')",
                 schedule.name,
-                _to_datetime(slot, schedule.tz).isoformat(),
+                datetime_at(slot, schedule.tz).isoformat(),
             )
             self._skipped[schedule.name] = slot
             return
@@ -329,7 +334,7 @@ class Scheduler:
                     "Periodic %s: enqueued %s for %s",
                     schedule.name,
                     job.job_id,
-                    _to_datetime(slot, schedule.tz).isoformat(),
+                    datetime_at(slot, schedule.tz).isoformat(),
                 )
         except Exception:
             logger.exception("Periodic %s: enqueueing its slot failed; will retry", schedule.name)
@@ -369,9 +374,12 @@ def start_scheduler_thread(
     return thread
 
 
-def _to_datetime(us: int, tz: ZoneInfo | timezone) -> datetime:
-    return (_EPOCH + timedelta(microseconds=us)).astimezone(tz)
+def datetime_at(us: int, tz: tzinfo) -> datetime:
+    """The moment ``us`` (µs since the epoch) in ``tz``; total, as ``backend.from_us`` is."""
+    return (_EPOCH + timedelta(microseconds=clamp_us(us))).astimezone(tz)
 
 
-def _to_us(moment: datetime) -> int:
-    return (moment - _EPOCH) // timedelta(microseconds=1)
+def _slot(moment: datetime) -> int | None:
+    """``moment`` in µs since the epoch, or None past the last time a queue file holds."""
+    us = (moment - _EPOCH) // timedelta(microseconds=1)
+    return None if us > LATEST_US else us

@@ -82,10 +82,14 @@ CREATE TABLE schedules (
 );
 """
 
-# Version 3: the PID namespace a worker's pid belongs to (see liveness.py); NULL in rows written
-# before it, whose pids no process judges (their heartbeat does).
+# Version 3: the PID namespace a worker's pid belongs to (see liveness.py), NULL in rows written
+# before it, whose pids no process judges (their heartbeat does); and tasks a worker did not find
+# in its code, put back for another (execution.py).
 _V3 = """
 ALTER TABLE workers ADD COLUMN pid_namespace TEXT;
+-- How many times workers put this job back, not finding its task, and when the first did.
+ALTER TABLE jobs ADD COLUMN put_backs INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE jobs ADD COLUMN first_put_back_at INTEGER;
 """
 
 # MIGRATIONS[n] takes a file from version n to n + 1. Append only; never edit a released one.

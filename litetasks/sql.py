@@ -6,34 +6,49 @@ queue filter a claim uses, from constants.
 
 from __future__ import annotations
 
+import json
+
+from .records import EARLIEST_US, LATEST_US
+
 __all__ = [
+    "CLAIMS",
     "CLAIM_ANY",
     "CLAIM_ONE_QUEUE",
     "CLAIM_QUEUES",
     "COMPLETE",
     "COMPLETE_MANY",
+    "DROP_HOOKS",
     "DUE_ANY",
     "DUE_ONE_QUEUE",
     "DUE_QUEUES",
+    "ERRORS_OK",
     "FAIL",
+    "FAIL_MALFORMED",
     "FAIL_TOO_BIG",
     "FORGET_LOST_WORKERS",
     "INSERT",
     "JOB_COLUMNS",
+    "JOB_ROW_RAW",
     "PICK_ANY",
     "PICK_ONE_QUEUE",
     "PICK_QUEUES",
+    "PUT_BACK",
     "RECOVER",
     "RELEASE",
     "RUNNING_JOBS",
+    "SET_ASIDE",
     "TAKE",
     "TAKEN",
     "TAKEN_ROWS",
+    "TAKEN_ROWS_RAW",
+    "TOO_BIG_SIZES",
+    "is_json_array",
 ]
 
 JOB_COLUMNS = """job_id, task_path, queue_name, priority, args, kwargs, state, enqueued_at,
     run_after, started_at, last_attempted_at, finished_at, worker_ids, errors, return_value,
-    attempts, max_attempts, owner, unique_key, cancel_requested, hooks"""
+    attempts, max_attempts, owner, unique_key, cancel_requested, hooks, put_backs,
+    first_put_back_at"""
 
 # Bound by position, (job_id, task_path, queue_name, priority, args, kwargs, run_after,
 # max_attempts, unique_key, hooks, now): a tuple binds faster than a dict (by name), which
@@ -44,23 +59,94 @@ INSERT INTO jobs (job_id, task_path, queue_name, priority, args, kwargs, state, 
 VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'READY', ?11, ?7, coalesce(?7, ?11), ?8, ?8, ?9, ?10)
 """
 
+
+def is_json_array(column: str) -> str:
+    """SQL that is true when ``column`` holds a JSON array as text.
+
+    A row written behind litetasks' back can hold anything. SQLite's JSON functions raise an
+    error on malformed JSON, which would abort the whole transaction (every other job claimed
+    or settled in it too), and ``json_valid()`` alone lets some blobs through; CASE evaluates
+    lazily, so ``json_type()`` only ever sees valid JSON.
+    """
+    return (
+        f"(CASE WHEN typeof({column}) = 'text' AND json_valid({column})"
+        f" THEN json_type({column}) = 'array' ELSE 0 END)"
+    )
+
+
+def _is_json(column: str) -> str:
+    """SQL that is true when ``column`` holds valid JSON text, so that ``json_insert()`` and
+    ``json_remove()`` on it cannot fail (on valid JSON that is not an array they change
+    nothing)."""
+    return f"(typeof({column}) = 'text' AND json_valid({column}))"
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+# The error that takes the place of an ``errors`` value that is not a JSON list, when an attempt
+# adds its own error: the row stays readable and says what happened.
+_BAD_ERRORS = _literal(
+    json.dumps(
+        {
+            "exception_class_path": "litetasks.exceptions.MalformedJob",
+            "traceback": "litetasks.exceptions.MalformedJob: column 'errors' of this task's row "
+            "held a value that is not a JSON list of errors (it was written by something other "
+            "than litetasks); this list replaced it.\n",
+        }
+    )
+)
+
+
+# True when ``errors`` is a JSON list of errors as litetasks writes them (what rows.py reads):
+# each an object of exactly two text members, exception_class_path and traceback.
+ERRORS_OK = """(CASE WHEN typeof(errors) = 'text' AND json_valid(errors) THEN
+    CASE WHEN json_type(errors) = 'array' THEN NOT EXISTS (
+        SELECT 1 FROM json_each(errors) AS error
+        WHERE error.type IS NOT 'object'
+           OR json_type(error.value, '$.exception_class_path') IS NOT 'text'
+           OR json_type(error.value, '$.traceback') IS NOT 'text'
+           OR (SELECT count(*) FROM json_each(error.value)) <> 2
+    ) ELSE 0 END
+ELSE 0 END)"""
+
+
+def _append_error(error: str) -> str:
+    """SQL for ``errors`` with ``error`` (an SQL expression of JSON text) appended; an
+    ``errors`` that is not a list of errors is replaced, by a note saying so and ``error``."""
+    return (
+        f"CASE WHEN {ERRORS_OK} THEN json_insert(errors, '$[#]', json({error}))"
+        f" ELSE json_array(json({_BAD_ERRORS}), json({error})) END"
+    )
+
+
 # The jobs a claim takes, best first. The three claim statements differ only in how they pick
-# the queue (and so the index).
-DUE = """
+# the queue (and so the index). A due time that is not a time litetasks stores (text, or past
+# its last year: a row written by other code) counts as due, so that a worker fails the job
+# (see rows.py) instead of it waiting for ever.
+DUE = (
+    """
     SELECT seq FROM jobs INDEXED BY {index}
-    WHERE state = 'READY' AND (run_after IS NULL OR due_at <= :now) {queue_filter}
+    WHERE state = 'READY'
+      AND (run_after IS NULL OR due_at <= :now OR due_at > """
+    + str(LATEST_US)
+    + """) {queue_filter}
     ORDER BY priority DESC, due_at, seq
     LIMIT :limit
 """
-# What claiming does to a row, for CLAIM and TAKE.
-_CLAIMED = """
+)
+# What claiming does to a row, for CLAIM and TAKE. A worker_ids that is not a JSON list is
+# left as it is (as is valid JSON that is not a list): the claim then fails the job (rows.py).
+_CLAIMED = f"""
 UPDATE jobs
 SET state = 'RUNNING',
     owner = :worker_id,
     attempts = attempts + 1,
     started_at = coalesce(started_at, :now),
     last_attempted_at = :now,
-    worker_ids = json_insert(worker_ids, '$[#]', :worker_id)
+    worker_ids = CASE WHEN {_is_json("worker_ids")}
+                      THEN json_insert(worker_ids, '$[#]', :worker_id) ELSE worker_ids END
 """
 CLAIM = _CLAIMED + "WHERE seq IN (" + DUE + ")\nRETURNING {columns}\n"
 # RETURNING order is unspecified: ``seq`` comes last so the caller can sort the batch.
@@ -74,6 +160,9 @@ CLAIM_QUEUES = CLAIM.format(index="jobs_ready", queue_filter=_QUEUES, columns=CL
 DUE_ANY = DUE.format(index="jobs_ready", queue_filter="")
 DUE_ONE_QUEUE = DUE.format(index="jobs_ready", queue_filter=_ONE_QUEUE)
 DUE_QUEUES = DUE.format(index="jobs_ready", queue_filter=_QUEUES)
+# A worker leaves the tasks it did not find in its code to other workers for a while
+# (execution.py): claims skip them, reading each candidate's row (only then).
+_SKIP = "AND task_path NOT IN (SELECT value FROM json_each(:skip))"
 
 # The batch claim in three statements, each stepped once, that hand whole batches across as
 # JSON text: the seqs of the jobs to take (best first), their UPDATE, and the claimed rows.
@@ -84,7 +173,29 @@ PICK = "SELECT json_group_array(seq) FROM (" + DUE + ")"
 PICK_ANY = PICK.format(index="jobs_ready", queue_filter="")
 PICK_ONE_QUEUE = PICK.format(index="jobs_ready", queue_filter=_ONE_QUEUE)
 PICK_QUEUES = PICK.format(index="jobs_ready", queue_filter=_QUEUES)
+
+
+def _claim_statements(queue_filter: str) -> tuple[str, str, str]:
+    return (
+        PICK.format(index="jobs_ready", queue_filter=queue_filter),
+        CLAIM.format(index="jobs_ready", queue_filter=queue_filter, columns=CLAIMED_COLUMNS),
+        DUE.format(index="jobs_ready", queue_filter=queue_filter),
+    )
+
+
+# The (PICK, CLAIM, DUE) statements of a claim, by which queues it serves ("any", "one" or
+# "some") and whether it skips task paths (:skip).
+CLAIMS: dict[tuple[str, bool], tuple[str, str, str]] = {
+    (queues, skips): _claim_statements(f"{queue_filter} {_SKIP}" if skips else queue_filter)
+    for queues, queue_filter in (("any", ""), ("one", _ONE_QUEUE), ("some", _QUEUES))
+    for skips in (False, True)
+}
 TAKE = _CLAIMED + "WHERE seq IN (SELECT value FROM json_each(:seqs)) AND state = 'READY'\n"
+# A blob (only a row written by other code holds one) makes json_array() fail, and the rows
+# then come one by one, below; but a blob that happens to be valid JSONB is read as the value it
+# encodes (x'00' as null). Checking every column's type here would double this statement's
+# cost, for every claim: such a blob is read as a value of the right type or fails the job, and
+# every other path (settling, get) still sees the blob itself.
 TAKEN = (
     "SELECT json_group_array(json_array("
     + CLAIMED_COLUMNS
@@ -96,21 +207,83 @@ TAKEN_ROWS = (
     "SELECT " + CLAIMED_COLUMNS + " FROM jobs WHERE seq IN (SELECT value FROM json_each(:seqs))"
 )
 
+
+# The same again with every text as a blob, when some text is not UTF-8 (Python cannot read it).
+def _as_blobs(columns: str) -> str:
+    return ", ".join(
+        f"CASE WHEN typeof({c}) = 'text' THEN CAST({c} AS BLOB) ELSE {c} END"
+        for c in (name.strip() for name in columns.split(","))
+    )
+
+
+TAKEN_ROWS_RAW = (
+    "SELECT "
+    + _as_blobs(CLAIMED_COLUMNS)
+    + " FROM jobs WHERE seq IN (SELECT value FROM json_each(:seqs))"
+)
+JOB_ROW_RAW = "SELECT " + _as_blobs(JOB_COLUMNS) + " FROM jobs WHERE job_id = ?"
+
 # A job whose row is too big to claim (it has no room for a worker id) fails without running.
 # Its error must fit in a row with no room left: the arguments make way for it and, when that is
 # not enough (errors of earlier attempts fill the row), the earlier errors too.
-FAIL_TOO_BIG = """
+FAIL_TOO_BIG = f"""
 UPDATE jobs
 SET state = 'FAILED',
     owner = NULL,
     finished_at = :now,
     args = '[]',
-    kwargs = '{}',
-    errors = CASE WHEN :keep THEN json_insert(errors, '$[#]', json(:error))
+    kwargs = '{{}}',
+    errors = CASE WHEN :keep AND {ERRORS_OK}
+                  THEN json_insert(errors, '$[#]', json(:error))
                   ELSE json_array(json(:error)) END
 WHERE seq = :seq AND state = 'READY'
-RETURNING job_id, task_path, hooks
+RETURNING CAST(job_id AS BLOB), CAST(task_path AS BLOB), typeof(hooks), CAST(hooks AS BLOB)
 """
+# The size of a row's arguments, and how many errors it holds, for FAIL_TOO_BIG.
+TOO_BIG_SIZES = f"""
+SELECT length(CAST(args AS BLOB)) + length(CAST(kwargs AS BLOB)),
+       CASE WHEN {ERRORS_OK} THEN json_array_length(errors) ELSE 0 END
+FROM jobs WHERE seq = ?
+"""
+
+# A claimed job whose row holds values litetasks cannot read fails without running (rows.py):
+# ``{repairs}`` is filled with constant SET clauses, one per bad column, which replace them.
+FAIL_MALFORMED = (
+    """
+UPDATE jobs
+SET {repairs}
+    state = 'FAILED',
+    owner = NULL,
+    finished_at = :now,
+    errors = CASE WHEN :keep AND """
+    + ERRORS_OK
+    + """
+                  THEN json_insert(errors, '$[#]', json(:error))
+                  ELSE json_array(json(:error)) END
+WHERE seq = :seq AND state = 'RUNNING' AND owner = :worker_id
+RETURNING seq
+"""
+)
+
+# A finished job whose hooks cannot be read (rows.py): none is enqueued, and its errors say so.
+DROP_HOOKS = f"""
+UPDATE jobs
+SET hooks = NULL,
+    errors = {_append_error(":error")}
+WHERE job_id = :job_id
+"""
+
+# A job whose row cannot be read and cannot be repaired either (see rows.py): FAILED, and so
+# never claimed again, with nothing else written (the row only shrinks).
+SET_ASIDE = """
+UPDATE jobs SET state = 'FAILED', owner = NULL WHERE seq = :seq
+"""
+
+
+# Text a worker reads back from a row comes as a blob (``CAST(... AS BLOB)``, with ``typeof``
+# where it matters): apsw raises on text that is not UTF-8 (a row written by other code), which
+# would abort the whole transaction and every outcome in it; rows.returned_text() and
+# rows.returned_hooks() decode it.
 
 # Settling is fenced on (owner, attempts): a worker whose job was recovered meanwhile matches
 # no row, so an attempt is settled exactly once.
@@ -123,7 +296,7 @@ SET state = 'SUCCESSFUL',
     started_at = CASE WHEN attempts = 1 THEN :started_at ELSE started_at END,
     last_attempted_at = :started_at
 WHERE job_id = :job_id AND state = 'RUNNING' AND owner = :worker_id AND attempts = :attempt
-RETURNING state, hooks
+RETURNING state, typeof(hooks), CAST(hooks AS BLOB)
 """
 
 # COMPLETE for many outcomes at once, in one step (see PICK). :batch is a JSON array of
@@ -156,25 +329,45 @@ SET state = CASE WHEN {_RETRY} THEN 'READY' ELSE 'FAILED' END,
     due_at = CASE WHEN {_RETRY} THEN :retry_at ELSE due_at END,
     run_after = CASE WHEN {_RETRY} THEN :retry_at ELSE run_after END,
     owner = NULL,
-    errors = json_insert(errors, '$[#]', json(:error)),
+    errors = {_append_error(":error")},
     started_at = CASE WHEN attempts = 1 THEN :started_at ELSE started_at END,
     last_attempted_at = :started_at
 WHERE job_id = :job_id AND state = 'RUNNING' AND owner = :worker_id AND attempts = :attempt
-RETURNING state, hooks
+RETURNING state, typeof(hooks), CAST(hooks AS BLOB)
 """
 
 # An interrupted attempt (graceful shutdown) does not count: it is taken back off the record.
-RELEASE = """
+RELEASE = f"""
 UPDATE jobs
 SET state = 'READY',
     owner = NULL,
     attempts = attempts - 1,
-    worker_ids = json_remove(worker_ids, '$[#-1]'),
+    worker_ids = CASE WHEN {_is_json("worker_ids")}
+                      THEN json_remove(worker_ids, '$[#-1]') ELSE worker_ids END,
     started_at = CASE WHEN attempts = 1 THEN NULL ELSE started_at END,
     last_attempted_at = CASE WHEN attempts = 1 THEN NULL ELSE last_attempted_at END
 WHERE state = 'RUNNING' AND owner = :worker_id
   AND (:job_ids IS NULL OR job_id IN (SELECT value FROM json_each(:job_ids)))
-RETURNING job_id
+RETURNING CAST(job_id AS BLOB)
+"""
+
+# A worker did not find the job's task in its code: READY again at :due_at for another worker
+# (or a restarted pool), the attempt not counted (as RELEASE), the put-back counted.
+PUT_BACK = f"""
+UPDATE jobs
+SET state = 'READY',
+    owner = NULL,
+    attempts = attempts - 1,
+    worker_ids = CASE WHEN {_is_json("worker_ids")}
+                      THEN json_remove(worker_ids, '$[#-1]') ELSE worker_ids END,
+    started_at = CASE WHEN attempts = 1 THEN NULL ELSE started_at END,
+    last_attempted_at = CASE WHEN attempts = 1 THEN NULL ELSE last_attempted_at END,
+    run_after = :due_at,
+    due_at = :due_at,
+    put_backs = put_backs + 1,
+    first_put_back_at = coalesce(first_put_back_at, :finished_at)
+WHERE job_id = :job_id AND state = 'RUNNING' AND owner = :worker_id AND attempts = :attempt
+RETURNING state
 """
 
 # Every RUNNING job and its owner. Without INDEXED BY the planner scans the whole table in seq
@@ -196,10 +389,9 @@ UPDATE jobs
 SET state = CASE WHEN {_AGAIN} THEN 'READY' ELSE 'FAILED' END,
     finished_at = CASE WHEN {_AGAIN} THEN NULL ELSE :now END,
     owner = NULL,
-    errors = json_insert(errors, '$[#]',
-                         json(CASE WHEN cancel_requested THEN :cancel_error ELSE :error END))
+    errors = {_append_error("CASE WHEN cancel_requested THEN :cancel_error ELSE :error END")}
 WHERE state = 'RUNNING' AND {LOST_OWNER}
-RETURNING job_id, state, hooks
+RETURNING CAST(job_id AS BLOB), state, typeof(hooks), CAST(hooks AS BLOB)
 """
 
 FORGET_LOST_WORKERS = """
@@ -210,13 +402,13 @@ WHERE worker_id IN (SELECT value FROM json_each(:dead))
 """
 
 # Cancelling: a READY job is FAILED at once; a RUNNING one is flagged for its worker.
-CANCEL_READY = """
+CANCEL_READY = f"""
 UPDATE jobs
 SET state = 'FAILED',
     finished_at = :now,
-    errors = json_insert(errors, '$[#]', json(:error))
+    errors = {_append_error(":error")}
 WHERE job_id = :job_id AND state = 'READY'
-RETURNING state, hooks
+RETURNING state, typeof(hooks), CAST(hooks AS BLOB)
 """
 
 CANCEL_RUNNING = """
@@ -238,16 +430,20 @@ SET state = 'READY',
     due_at = :now,
     finished_at = NULL,
     owner = NULL,
-    cancel_requested = 0
+    cancel_requested = 0,
+    put_backs = 0,
+    first_put_back_at = NULL
 WHERE job_id = :job_id AND state = 'FAILED'
 """
 
 # Pruning walks the table in rowid order, one window of rows per transaction, so it needs no
 # index of its own (which would cost every completion a write) and never holds the lock long.
-PRUNE_WINDOW_END = """
-SELECT max(seq), max(enqueued_at) FROM (
-    SELECT seq, enqueued_at FROM jobs WHERE seq > :after ORDER BY seq LIMIT :batch
-)
+# An enqueue time that is not a stored time (a row written by other code) says nothing.
+PRUNE_WINDOW_END = f"""
+SELECT max(seq), max(CASE WHEN typeof(enqueued_at) = 'integer'
+                           AND enqueued_at BETWEEN {EARLIEST_US} AND {LATEST_US}
+                          THEN enqueued_at END)
+FROM (SELECT seq, enqueued_at FROM jobs WHERE seq > :after ORDER BY seq LIMIT :batch)
 """
 
 PRUNE = """

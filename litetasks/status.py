@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone, tzinfo
+from datetime import timezone, tzinfo
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
@@ -70,10 +70,11 @@ def _periodic(backend: SQLiteBackend) -> list[dict[str, Any]]:
 
 
 def _moment(us: int | None, tz: tzinfo) -> str | None:
+    from .scheduling import datetime_at
+
     if us is None:
         return None
-    moment = datetime(1970, 1, 1, tzinfo=timezone.utc) + timedelta(microseconds=us)
-    return moment.astimezone(tz).isoformat(timespec="seconds")
+    return datetime_at(us, tz).isoformat(timespec="seconds")
 
 
 def _unserved(

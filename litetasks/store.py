@@ -34,7 +34,28 @@ from .connection import (
 from .exceptions import JobNotFound
 from .faults import ACTIVE as FAULTS
 from .faults import fault
-from .records import ErrorRecord, Hook, JobRecord, JobState, NewJob, Outcome, WorkerRecord
+from .records import (
+    EARLIEST_US,
+    LATEST_US,
+    ErrorRecord,
+    Hook,
+    JobRecord,
+    JobState,
+    NewJob,
+    Outcome,
+    WorkerRecord,
+)
+from .rows import (
+    decode_job,
+    decode_rows,
+    drop_bad_hooks,
+    fail_malformed,
+    hooks_from_json,
+    is_time,
+    returned_hooks,
+    returned_text,
+    with_problem,
+)
 from .schema import migrate
 from .toobig import TooBigToClaim, claim_one_by_one
 
@@ -168,7 +189,7 @@ class Store:
                         (job.unique_key,),
                     ).fetchone()
                 if twin is not None:
-                    existing.append(_job_from_row(twin))
+                    existing.append(decode_job(twin))
                     continue
                 self._insert(db, job, now)
                 existing.append(None)
@@ -183,10 +204,14 @@ class Store:
         False (nothing written) when that slot or a later one was already enqueued, by this
         process or any other on the same file; also False, with the slot recorded as done,
         when ``job`` is unique and its twin is READY or RUNNING (the slot is skipped).
+        A recorded slot that is not a time a queue file holds (written by other code) is
+        replaced.
         """
+        if not EARLIEST_US <= slot_us <= LATEST_US:
+            raise ValueError(_out_of_range("slot_us", slot_us))
         with self._write() as db:
             last = db.execute(sql.SCHEDULE_LAST_SLOT, {"name": name}).fetchone()
-            if last is not None and int(last[0]) >= slot_us:
+            if last is not None and _slot_or_none(last[0]) is not None and last[0] >= slot_us:
                 return False
             now = self._now()
             try:
@@ -204,12 +229,20 @@ class Store:
         return True
 
     def schedules(self) -> dict[str, tuple[int, str | None]]:
-        """Return, per periodic schedule name, its last enqueued slot and that job's id."""
+        """Return, per periodic schedule name, its last enqueued slot and that job's id.
+
+        A slot that is not a time a queue file holds (written by other code) is left out, as
+        if the schedule had never run: its next slot replaces it.
+        """
         with self._translated():
             rows: list[Any] = self._db.execute(
                 "SELECT name, last_slot, last_job_id FROM schedules"
             ).fetchall()
-        return {str(n): (int(s), None if j is None else str(j)) for n, s, j in rows}
+        return {
+            str(n): (slot, None if j is None else str(j))
+            for n, s, j in rows
+            if (slot := _slot_or_none(s)) is not None
+        }
 
     def _insert(self, db: apsw.Connection, job: NewJob, now: int) -> None:
         db.execute(sql.INSERT, _insert_params(job, now))
@@ -231,14 +264,19 @@ class Store:
     # -- consumers ---------------------------------------------------------------------------
 
     def claim(
-        self, worker_id: str, *, queues: Collection[str] | None = None, limit: int = 1
+        self,
+        worker_id: str,
+        *,
+        queues: Collection[str] | None = None,
+        limit: int = 1,
+        skip: Collection[str] = (),
     ) -> list[JobRecord]:
         """Atomically move up to ``limit`` due READY jobs to RUNNING under ``worker_id``.
 
         Jobs come back in claim order: priority descending, then due time, then enqueue order.
-        ``queues=None`` serves every queue.
+        ``queues=None`` serves every queue. Jobs whose task path is in ``skip`` are left.
         """
-        return self.record_and_claim((), worker_id, queues=queues, limit=limit)[1]
+        return self.record_and_claim((), worker_id, queues=queues, limit=limit, skip=skip)[1]
 
     def record(self, outcomes: Sequence[Outcome]) -> list[bool]:
         """Settle claimed attempts in one transaction; return, per outcome, whether it counted.
@@ -256,6 +294,7 @@ class Store:
         *,
         queues: Collection[str] | None = None,
         limit: int = 1,
+        skip: Collection[str] = (),
     ) -> tuple[list[bool], list[JobRecord]]:
         """``record(outcomes)`` then ``claim(...)``, in one transaction (one commit, one fsync).
 
@@ -265,13 +304,14 @@ class Store:
         if FAULTS and limit > 0:
             fault("claim.before_begin", self._db)
         try:
-            settled, rows = self._record_and_claim(outcomes, worker_id, queues, limit)
+            settled, rows = self._record_and_claim(outcomes, worker_id, queues, limit, skip)
         except TooBigToClaim:  # rolled back; once more, failing the rows that cannot grow
-            settled, rows = self._record_and_claim(outcomes, worker_id, queues, limit, True)
-        if self._hooked or any(o.retry_at_us is not None for o in outcomes):
-            self._on_ready()  # a retry or a hook is READY: waiting workers re-plan their sleep
-        rows.sort(key=lambda row: (-row[3], row[-2], row[-1]))  # priority, due_at, seq
-        return settled, [_job_from_row(row) for row in rows]
+            settled, rows = self._record_and_claim(outcomes, worker_id, queues, limit, skip, True)
+        if self._hooked or any(
+            o.retry_at_us is not None or o.put_back_due_us is not None for o in outcomes
+        ):
+            self._on_ready()  # a retry, a hook or a put-back is READY: sleepers re-plan
+        return settled, rows
 
     def _record_and_claim(
         self,
@@ -279,17 +319,44 @@ class Store:
         worker_id: str,
         queues: Collection[str] | None,
         limit: int,
+        skip: Collection[str],
         one_by_one: bool = False,
-    ) -> tuple[list[bool], list[Any]]:
+    ) -> tuple[list[bool], list[JobRecord]]:
         with self._write() as db:
             self._hooked = False
             settled = self._settle_all(db, outcomes)
-            rows = self._claim(db, worker_id, queues, limit, one_by_one) if limit > 0 else []
+            jobs: list[JobRecord] = []
+            while len(jobs) < limit:
+                rows = self._claim(db, worker_id, queues, limit - len(jobs), one_by_one, skip)
+                claimed = self._claimed(db, rows, worker_id) if rows else []
+                jobs += claimed  # each round takes what sorts after the rounds before it
+                if len(claimed) == len(rows):  # none failed: nothing more is due, or enough
+                    break
             if FAULTS and outcomes:
                 fault("record.before_commit", db)
-            if FAULTS and rows:
+            if FAULTS and jobs:
                 fault("claim.after_update", db)
-        return settled, rows
+        return settled, jobs
+
+    def _claimed(self, db: apsw.Connection, rows: list[Any], worker_id: str) -> list[JobRecord]:
+        """The jobs of claimed ``rows`` in claim order (priority, due time, enqueue order).
+
+        A job whose row holds values litetasks cannot read fails here, in the claiming
+        transaction, and is not returned (see rows.py); the others are claimed as usual.
+        """
+        keyed: list[tuple[int, int, int, JobRecord]] = []
+        for row in rows:
+            job = decode_job(row)
+            due_at, seq = row[-2], row[-1]
+            if not (type(due_at) is int and EARLIEST_US <= due_at <= LATEST_US):
+                job = with_problem(job, "due_at", due_at)
+            if job.malformed:
+                hooks = fail_malformed(db, job, seq, worker_id, self._now())
+                self._enqueue_hooks(db, job.job_id, JobState.FAILED, hooks)
+                continue
+            keyed.append((-job.priority, due_at, seq, job))  # seq is unique: jobs never compare
+        keyed.sort()
+        return [job for *_, job in keyed]
 
     def _claim(
         self,
@@ -298,18 +365,22 @@ class Store:
         queues: Collection[str] | None,
         limit: int,
         one_by_one: bool = False,
+        skip: Collection[str] = (),
     ) -> list[Any]:
         if isinstance(queues, str):
             raise TypeError(f"queues must be a collection of names, not the string {queues!r}.")
         params: dict[str, Any] = {"worker_id": worker_id, "now": self._now(), "limit": limit}
         if queues is None:
-            pick, statement, due = sql.PICK_ANY, sql.CLAIM_ANY, sql.DUE_ANY
+            served = "any"
         elif len(queues) == 1:
-            pick, statement, due = sql.PICK_ONE_QUEUE, sql.CLAIM_ONE_QUEUE, sql.DUE_ONE_QUEUE
+            served = "one"
             params["queue"] = next(iter(queues))
         else:
-            pick, statement, due = sql.PICK_QUEUES, sql.CLAIM_QUEUES, sql.DUE_QUEUES
+            served = "some"
             params["queues"] = json.dumps(sorted(queues))
+        if skip:
+            params["skip"] = json.dumps(sorted(skip))
+        pick, statement, due = sql.CLAIMS[served, bool(skip)]
         if not one_by_one:
             try:
                 return _take(db, pick, params)
@@ -368,6 +439,10 @@ class Store:
             "started_at": outcome.started_at_us,
             "finished_at": outcome.finished_at_us,
         }
+        if outcome.put_back_due_us is not None:
+            params["due_at"] = outcome.put_back_due_us
+            del params["started_at"]
+            return db.execute(sql.PUT_BACK, params).fetchone() is not None
         if outcome.error is None:
             params["return_value"] = outcome.return_json
             row = db.execute(sql.COMPLETE, params).fetchone()
@@ -377,18 +452,30 @@ class Store:
             row = db.execute(sql.FAIL, params).fetchone()
         if row is None:
             return False
-        if row[1] is not None:
-            self._enqueue_hooks(db, outcome.job_id, JobState(row[0]), row[1])
+        hooks = returned_hooks(row[1], row[2])
+        if hooks is not None:
+            self._enqueue_hooks(db, outcome.job_id, JobState(row[0]), hooks)
         return True
 
     def _enqueue_hooks(
-        self, db: apsw.Connection, job_id: str, state: JobState, hooks_json: str
+        self,
+        db: apsw.Connection,
+        job_id: str,
+        state: JobState,
+        hooks_json: Any,
     ) -> None:
-        """Insert the hooks of ``job_id`` that fire on ``state``, in the caller's transaction."""
+        """Insert the hooks of ``job_id`` that fire on ``state``, in the caller's transaction.
+
+        ``hooks_json`` is the row's ``hooks`` value, or the hooks already decoded (a tuple).
+        """
         if not state.is_finished:
             return
+        hooks = hooks_json if isinstance(hooks_json, tuple) else hooks_from_json(hooks_json)
+        if hooks is None:  # written by other code: none is enqueued, and the row says so
+            drop_bad_hooks(db, job_id, hooks_json)
+            return
         now = self._now()
-        for hook in _hooks_from_json(hooks_json):
+        for hook in hooks:
             if hook.fires_on(state):
                 self._insert(
                     db,
@@ -414,7 +501,7 @@ class Store:
             rows = db.execute(sql.RELEASE, {"worker_id": worker_id, "job_ids": ids}).fetchall()
         if rows:
             self._on_ready()
-        return [str(row[0]) for row in rows]
+        return [returned_text(row[0]) for row in rows]
 
     # -- workers -----------------------------------------------------------------------------
 
@@ -484,14 +571,15 @@ class Store:
         with self._write() as db:
             self._hooked = False
             rows = db.execute(sql.RECOVER, params).fetchall()
-            for job_id, state, hooks in rows:
+            for raw_id, state, kind, raw_hooks in rows:
+                hooks = returned_hooks(kind, raw_hooks)
                 if hooks is not None:
-                    self._enqueue_hooks(db, str(job_id), JobState(state), str(hooks))
+                    self._enqueue_hooks(db, returned_text(raw_id), JobState(state), hooks)
             del params["now"], params["error"], params["cancel_error"]
             db.execute(sql.FORGET_LOST_WORKERS, params)
         if self._hooked or any(row[1] == JobState.READY.value for row in rows):
             self._on_ready()
-        return [(str(row[0]), JobState(row[1])) for row in rows]
+        return [(returned_text(row[0]), JobState(row[1])) for row in rows]
 
     # -- operator actions ----------------------------------------------------------------------
 
@@ -507,8 +595,9 @@ class Store:
             for job_id in job_ids:
                 row = db.execute(sql.CANCEL_READY, {**params, "job_id": job_id}).fetchone()
                 if row is not None:
-                    if row[1] is not None:
-                        self._enqueue_hooks(db, job_id, JobState(row[0]), row[1])
+                    hooks = returned_hooks(row[1], row[2])
+                    if hooks is not None:
+                        self._enqueue_hooks(db, job_id, JobState(row[0]), hooks)
                     results[job_id] = CancelResult.CANCELLED
                     continue
                 db.execute(sql.CANCEL_RUNNING, {"job_id": job_id})
@@ -657,29 +746,52 @@ class Store:
     def get(self, job_id: str) -> JobRecord:
         """Return the job ``job_id``; raise ``JobNotFound`` if there is none."""
         with self._translated():
-            row = self._db.execute(
-                f"SELECT {sql.JOB_COLUMNS} FROM jobs WHERE job_id = ?", (job_id,)
-            ).fetchone()
+            try:
+                row = self._db.execute(
+                    f"SELECT {sql.JOB_COLUMNS} FROM jobs WHERE job_id = ?", (job_id,)
+                ).fetchone()
+            except UnicodeDecodeError:  # text that is not UTF-8, written by other code
+                raw = self._db.execute(sql.JOB_ROW_RAW, (job_id,)).fetchone()
+                row = None if raw is None else decode_rows([raw])[0]
         if row is None:
             raise JobNotFound(job_id)
-        return _job_from_row(row)
+        return decode_job(row)
 
     def counts(self) -> dict[tuple[str, JobState], int]:
         """Return the number of jobs per ``(queue_name, state)``."""
         with self._translated():
+            # Read as bytes: text that is not UTF-8 (written by other code) cannot fail this.
             rows: list[Any] = self._db.execute(
-                "SELECT queue_name, state, count(*) FROM jobs GROUP BY queue_name, state"
+                "SELECT CAST(queue_name AS BLOB), state, count(*) FROM jobs"
+                " GROUP BY queue_name, state"
             ).fetchall()
-        return {(str(q), JobState(s)): int(n) for q, s, n in rows}
+        # A state litetasks does not know (written by other code) is no state it counts: no
+        # worker claims, recovers or prunes such a job.
+        known = {state.value: state for state in JobState}
+        return {
+            (bytes(q).decode("utf-8", "replace"), known[s]): int(n)
+            for q, s, n in rows
+            if s in known
+        }
 
-    def next_due_at(self, queues: Collection[str] | None = None) -> int | None:
-        """Return the earliest ``due_at`` of a READY job in ``queues`` (None: no READY job)."""
+    def next_due_at(
+        self, queues: Collection[str] | None = None, skip: Collection[str] = ()
+    ) -> int | None:
+        """Return the earliest ``due_at`` of a READY job in ``queues`` (None: no READY job),
+        leaving out jobs whose task path is in ``skip`` (as the claim does)."""
         where, params = _in_queues(queues)
+        if skip:
+            where += " AND task_path NOT IN (SELECT value FROM json_each(?))"
+            params = (*params, json.dumps(sorted(skip)))
         with self._translated():
             row = self._db.execute(
                 f"SELECT min(due_at) FROM jobs WHERE state = 'READY'{where}", params
             ).fetchone()
-        return None if row is None or row[0] is None else int(row[0])
+        if row is None or row[0] is None:
+            return None
+        # A due time that is not a time litetasks stores (written by other code) is due now:
+        # the claim takes such a job, and fails it.
+        return row[0] if is_time(row[0]) else self._now()
 
     def max_row_bytes(self) -> int:
         """Return the most bytes one row may take (SQLite's ``SQLITE_LIMIT_LENGTH``)."""
@@ -778,7 +890,12 @@ def _error_json(error: ErrorRecord) -> str:
 
 
 def _take(db: apsw.Connection, pick: str, params: dict[str, Any]) -> list[Any]:
-    """Claim the best due jobs (``sql.PICK_*`` picks them); return their rows, in any order."""
+    """Claim the best due jobs (``sql.PICK_*`` picks them); return their rows, in any order.
+
+    Rows come back as one JSON text (one step of one statement, see ``sql.PICK``); one by one
+    when a value cannot travel so (a blob, as in a row written by other code, see
+    ``sql.TAKEN``); and with text read from blobs when some text is not UTF-8.
+    """
     seqs = db.execute(pick, params).fetchone()[0]  # type: ignore[index]
     if seqs == "[]":
         return []
@@ -787,64 +904,18 @@ def _take(db: apsw.Connection, pick: str, params: dict[str, Any]) -> list[Any]:
         taken: Any = db.execute(sql.TAKEN, {"seqs": seqs}).fetchone()
         return list(json.loads(taken[0]))
     except (apsw.TooBigError, apsw.SQLError, ValueError):
+        pass
+    try:
         return db.execute(sql.TAKEN_ROWS, {"seqs": seqs}).fetchall()
-
-
-def _job_from_row(row: Any) -> JobRecord:
-    # apsw returns exactly the stored types (str, int, None): no conversions but JSON's.
-    (
-        job_id,
-        task_path,
-        queue_name,
-        priority,
-        args,
-        kwargs,
-        state,
-        enqueued_at,
-        run_after,
-        started_at,
-        last_attempted_at,
-        finished_at,
-        worker_ids,
-        errors,
-        return_value,
-        attempts,
-        max_attempts,
-        owner,
-        unique_key,
-        cancel_requested,
-        hooks,
-    ) = row[:21]
-    return JobRecord(
-        job_id=job_id,
-        task_path=task_path,
-        queue_name=queue_name,
-        priority=priority,
-        args_json=args,
-        kwargs_json=kwargs,
-        state=_STATES[state],
-        enqueued_at_us=enqueued_at,
-        run_after_us=run_after,
-        started_at_us=started_at,
-        last_attempted_at_us=last_attempted_at,
-        finished_at_us=finished_at,
-        worker_ids=() if worker_ids == "[]" else tuple(json.loads(worker_ids)),
-        errors=() if errors == "[]" else tuple(ErrorRecord(**e) for e in json.loads(errors)),
-        return_json=return_value,
-        attempts=attempts,
-        max_attempts=max_attempts,
-        owner=owner,
-        unique_key=unique_key,
-        cancel_requested=bool(cancel_requested),
-        hooks=() if hooks is None else _hooks_from_json(hooks),
-    )
-
-
-_STATES = {state.value: state for state in JobState}
+    except UnicodeDecodeError:
+        return decode_rows(db.execute(sql.TAKEN_ROWS_RAW, {"seqs": seqs}).fetchall())
 
 
 def _insert_params(job: NewJob, now: int) -> tuple[Any, ...]:
     """The bindings of ``sql.INSERT`` for ``job``, enqueued at ``now``."""
+    run_after = job.run_after_us
+    if run_after is not None and not EARLIEST_US <= run_after <= LATEST_US:
+        raise ValueError(_out_of_range("run_after_us", run_after))
     return (
         job.job_id,
         job.task_path,
@@ -860,6 +931,21 @@ def _insert_params(job: NewJob, now: int) -> tuple[Any, ...]:
     )
 
 
+def _out_of_range(name: str, value: int) -> str:
+    return (
+        f"{name} is {value!r}, outside the times a queue file holds ({EARLIEST_US} to "
+        f"{LATEST_US} microseconds since the epoch: 0001-01-02 to 9999-12-30 UTC); nothing "
+        "was written. Pass a time in that range."
+    )
+
+
+def _slot_or_none(value: Any) -> int | None:
+    """A stored slot, or None if it is not an integer time a queue file holds."""
+    if type(value) is int and EARLIEST_US <= value <= LATEST_US:
+        return value
+    return None
+
+
 def _hooks_json(hooks: Sequence[Hook]) -> str | None:
     return json.dumps([dataclasses.asdict(h) for h in hooks]) if hooks else None
 
@@ -873,7 +959,3 @@ def _in_queues(queues: Collection[str] | None) -> tuple[str, tuple[str, ...]]:
 
 def _exists(db: apsw.Connection, job_id: str) -> bool:
     return db.execute("SELECT 1 FROM jobs WHERE job_id = ?", (job_id,)).fetchone() is not None
-
-
-def _hooks_from_json(text: str) -> tuple[Hook, ...]:
-    return tuple(Hook(**item) for item in json.loads(text))

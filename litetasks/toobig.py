@@ -20,6 +20,7 @@ from typing import Any
 import apsw
 
 from . import sql
+from .rows import returned_hooks, returned_text
 
 __all__ = ["TOO_BIG_ERROR_PATH", "TooBigToClaim", "claim_one_by_one"]
 
@@ -38,14 +39,14 @@ def claim_one_by_one(
     due_sql: str,
     params: dict[str, Any],
     max_row_bytes: int,
-) -> tuple[list[Any], list[tuple[str, str | None]]]:
+) -> tuple[list[Any], list[tuple[str, Any]]]:
     """Claim up to ``params["limit"]`` jobs in claim order, failing the ones too big to claim.
 
     Runs inside the caller's write transaction. Returns the claimed rows and, per failed job,
-    ``(job_id, hooks)``.
+    ``(job_id, hooks)`` (``hooks`` as ``rows.returned_hooks`` gives it).
     """
     rows: list[Any] = []
-    failed: list[tuple[str, str | None]] = []
+    failed: list[tuple[str, Any]] = []
     one = {**params, "limit": 1}
     while len(rows) < params["limit"]:
         try:
@@ -63,13 +64,9 @@ def claim_one_by_one(
     return rows, failed
 
 
-def _fail(db: apsw.Connection, seq: int, now: int, max_row_bytes: int) -> tuple[str, str | None]:
+def _fail(db: apsw.Connection, seq: int, now: int, max_row_bytes: int) -> tuple[str, Any]:
     """FAILED without running, with an error that fits: see ``sql.FAIL_TOO_BIG``."""
-    sizes: Any = db.execute(
-        "SELECT length(CAST(args AS BLOB)) + length(CAST(kwargs AS BLOB)),"
-        " json_array_length(errors) FROM jobs WHERE seq = ?",
-        (seq,),
-    ).fetchone()
+    sizes: Any = db.execute(sql.TOO_BIG_SIZES, (seq,)).fetchone()
     args_bytes, earlier = sizes
     for keep_errors in (True, False):
         error = _error_json(int(args_bytes), max_row_bytes, 0 if keep_errors else int(earlier))
@@ -77,7 +74,8 @@ def _fail(db: apsw.Connection, seq: int, now: int, max_row_bytes: int) -> tuple[
         try:
             with db:
                 row: Any = db.execute(sql.FAIL_TOO_BIG, params).fetchone()
-                job_id, task_path, hooks = row
+                job_id, task_path = returned_text(row[0]), returned_text(row[1])
+                hooks = returned_hooks(row[2], row[3])
             break
         except apsw.TooBigError:
             if not keep_errors or not earlier:
@@ -90,7 +88,7 @@ def _fail(db: apsw.Connection, seq: int, now: int, max_row_bytes: int) -> tuple[
         args_bytes,
         max_row_bytes,
     )
-    return str(job_id), None if hooks is None else str(hooks)
+    return job_id, hooks
 
 
 def _error_json(args_bytes: int, max_row_bytes: int, dropped_errors: int) -> str:

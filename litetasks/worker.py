@@ -18,7 +18,7 @@ import queue
 import resource
 import threading
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -74,6 +74,8 @@ class Runner(Protocol):
     def timeout_of(self, job: JobRecord) -> float | None: ...
 
     def interrupted(self, job: JobRecord, exc: BaseException) -> tuple[Outcome, Finish]: ...
+
+    def not_here(self) -> Collection[str]: ...
 
 
 @dataclass
@@ -510,7 +512,11 @@ class WorkerPool:
         """Record finished attempts and claim up to ``limit`` jobs in one transaction."""
         try:
             settled, jobs = store.record_and_claim(
-                [d.outcome for d in done], self.worker_id, queues=self.config.queues, limit=limit
+                [d.outcome for d in done],
+                self.worker_id,
+                queues=self.config.queues,
+                limit=limit,
+                skip=self._runner.not_here() if limit else (),
             )
         except BaseException:
             self._give_back(done)
@@ -562,7 +568,8 @@ class WorkerPool:
             return min(timeout, _BACKSTOP_S)
         self._idle.set()
         try:
-            due = store.next_due_at(self.config.queues)
+            # Not the tasks this worker leaves to others: due, they would keep it spinning.
+            due = store.next_due_at(self.config.queues, skip=self._runner.not_here())
         except StoreError:
             return timeout
         if due is not None:
@@ -740,7 +747,9 @@ class WorkerPool:
 
     def run_once(self, store: Store) -> bool:
         """Claim one due task and run it in this thread; False when nothing is due."""
-        jobs = store.claim(self.worker_id, queues=self.config.queues, limit=1)
+        jobs = store.claim(
+            self.worker_id, queues=self.config.queues, limit=1, skip=self._runner.not_here()
+        )
         for job in jobs:
             done = self._run(job)
             while True:

@@ -36,6 +36,19 @@ NOT_ALLOWED = (
     "it was not imported."
 )
 NOT_A_TASK = "{path!r} is not a task: only functions decorated with @task can run."
+NOT_A_PATH = (
+    "{path!r} is not the path of a task (a module and a name, such as "
+    "'shop.tasks.send_receipt'); nothing was imported."
+)
+OWN_PACKAGE = (
+    "{path!r} is in litetasks' own package, which holds no tasks (its modules include its "
+    "command line); it was not imported."
+)
+DUNDER = (
+    "{path!r} names a module {dunder!r}: no worker imports a module named with double "
+    "underscores for a task (a __main__ module runs its program when imported, an __init__ "
+    "module runs its package again); it was not imported."
+)
 
 
 def insert(backend: SQLiteBackend, task_path: str, **fields: Any) -> str:
@@ -74,16 +87,15 @@ def assert_refused(job: JobRecord, exception_class_path: str, message: str) -> N
         ("os.system", NOT_ALLOWED),
         ("subprocess.check_call", NOT_ALLOWED),
         ("builtins.eval", NOT_ALLOWED),
-        ("antigravity", NOT_ALLOWED),
-        ("nonexistent.module.fn", NOT_ALLOWED),
-        ("", NOT_ALLOWED),
-        (".tasks.noop", NOT_ALLOWED),
-        ("tests.tasks.undecorated", NOT_A_TASK),
-        ("tests.tasks.BadStr", NOT_A_TASK),
-        ("tests.tasks.os", NOT_A_TASK),
-        ("tests.tasks.no_such_name", NOT_A_TASK),
-        ("tests.", NOT_A_TASK),
-        ("litetasks.backend.thread_store", NOT_A_TASK),
+        ("antigravity.fly", NOT_ALLOWED),
+        ("antigravity", NOT_A_PATH),
+        ("", NOT_A_PATH),
+        (".tasks.noop", NOT_A_PATH),
+        ("tests.", NOT_A_PATH),
+        ("tests.tasks.no-such-name", NOT_A_PATH),
+        ("litetasks.backend.thread_store", OWN_PACKAGE),
+        ("litetasks.cli.main", OWN_PACKAGE),
+        ("litetasks.store.Store", OWN_PACKAGE),
     ],
 )
 def test_a_row_naming_something_that_is_not_a_task_is_failed(
@@ -94,17 +106,70 @@ def test_a_row_naming_something_that_is_not_a_task_is_failed(
     assert_refused(job, "litetasks.exceptions.TaskNotAllowed", message.format(path=task_path))
 
 
-def test_a_row_naming_a_missing_module_of_an_installed_app_is_failed(
-    backend: SQLiteBackend,
+# What a worker does not find in its code, another worker may have (another project on the same
+# queue file, a pool restarted on new code): it puts the task back to READY, and fails it only
+# after OPTIONS["not_found_delays"] (tests/test_not_found.py). With none, it fails at once.
+ONE_FILE = (
+    "If another project uses this queue file, give each project its own file: one queue file "
+    "belongs to one project."
+)
+RESTART = "restart the workers (they load the code when they start), then `litetasks retry {id}`."
+NOT_FOUND = {
+    "nonexistent.module.fn": (
+        "Task 'nonexistent.module.fn' is not in an installed app of the workers "
+        "(INSTALLED_APPS, or TASKS['default']['OPTIONS']['task_modules']), so they did not "
+        f"import it (tried once). {ONE_FILE} If its app is new, add it to INSTALLED_APPS, "
+        + RESTART
+    ),
+    "tests.tasks.undecorated": (
+        "Task 'tests.tasks.undecorated' is not a task in the code the workers loaded: "
+        "'undecorated' is not decorated with @task there (tried once). If that changed since "
+        f"they started, {RESTART} {ONE_FILE}"
+    ),
+    "tests.tasks.BadStr": (
+        "Task 'tests.tasks.BadStr' is not a task in the code the workers loaded: 'BadStr' is "
+        "not decorated with @task there (tried once). If that changed since they started, "
+        f"{RESTART} {ONE_FILE}"
+    ),
+    "tests.tasks.os": (
+        "Task 'tests.tasks.os' is not a task in the code the workers loaded: 'os' is not "
+        "decorated with @task there (tried once). If that changed since they started, "
+        f"{RESTART} {ONE_FILE}"
+    ),
+    "tests.tasks.no_such_name": (
+        "Task 'tests.tasks.no_such_name' was not found in the code the workers loaded: module "
+        f"'tests.tasks' has no 'no_such_name' (tried once). If it is new, {RESTART} {ONE_FILE}"
+    ),
+    "tests.no_such_module.fn": (
+        "Task 'tests.no_such_module.fn' could not be imported by the workers: importing "
+        "'tests.no_such_module' raised ModuleNotFoundError(\"No module named "
+        "'tests.no_such_module'\") (tried once). If the module is new or was fixed since, "
+        f"{RESTART} {ONE_FILE}"
+    ),
+}
+
+
+@pytest.fixture
+def no_put_backs(backend: SQLiteBackend) -> Iterator[SQLiteBackend]:
+    """The default backend with OPTIONS["not_found_delays"] = []: not found, FAILED at once."""
+    from django.test import override_settings
+
+    from litetasks.compat import task_backends
+
+    options = {**backend.options, "not_found_delays": []}
+    setting = {"default": {"BACKEND": "litetasks.backend.SQLiteBackend", "OPTIONS": options}}
+    with override_settings(TASKS=setting):
+        yield task_backends["default"]
+
+
+@pytest.mark.parametrize("task_path", sorted(NOT_FOUND))
+def test_a_row_naming_a_task_this_worker_does_not_have_fails_saying_what_to_do(
+    no_put_backs: SQLiteBackend, task_path: str
 ) -> None:
-    job_id = insert(backend, "tests.no_such_module.fn")
-    job = drain_with_a_valid_task_last(backend, job_id)
-    assert_refused(
-        job,
-        "litetasks.exceptions.TaskNotAllowed",
-        "Cannot import 'tests.no_such_module' for task 'tests.no_such_module.fn': "
-        "ModuleNotFoundError(\"No module named 'tests.no_such_module'\").",
-    )
+    job_id = insert(no_put_backs, task_path, args_json='["touch /tmp/litetasks-pwned"]')
+    job = drain_with_a_valid_task_last(no_put_backs, job_id)
+    message = NOT_FOUND[task_path].format(id=job_id)
+    assert_refused(job, "litetasks.exceptions.TaskNotFound", message)
 
 
 def test_a_refused_row_sends_no_signals(backend: SQLiteBackend) -> None:
@@ -152,10 +217,11 @@ def test_get_result_of_a_row_with_undecodable_arguments_refuses_to_load_it(
 
 
 def test_a_row_naming_a_task_of_another_backend_is_failed(
-    backend: SQLiteBackend, monkeypatch: pytest.MonkeyPatch
+    no_put_backs: SQLiteBackend, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from django.test import override_settings
 
+    backend = no_put_backs
     other = {**backend.options, "path": str(Path(backend.config.store.path).with_name("o.db"))}
     setting = {
         "default": {"BACKEND": "litetasks.backend.SQLiteBackend", "OPTIONS": backend.options},
@@ -172,8 +238,11 @@ def test_a_row_naming_a_task_of_another_backend_is_failed(
         job = default.store.get(job_id)
     assert_refused(
         job,
-        "litetasks.exceptions.TaskNotAllowed",
-        "'tests.tasks.other_backend_task' belongs to backend 'other', not 'default'.",
+        "litetasks.exceptions.TaskNotFound",
+        "Task 'tests.tasks.other_backend_task' is not a task in the code the workers loaded: "
+        "'other_backend_task' is a task of another backend there, not of 'default' (tried "
+        "once). If that changed since they started, restart the workers (they load the code "
+        f"when they start), then `litetasks retry {job_id}`. {ONE_FILE}",
     )
 
 
@@ -216,13 +285,164 @@ def booby_trapped_modules(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> It
 
 @pytest.mark.parametrize("task_path", ["evil_mod.fn", "tests_evil.fn", "litetasksevil.fn"])
 def test_a_module_outside_the_installed_apps_is_not_imported(
-    backend: SQLiteBackend, booby_trapped_modules: Path, task_path: str
+    no_put_backs: SQLiteBackend, booby_trapped_modules: Path, task_path: str
+) -> None:
+    job_id = insert(no_put_backs, task_path)
+    job = drain_with_a_valid_task_last(no_put_backs, job_id)
+    [error] = job.errors
+    assert error.exception_class_path == "litetasks.exceptions.TaskNotFound"
+    assert "so they did not import it (tried once)" in error.traceback
+    assert not booby_trapped_modules.exists()
+    assert task_path.partition(".")[0] not in sys.modules
+
+
+# -- only tasks run: never litetasks itself, never a __main__ ------------------------------------
+
+# Paths naming litetasks' own modules, and modules named with double underscores (a package's
+# __main__ runs its command line when imported: litetasks.__main__ started a nested supervisor,
+# which forked its own worker, inside the worker that imported it).
+OWN_AND_DUNDER = [
+    ("litetasks.__main__.x", DUNDER, "__main__"),
+    ("litetasks.__main__.main", DUNDER, "__main__"),
+    ("litetasks.cli.main", OWN_PACKAGE, None),
+    ("litetasks.cli.app", OWN_PACKAGE, None),
+    ("litetasks.store.Store", OWN_PACKAGE, None),
+    ("litetasks.demo.run_demo", OWN_PACKAGE, None),
+    ("litetasks.bench.run", OWN_PACKAGE, None),
+    ("litetasks.management.commands.litetasks.Command", OWN_PACKAGE, None),
+    ("litetasks.x", OWN_PACKAGE, None),
+    ("tests.__main__.x", DUNDER, "__main__"),
+    ("tests.sub.__main__.x", DUNDER, "__main__"),
+    ("tests.__init__.x", DUNDER, "__init__"),
+    ("tests.__pycache__.x", DUNDER, "__pycache__"),
+]
+
+
+@pytest.mark.parametrize(("task_path", "message", "dunder"), OWN_AND_DUNDER)
+def test_a_row_naming_litetasks_itself_or_a_dunder_module_is_failed_at_once(
+    backend: SQLiteBackend, task_path: str, message: str, dunder: str | None
 ) -> None:
     job_id = insert(backend, task_path)
     job = drain_with_a_valid_task_last(backend, job_id)
-    assert_refused(job, "litetasks.exceptions.TaskNotAllowed", NOT_ALLOWED.format(path=task_path))
-    assert not booby_trapped_modules.exists()
-    assert task_path.partition(".")[0] not in sys.modules
+    expected = message.format(path=task_path, dunder=dunder)
+    assert_refused(job, "litetasks.exceptions.TaskNotAllowed", expected)
+
+
+@pytest.mark.parametrize(
+    "task_path",
+    [
+        "tests.tasks.noop",
+        "tests.tasks.undecorated",
+        "tests.no_such_module.fn",
+        "os.system",
+        "antigravity.fly",
+        "evil_mod.fn",
+        *(path for path, _, _ in OWN_AND_DUNDER),
+        "__main__.run",
+        "tests.",
+    ],
+)
+def test_enqueue_refuses_exactly_the_modules_a_worker_refuses_to_import(
+    backend: SQLiteBackend, task_path: str
+) -> None:
+    from litetasks.compat import InvalidTask
+    from litetasks.exceptions import TaskNotAllowed
+
+    try:
+        backend.check_task_module(task_path)
+        refused_at_enqueue = False
+    except InvalidTask:
+        refused_at_enqueue = True
+    try:
+        backend._import_task(task_path)
+        refused_unimported = False
+    except TaskNotAllowed as exc:
+        refused_unimported = "imported." in str(exc)  # "it was not" / "nothing was" imported
+    assert refused_at_enqueue == refused_unimported
+
+
+WATCHED = [
+    "litetasks.__main__",
+    "litetasks.cli",
+    "litetasks.demo",
+    "litetasks.bench",
+    "litetasks.management.commands.litetasks",
+    "trapapp",
+    "trapapp.__main__",
+    "trapapp.__init__",
+]
+_WORKER_SCRIPT = """
+import json, sys
+import django
+django.setup()
+watched = {watched!r}
+before = sorted(m for m in watched if m in sys.modules)
+from litetasks.compat import task_backends
+from litetasks.records import NewJob
+from litetasks.store import new_job_id
+from litetasks.testing import drain
+backend = task_backends["default"]
+ids = {{}}
+for path in {paths!r}:
+    ids[path] = new_job_id()
+    backend.store.enqueue([NewJob(job_id=ids[path], task_path=path)])
+ran = drain()
+after = sorted(m for m in watched if m in sys.modules)
+jobs = {{path: backend.store.get(job_id) for path, job_id in ids.items()}}
+rows = {{
+    path: [job.state.value, [e.exception_class_path for e in job.errors],
+           job.errors[-1].traceback.splitlines()[-1] if job.errors else ""]
+    for path, job in jobs.items()
+}}
+print(json.dumps({{"before": before, "after": after, "ran": ran, "rows": rows}}))
+"""
+
+
+@pytest.mark.slow
+def test_a_worker_process_imports_none_of_litetasks_own_modules_nor_any_dunder_module(
+    tmp_path: Path,
+) -> None:
+    """In a fresh worker process (nothing preloaded): rows naming litetasks' command line, its
+    __main__, its demo and bench, or an app's __main__ and __init__, import nothing and fail."""
+    import subprocess
+
+    from tests.helpers import REPO, subprocess_env
+
+    app = tmp_path / "trapapp"
+    app.mkdir()
+    marker = tmp_path / "imported.txt"
+    side_effect = f"open({str(marker)!r}, 'a').write(__name__ + '\\n')\ndef x(): pass\n"
+    for module in ("__init__", "__main__"):
+        (app / f"{module}.py").write_text(side_effect)
+    (tmp_path / "trap_settings.py").write_text(
+        "from tests.settings import *  # noqa: F403\n"
+        'TASKS["default"]["OPTIONS"]["task_modules"] = ["trapapp"]\n'
+    )
+    paths = [path for path, _, _ in OWN_AND_DUNDER if not path.startswith("tests.")]
+    paths += ["trapapp.__main__.x", "trapapp.__init__.x", "trapapp.sub.__main__.x"]
+    script = _WORKER_SCRIPT.format(watched=WATCHED, paths=paths)
+    env = subprocess_env(tmp_path, settings="trap_settings", pythonpath=(tmp_path, REPO))
+
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout.splitlines()[-1])
+    assert report["before"] == []  # else this proves nothing
+    assert report["after"] == []
+    assert not marker.exists()
+    assert report["ran"] == len(paths)
+    for path, (state, errors, last_line) in report["rows"].items():
+        assert state == "FAILED", path
+        assert errors == ["litetasks.exceptions.TaskNotAllowed"], path
+        assert last_line.endswith("it was not imported."), (path, last_line)
 
 
 # -- malformed arguments -----------------------------------------------------------------------

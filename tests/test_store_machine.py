@@ -8,6 +8,15 @@ The features beyond DEP 0014 are in it too: unique keys (at most one live job pe
 completion hooks (inserted with the outcome, adopted into the model as ordinary jobs), cancel
 (READY: FAILED at once; RUNNING: flagged, then never retried), manual retry (a fresh attempt
 budget), prune (exactly the finished jobs older than the cut-off) and periodic slots (once).
+
+A worker that did not find a task in its code puts it back (READY after a delay, the attempt
+not counted), and its claims skip such task paths for a while (``skip``).
+
+So are rows written behind the store's back: ``corrupt`` puts a value litetasks never writes
+into one column of a READY job (bad JSON, text for a number, a time out of range). The claim
+that takes it fails it alone (FAILED, a ``MalformedJob`` error naming the column, the value
+replaced), in its place in the claim order as SQLite sorts such values; every other job is
+claimed as before, and reading the row never fails.
 """
 
 from __future__ import annotations
@@ -31,7 +40,16 @@ from hypothesis.stateful import (
     rule,
 )
 
-from litetasks.records import ErrorRecord, Hook, JobState, NewJob, Outcome, WorkerRecord
+from litetasks.records import (
+    LATEST_US,
+    ErrorRecord,
+    Hook,
+    JobRecord,
+    JobState,
+    NewJob,
+    Outcome,
+    WorkerRecord,
+)
 from litetasks.store import CANCELLED_ERROR, CANCELLED_LOST_ERROR, CancelResult, Store
 
 START_US = 1_700_000_000_000_000
@@ -63,6 +81,52 @@ HOOK_PATH = "hooks.{}"
 queue_sets = st.none() | st.sets(st.sampled_from(QUEUES), max_size=len(QUEUES))
 workers = st.sampled_from(WORKERS)
 
+MALFORMED = "litetasks.exceptions.MalformedJob"
+# (column, SQL value, how SQLite sorts it): values litetasks never writes. In ORDER BY
+# "priority DESC, due_at": numbers sort below text, text below blobs.
+CORRUPTIONS = [
+    ("errors", "'[bad'", None),
+    ("errors", "'{}'", None),
+    ("errors", "'[1]'", None),
+    ("hooks", "'{bad'", None),
+    ("hooks", "'[1]'", None),
+    ("worker_ids", "'nope'", None),
+    ("worker_ids", "'{}'", None),
+    ("priority", "'high'", (-1, 0.0)),
+    ("priority", "x'5b5d'", (-2, 0.0)),
+    ("priority", "1.5", (0, -1.5)),
+    ("run_after", str(LATEST_US + 1), None),
+    ("run_after", "'soon'", None),
+    ("due_at", "'soon'", (1, 0)),
+    ("due_at", str(2**62), (0, 2**62)),
+    ("due_at", str(-(2**62)), (0, -(2**62))),
+    ("max_attempts", "'x'", None),
+    ("enqueued_at", "'yesterday'", None),
+    ("task_path", "x'5b5d'", None),
+]
+# What rewrites a corrupted column, besides the claim: a manual retry (due time, attempts
+# budget) and cancelling a READY job (its error is appended, its hooks read).
+REPAIRED_BY_RETRY = {"due_at", "run_after", "max_attempts"}
+REPAIRED_BY_CANCEL = {"errors", "hooks"}
+
+
+def malformed(column: str) -> ErrorRecord:
+    """The model's stand-in for the MalformedJob error naming ``column`` (see errors_match)."""
+    return ErrorRecord(exception_class_path=MALFORMED, traceback=column)
+
+
+def errors_match(stored: tuple[ErrorRecord, ...], model: list[ErrorRecord]) -> bool:
+    if len(stored) != len(model):
+        return False
+    for error, expected in zip(stored, model, strict=True):
+        if expected.exception_class_path == MALFORMED:
+            named = f"column {expected.traceback!r}"
+            if error.exception_class_path != MALFORMED or named not in error.traceback:
+                return False
+        elif error != expected:
+            return False
+    return True
+
 
 @dataclass
 class ModelJob:
@@ -83,6 +147,13 @@ class ModelJob:
     finished_at: int | None = None
     # Retried by hand: due at once (due_at = the retry), run_after cleared.
     retried_by_hand: bool = False
+    # A column holding a value litetasks never writes (see CORRUPTIONS), and how SQLite sorts
+    # a corrupted priority or due time.
+    put_backs: int = 0  # put back by a worker that did not find its task
+    task_path: str = "tests.tasks.noop"
+    corrupted: str | None = None
+    priority_key: tuple[int, float] | None = None
+    due_key: tuple[int, int] | None = None
 
     @property
     def attempts(self) -> int:
@@ -171,22 +242,31 @@ class QueueMachine(RuleBasedStateMachine):
                 self.next_seq += 1
                 self.pending_hooks[(HOOK_PATH.format(when), job_id)] = self.next_seq
 
-    def _adopt_hooks(self) -> None:
-        """Hook jobs the store inserted become ordinary jobs of the model."""
+    def _adopt_hooks(self) -> dict[tuple[str, str], str]:
+        """Hook jobs the store inserted become ordinary jobs of the model; return their ids
+        by (hook task path, parent job id)."""
         rows = (
             self.stores[0]
             ._db.execute("SELECT job_id, task_path, args FROM jobs WHERE task_path LIKE 'hooks.%'")
             .fetchall()
         )
+        adopted = {}
         for hook_id, path, args in rows:
             if hook_id in self.model:
                 continue
             parent = args[2:-2]  # '["job-7"]'
             seq = self.pending_hooks.pop((path, parent))  # expected, and only once
             self.model[hook_id] = ModelJob(
-                seq=seq, queue_name="default", priority=0, due_at=self.now, max_attempts=1
+                seq=seq,
+                queue_name="default",
+                priority=0,
+                due_at=self.now,
+                max_attempts=1,
+                task_path=path,
             )
+            adopted[(path, parent)] = hook_id
         assert self.pending_hooks == {}, self.pending_hooks
+        return adopted
 
     def _insert(self, specs: list[dict[str, int | str | None]], via: int) -> list[str]:
         """Enqueue ``specs`` in one transaction (deduplicating unique keys); return the ids
@@ -228,23 +308,118 @@ class QueueMachine(RuleBasedStateMachine):
     def enqueue_bulk(self, specs: list[dict[str, int | str | None]], via: int) -> object:
         return multiple(*self._insert(specs, via))
 
+    # -- rows written behind the store's back ------------------------------------------------
+
+    def _ready_clean(self) -> list[str]:
+        return [
+            job_id
+            for job_id in self._by_seq()
+            if self.model[job_id].state is JobState.READY and not self.model[job_id].corrupted
+        ]
+
+    @precondition(lambda self: self._ready_clean())
+    @rule(data=st.data(), corruption=st.sampled_from(CORRUPTIONS), via=st.integers(0, 1))
+    def corrupt(self, data: st.DataObject, corruption: tuple[str, str, object], via: int) -> None:
+        """Another program writes a value litetasks never writes into a READY job's row."""
+        job_id = data.draw(st.sampled_from(self._ready_clean()))
+        column, value, sort_key = corruption
+        self.stores[via]._db.execute(
+            f"UPDATE jobs SET {column} = {value} WHERE job_id = ?", (job_id,)
+        )
+        job = self.model[job_id]
+        job.corrupted = column
+        if column == "priority":
+            job.priority_key = sort_key  # type: ignore[assignment]
+        elif column == "due_at":
+            job.due_key = sort_key  # type: ignore[assignment]
+
+    def _repaired(self, job: ModelJob) -> None:
+        job.corrupted, job.priority_key, job.due_key = None, None, None
+
+    def _fail_corrupted(self, job_id: str, worker: str) -> None:
+        """The claim took a corrupted job: FAILED, its error naming the column, the value
+        replaced (priority 0, a worker_ids of this claim alone, no hooks, ...)."""
+        job = self.model[job_id]
+        column = job.corrupted
+        assert column is not None
+        if column == "worker_ids":
+            job.worker_ids = [worker]
+        else:
+            job.worker_ids.append(worker)
+        if column == "errors":
+            job.errors = [malformed(column)]
+        else:
+            job.errors.append(malformed(column))
+        if column == "hooks":
+            job.hooks = ()
+        if column == "priority":
+            job.priority = 0
+        if column == "max_attempts":
+            job.max_attempts = job.attempts
+        if column == "task_path":
+            job.task_path = ""
+        self._repaired(job)
+        self._finish(job, job_id, JobState.FAILED)
+
     # -- consumers ---------------------------------------------------------------------------
 
-    def _eligible(self, queues: set[str] | None) -> list[str]:
-        due = [
-            (-job.priority, job.due_at, job.seq, job_id)
+    def _eligible(
+        self,
+        queues: set[str] | None,
+        skip: set[str] = frozenset(),  # type: ignore[assignment]
+    ) -> list[str | tuple[str, str]]:
+        """READY jobs due now, in claim order. A due time that is not a stored time counts as
+        due (so that a claim fails the job rather than it waiting for ever). Hooks the store
+        is expected to have enqueued (``pending_hooks``) are READY too: priority 0, due now."""
+        due: list[tuple[tuple[int, float], tuple[int, int], int, str | tuple[str, str]]] = [
+            (
+                job.priority_key or (0, -job.priority),
+                job.due_key or (0, job.due_at),
+                job.seq,
+                job_id,
+            )
             for job_id, job in self.model.items()
             if job.state is JobState.READY
-            and job.due_at <= self.now
+            and (job.due_key is not None or job.due_at <= self.now)
             and (queues is None or job.queue_name in queues)
+            and (job.task_path not in skip or job.corrupted == "task_path")  # a blob: kept
         ]
+        if queues is None or "default" in queues:
+            due += [
+                ((0, 0), (0, self.now), seq, hook)
+                for hook, seq in self.pending_hooks.items()
+                if hook[0] not in skip
+            ]
         return [job_id for *_, job_id in sorted(due)]
 
-    @rule(worker=workers, queues=queue_sets, limit=st.integers(1, 3), via=st.integers(0, 1))
-    def claim(self, worker: str, queues: set[str] | None, limit: int, via: int) -> None:
-        expected = self._eligible(queues)[:limit]
-        claimed = self.stores[via].claim(worker, queues=queues, limit=limit)
-        assert [job.job_id for job in claimed] == expected
+    @rule(
+        worker=workers,
+        queues=queue_sets,
+        limit=st.integers(1, 3),
+        skip=st.sets(st.sampled_from(["tests.tasks.noop", HOOK_PATH.format("finish")])),
+        via=st.integers(0, 1),
+    )
+    def claim(
+        self, worker: str, queues: set[str] | None, limit: int, skip: set[str], via: int
+    ) -> None:
+        # The claim fails a corrupted job on its way (enqueueing its hooks), and goes on, in
+        # rounds, to fill its limit: each round takes the best due jobs left.
+        expected: list[str | tuple[str, str]] = []  # ids, or (path, parent) of a new hook
+        taken: set[str | tuple[str, str]] = set()
+        while len(expected) < limit:
+            batch = [j for j in self._eligible(queues, skip) if j not in taken]
+            batch = batch[: limit - len(expected)]
+            taken.update(batch)
+            bad = [j for j in batch if isinstance(j, str) and self.model[j].corrupted]
+            expected += [j for j in batch if j not in bad]
+            for job_id in bad:
+                self._fail_corrupted(str(job_id), worker)
+            if not bad:
+                break
+        claimed = self.stores[via].claim(worker, queues=queues, limit=limit, skip=skip)
+        adopted = self._adopt_hooks()
+        ids = [adopted[j] if isinstance(j, tuple) else j for j in expected]
+        assert [job.job_id for job in claimed] == ids
         for record in claimed:
             job = self.model[record.job_id]
             job.state = JobState.RUNNING
@@ -329,6 +504,19 @@ class QueueMachine(RuleBasedStateMachine):
             self._finish(job, job_id, JobState.FAILED)
         self._adopt_hooks()
 
+    @precondition(lambda self: self._running())
+    @rule(data=st.data(), delay_us=delays_us, via=st.integers(0, 1))
+    def put_back(self, data: st.DataObject, delay_us: int, via: int) -> None:
+        """A worker did not find the task in its code: READY again after the delay, the
+        attempt not counted, the put-back counted."""
+        job_id = data.draw(st.sampled_from(self._running()))
+        outcome = self._outcome(job_id, put_back_due_us=self.now + delay_us)
+        assert self.stores[via].record([outcome]) == [True]
+        job = self.model[job_id]
+        job.state, job.owner, job.due_at = JobState.READY, None, self.now + delay_us
+        job.worker_ids.pop()
+        job.put_backs += 1
+
     @rule(job_id=jobs, worker=workers, attempt_shift=st.integers(-2, 2), via=st.integers(0, 1))
     def record_stale(self, job_id: str, worker: str, attempt_shift: int, via: int) -> None:
         """An outcome whose (worker, attempt) is not the job's live claim changes nothing."""
@@ -377,8 +565,7 @@ class QueueMachine(RuleBasedStateMachine):
             if job is None:
                 expected[job_id] = CancelResult.NOT_FOUND
             elif job.state is JobState.READY:
-                job.errors.append(CANCELLED_ERROR)
-                self._finish(job, job_id, JobState.FAILED)
+                self._cancel_ready(job, job_id)
                 expected[job_id] = CancelResult.CANCELLED
             elif job.state is JobState.RUNNING:
                 job.cancel_requested = True
@@ -387,6 +574,20 @@ class QueueMachine(RuleBasedStateMachine):
                 expected[job_id] = CancelResult.FINISHED
         assert self.stores[via].cancel(job_ids) == expected
         self._adopt_hooks()
+
+    def _cancel_ready(self, job: ModelJob, job_id: str) -> None:
+        """A READY job cancelled: FAILED with TaskCancelled. A corrupted ``errors`` is
+        replaced (its MalformedJob error first), corrupted hooks are dropped and said so."""
+        if job.corrupted == "errors":
+            job.errors = [malformed("errors"), CANCELLED_ERROR]
+        else:
+            job.errors.append(CANCELLED_ERROR)
+        if job.corrupted == "hooks":
+            job.hooks = ()
+            job.errors.append(malformed("hooks"))
+        if job.corrupted in REPAIRED_BY_CANCEL:
+            self._repaired(job)
+        self._finish(job, job_id, JobState.FAILED)
 
     @precondition(lambda self: self._running())
     @rule(data=st.data(), via=st.integers(0, 1))
@@ -421,6 +622,9 @@ class QueueMachine(RuleBasedStateMachine):
             else:
                 job.state, job.due_at, job.finished_at = JobState.READY, self.now, None
                 job.max_attempts = job.attempts + job.budget
+                job.put_backs = 0
+                if job.corrupted in REPAIRED_BY_RETRY:
+                    self._repaired(job)
                 job.cancel_requested = False
                 job.retried_by_hand = True
                 self.finished.pop(job_id, None)  # only a manual retry reopens a finished job
@@ -582,9 +786,14 @@ class QueueMachine(RuleBasedStateMachine):
             assert record.state is job.state
             assert record.owner == job.owner
             assert (record.owner is not None) == (record.state is JobState.RUNNING)
+            if job.corrupted is not None:
+                self._check_corrupted(record, job.corrupted)
+                continue
+            assert record.malformed == ()
+            assert record.put_backs == job.put_backs
             assert record.attempts == len(record.worker_ids) == job.attempts
             assert record.worker_ids == tuple(job.worker_ids)
-            assert record.errors == tuple(job.errors)
+            assert errors_match(record.errors, job.errors), (record.errors, job.errors)
             assert record.attempts <= record.max_attempts
             assert record.cancel_requested == job.cancel_requested
             assert record.unique_key == job.unique_key
@@ -593,6 +802,13 @@ class QueueMachine(RuleBasedStateMachine):
             if record.state is JobState.SUCCESSFUL:
                 assert record.return_json == job.return_json
             assert (record.finished_at_us is not None) == (record.state in TERMINAL)
+
+    @staticmethod
+    def _check_corrupted(record: JobRecord, column: str) -> None:
+        """A corrupted row not taken by a claim yet reads without fail, naming its column
+        (a due time is not part of the record: only the claim reads it)."""
+        named = [c for c, _ in record.malformed]
+        assert named == ([] if column == "due_at" else [column]), record.malformed
 
     @invariant()
     def terminal_states_stick(self) -> None:
