@@ -41,9 +41,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.disable(logging.CRITICAL)
     from django.test import override_settings
 
-    from litetasks.compat import task_backends
-    from litetasks.store import Store, wall_clock_us
-    from litetasks.supervisor import build_pool
+    from litetasks._django.compat import task_backends
+    from litetasks._runtime.supervisor import build_pool
+    from litetasks._store.store import Store, wall_clock_us
     from tests import tasks
 
     paths = {"empty": folder / "empty.sqlite3", "1M finished": folder / "big.sqlite3"}

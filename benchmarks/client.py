@@ -20,8 +20,8 @@ ACTIONS = ("enqueue", "bulk", "bulk-many", "drain-window", "latency")
 
 def bulk_litetasks(n: int, workdir: Path) -> dict[str, Any]:
     """Enqueue ``n`` no-op jobs in one store-level call, into a file of their own."""
-    from litetasks.records import NewJob
-    from litetasks.store import Store, new_job_ids
+    from litetasks._store.records import NewJob
+    from litetasks._store.store import Store, new_job_ids
 
     with Store(workdir / "bulk.sqlite3") as store:
         begin = time.perf_counter_ns()
@@ -41,7 +41,7 @@ def bulk_enqueue_many(n: int, workdir: Path) -> dict[str, Any]:
     from django.conf import settings
 
     from benchmarks.benchapp.tasks import noop
-    from litetasks.backend import SQLiteBackend
+    from litetasks._django.backend import SQLiteBackend
 
     alias = noop.backend
     params = {**settings.TASKS[alias]}

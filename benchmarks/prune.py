@@ -18,8 +18,8 @@ import threading
 import time
 from pathlib import Path
 
-from litetasks.records import JobState, NewJob
-from litetasks.store import Store, new_job_id, wall_clock_us
+from litetasks._store.records import JobState, NewJob
+from litetasks._store.store import Store, new_job_id, wall_clock_us
 
 FILL = """
 WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < :rows)

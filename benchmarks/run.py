@@ -56,7 +56,11 @@ class _Context:
 def litetasks_missing() -> str | None:
     """Return why litetasks cannot be benchmarked here, or None when it can."""
     probe = subprocess.run(
-        [PYTHON, "-c", "import litetasks.backend, litetasks.cli, litetasks.store"],
+        [
+            PYTHON,
+            "-c",
+            "import litetasks._django.backend, litetasks.cli, litetasks._store.store",
+        ],
         env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
         capture_output=True,
         text=True,

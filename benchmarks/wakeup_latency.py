@@ -26,7 +26,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from litetasks.wakeup import Doorbell, Waiter
+from litetasks._runtime.wakeup import Waiter
+from litetasks._store.doorbell import Doorbell
 
 REPO = Path(__file__).resolve().parent.parent
 MIN_GAP_S = 0.005

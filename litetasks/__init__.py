@@ -22,19 +22,19 @@ from .exceptions import (
 )
 
 if TYPE_CHECKING:
-    from .api import Call, enqueue_many, enqueue_on_commit
-    from .scheduling import periodic
-    from .task import LiteTask, exponential, fixed
+    from ._django.api import Call, enqueue_many, enqueue_on_commit
+    from ._django.periodic import periodic
+    from ._django.task import LiteTask, exponential, fixed
 
 # These need Django; they load on first use, so the store layer can be imported without it.
 _LAZY = {
-    "Call": "api",
-    "enqueue_many": "api",
-    "enqueue_on_commit": "api",
-    "periodic": "scheduling",
-    "LiteTask": "task",
-    "exponential": "task",
-    "fixed": "task",
+    "Call": "_django.api",
+    "enqueue_many": "_django.api",
+    "enqueue_on_commit": "_django.api",
+    "periodic": "_django.periodic",
+    "LiteTask": "_django.task",
+    "exponential": "_django.task",
+    "fixed": "_django.task",
 }
 
 

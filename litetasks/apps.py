@@ -10,6 +10,6 @@ class LiteTasksConfig(AppConfig):
     verbose_name = "litetasks"
 
     def ready(self) -> None:
-        from .autorun import autorun_backends
+        from ._runtime.autorun import autorun_backends
 
         autorun_backends()

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Collection
 
-from .backend import SQLiteBackend, new_job_id
-from .compat import task_backends
-from .config import WorkerConfig
+from ._django.backend import SQLiteBackend, new_job_id
+from ._django.compat import task_backends
+from ._runtime.execution import TaskRunner
+from ._runtime.pool import WorkerPool
+from ._store.config import WorkerConfig
 from .exceptions import ConfigurationError
-from .execution import TaskRunner
-from .worker import WorkerPool
 
 __all__ = ["drain"]
 

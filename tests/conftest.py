@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import atexit
+import contextlib
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import django
 import pytest
+from django.test import override_settings
 from hypothesis import HealthCheck, settings
 
 settings.register_profile("dev", max_examples=30, deadline=None)
@@ -26,6 +29,10 @@ if not os.environ.get("LITETASKS_TEST_DIR"):
     os.environ["LITETASKS_TEST_DIR"] = _session_dir
     atexit.register(shutil.rmtree, _session_dir, ignore_errors=True)
 django.setup()
+
+# After django.setup(): they read settings when imported.
+from litetasks._django.compat import task_backends  # noqa: E402
+from tests.harness import FAST, QUEUES, Pool, ProcessGroup  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -53,6 +60,45 @@ def lite_settings(queue_path: Path) -> Iterator[dict[str, object]]:
 
 @pytest.fixture
 def backend(lite_settings: dict[str, object]):  # type: ignore[no-untyped-def]
-    from litetasks.compat import task_backends
+    from litetasks._django.compat import task_backends
 
     return task_backends["default"]
+
+
+# -- the process harness's fixtures (tests/harness.py) ----------------------------------------
+
+
+@pytest.fixture
+def procs() -> Iterator[ProcessGroup]:
+    with ProcessGroup().cleanup() as group:
+        yield group
+
+
+@pytest.fixture
+def open_pool(tmp_path: Path, procs: ProcessGroup) -> Iterator[Callable[..., Pool]]:
+    """Return ``open_pool(**OPTIONS)``: a fresh queue file with those options, here and in
+    every ``litetasks run`` the pool starts (through ``tmp_path/pool_settings.py``)."""
+    with contextlib.ExitStack() as stack:
+
+        def open_pool_(**options: Any) -> Pool:
+            setting = {
+                "default": {
+                    "BACKEND": "litetasks.backend.SQLiteBackend",
+                    "QUEUES": QUEUES,
+                    "OPTIONS": {"path": str(tmp_path / "tasks.sqlite3"), **options},
+                }
+            }
+            (tmp_path / "pool_settings.py").write_text(
+                f"from tests.settings import *  # noqa: F403\n\nTASKS = {setting!r}\n"
+            )
+            stack.enter_context(override_settings(TASKS=setting))
+            return Pool(tmp_path, procs, task_backends["default"])
+
+        yield open_pool_
+    for started in procs.started:  # shown when the test fails
+        print(f"\n--- pid {started.pid}: {' '.join(started.proc.args)}\n{started.output}")
+
+
+@pytest.fixture
+def pool(open_pool: Callable[..., Pool]) -> Pool:
+    return open_pool(**FAST)

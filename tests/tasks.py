@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from litetasks.compat import TaskContext
+from litetasks._django.compat import TaskContext
 
 try:
     from django.tasks import task

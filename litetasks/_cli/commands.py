@@ -1,0 +1,285 @@
+"""The ``litetasks`` command (also ``python manage.py litetasks``): parse, set up, hand over."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import typer
+
+from ..exceptions import ConfigurationError, LiteTasksError
+from .bootstrap import check_queues, get_backend, setup_django
+from .logs import LineFormatter, LineHandler
+
+app = typer.Typer(
+    help="Background tasks for Django, with a SQLite file as the queue.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+Settings = Annotated[str | None, typer.Option("--settings", help="Django settings module.")]
+PythonPath = Annotated[
+    str | None, typer.Option("--pythonpath", help="A folder to add to the import path.")
+]
+Backend = Annotated[str, typer.Option("--backend", help="Alias in settings.TASKS.")]
+
+
+def _configure_logging(level: str) -> None:
+    if not isinstance(logging.getLevelName(level.upper()), int):
+        raise ConfigurationError(f"Unknown log level {level!r}: use DEBUG, INFO, WARNING or ERROR.")
+    # The level goes on the handler: Django sets its own loggers' levels (django.tasks logs
+    # every task at INFO), so a level on the root logger alone would not quiet them.
+    handler = LineHandler()
+    handler.setLevel(level.upper())
+    handler.setFormatter(LineFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=level.upper(), handlers=[handler])
+
+
+def _fail(exc: BaseException) -> typer.Exit:
+    typer.echo(f"litetasks: error: {exc}", err=True)
+    return typer.Exit(2)
+
+
+@app.command()
+def run(
+    settings: Settings = None,
+    pythonpath: PythonPath = None,
+    backend: Backend = "default",
+    queue: Annotated[
+        list[str] | None,
+        typer.Option("--queue", "-q", help="Queue to serve (repeat); all if omitted."),
+    ] = None,
+    threads: Annotated[
+        int | None, typer.Option(min=1, envvar="LITETASKS_THREADS", help="Threads per process.")
+    ] = None,
+    processes: Annotated[
+        int | None,
+        typer.Option(
+            min=0, envvar="LITETASKS_PROCESSES", help="Worker processes (0: one per core)."
+        ),
+    ] = None,
+    burst: Annotated[bool, typer.Option(help="Run every due task, then exit 0.")] = False,
+    grace: Annotated[
+        float | None, typer.Option(min=0, help="Seconds running tasks get to finish on shutdown.")
+    ] = None,
+    max_tasks_per_child: Annotated[
+        int | None, typer.Option(min=0, help="Replace a worker process after N tasks (0: never).")
+    ] = None,
+    max_memory_per_child: Annotated[
+        int | None,
+        typer.Option(min=0, help="Replace a worker process above this RSS in MB (0: never)."),
+    ] = None,
+    reload: Annotated[
+        bool, typer.Option(help="Restart the pool when Python files in the project change.")
+    ] = False,
+    log_level: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING or ERROR.")] = "INFO",
+) -> None:
+    """Run a worker pool until SIGTERM or SIGINT (or, with --burst, until nothing is due)."""
+    try:
+        _configure_logging(log_level)
+        setup_django(settings, pythonpath)
+        lite = get_backend(backend)
+        # Open (or create) the queue file now: one clear error here, not a crash per worker.
+        lite.store  # noqa: B018
+        overrides: dict[str, Any] = {"queues": check_queues(lite, queue or []), "burst": burst}
+        flags = {
+            "threads": threads,
+            "processes": processes,
+            "grace_s": grace,
+            "max_tasks_per_child": max_tasks_per_child,
+            "max_memory_per_child_mb": max_memory_per_child,
+        }
+        overrides.update({name: value for name, value in flags.items() if value is not None})
+        config = dataclasses.replace(lite.config.worker, **overrides)
+        from .._django.periodic import load_schedules
+
+        schedules = {} if burst or reload else load_schedules(lite)  # bad ones: exit 2 here
+    except LiteTasksError as exc:
+        raise _fail(exc) from None
+    if reload:
+        from .autoreload import reload_command, run_with_reload
+
+        folders = [Path.cwd(), *([Path(pythonpath)] if pythonpath else [])]
+        raise typer.Exit(run_with_reload(reload_command(sys.argv), folders))
+    from .._runtime.supervisor import Supervisor
+
+    raise typer.Exit(Supervisor(lite, config, schedules).run())
+
+
+@app.command()
+def status(
+    settings: Settings = None,
+    pythonpath: PythonPath = None,
+    backend: Backend = "default",
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """Show tasks per queue and state, the live workers, and tasks stranded under lost ones."""
+    try:
+        setup_django(settings, pythonpath)
+        lite = get_backend(backend)
+        from .status import print_status
+
+        print_status(lite, as_json=as_json)
+    except LiteTasksError as exc:
+        raise _fail(exc) from None
+
+
+def _act(
+    settings: str | None,
+    pythonpath: str | None,
+    backend: str,
+    action: Callable[..., int],
+    *args: Any,
+    **kwargs: Any,
+) -> None:
+    """Set Django up, run ``action(backend, *args, **kwargs)`` and exit with its code (a
+    ``LiteTasksError`` is one line on stderr and exit 2)."""
+    try:
+        setup_django(settings, pythonpath)
+        code = action(get_backend(backend), *args, **kwargs)
+    except LiteTasksError as exc:
+        raise _fail(exc) from None
+    raise typer.Exit(code)
+
+
+@app.command()
+def retry(
+    ids: Annotated[list[str] | None, typer.Argument(help="Ids of FAILED tasks.")] = None,
+    failed: Annotated[bool, typer.Option("--failed", help="Retry every FAILED task.")] = False,
+    queue: Annotated[
+        list[str] | None, typer.Option("--queue", "-q", help="With --failed: only this queue.")
+    ] = None,
+    settings: Settings = None,
+    pythonpath: PythonPath = None,
+    backend: Backend = "default",
+) -> None:
+    """Run FAILED tasks again, each with a fresh attempt budget."""
+    from .actions import retry_tasks
+
+    _act(settings, pythonpath, backend, retry_tasks, ids or [], failed=failed, queues=queue or [])
+
+
+@app.command()
+def cancel(
+    ids: Annotated[list[str] | None, typer.Argument(help="Ids of the tasks to cancel.")] = None,
+    settings: Settings = None,
+    pythonpath: PythonPath = None,
+    backend: Backend = "default",
+) -> None:
+    """Cancel tasks: READY ones never run, RUNNING ones are interrupted; both end FAILED."""
+    from .actions import cancel_tasks
+
+    _act(settings, pythonpath, backend, cancel_tasks, ids or [])
+
+
+@app.command()
+def prune(
+    older_than: Annotated[
+        str | None,
+        typer.Option(help="Age of the results to delete: 45s, 30m, 12h, 7d [results_ttl]."),
+    ] = None,
+    status: Annotated[
+        list[str] | None,
+        typer.Option("--status", help="SUCCESSFUL or FAILED (repeat); both if omitted."),
+    ] = None,
+    settings: Settings = None,
+    pythonpath: PythonPath = None,
+    backend: Backend = "default",
+) -> None:
+    """Delete finished results now (workers also do it in the background: results_ttl)."""
+    from .actions import prune_results
+
+    _act(settings, pythonpath, backend, prune_results, older_than, status or [])
+
+
+@app.command()
+def backup(
+    dest: Annotated[Path, typer.Argument(help="The file to create (mode 0600).")],
+    force: Annotated[bool, typer.Option("--force", help="Replace DEST if it exists.")] = False,
+    settings: Settings = None,
+    pythonpath: PythonPath = None,
+    backend: Backend = "default",
+) -> None:
+    """Copy the queue file, while workers and producers use it, to DEST: one consistent snapshot."""
+    from .actions import backup_queue
+
+    _act(settings, pythonpath, backend, backup_queue, dest, force=force)
+
+
+@app.command()
+def merge(
+    saved: Annotated[Path, typer.Argument(help="A saved copy or backup of the queue file.")],
+    settings: Settings = None,
+    pythonpath: PythonPath = None,
+    backend: Backend = "default",
+) -> None:
+    """Add to the queue file the tasks of SAVED that it lacks (by id; never changes one it has)."""
+    from .actions import merge_copy
+
+    _act(settings, pythonpath, backend, merge_copy, saved)
+
+
+@app.command()
+def demo(
+    keep: Annotated[bool, typer.Option(help="Keep the demo project folder.")] = False,
+    tasks: Annotated[int, typer.Option(min=1, help="How many tasks to enqueue.")] = 2000,
+) -> None:
+    """Build a throwaway Django project, enqueue a mixed batch, and run it with a progress bar."""
+    from .demo import run_demo
+
+    raise typer.Exit(run_demo(keep=keep, tasks=tasks))
+
+
+@app.command()
+def bench(
+    settings: Settings = None,
+    pythonpath: PythonPath = None,
+    backend: Backend = "default",
+    path: Annotated[Path | None, typer.Option(help="Queue file to use (new or empty).")] = None,
+    n: Annotated[int | None, typer.Option(min=1, help="Tasks per rate [5000].")] = None,
+    probes: Annotated[int | None, typer.Option(min=1, help="Latency probes [100].")] = None,
+    idle_seconds: Annotated[float | None, typer.Option(min=0.1, help="Idle window [5].")] = None,
+    synchronous: Annotated[
+        Literal["NORMAL", "FULL"] | None,
+        typer.Option(case_sensitive=False, help="Default: OPTIONS."),
+    ] = None,
+    as_json: Annotated[Path | None, typer.Option("--json", help="Save JSON here.")] = None,
+    quick: Annotated[bool, typer.Option(help="1000 tasks, 30 probes, 2 s idle.")] = False,
+) -> None:
+    """Measure enqueue, drain, latency, idle CPU and memory here, on a temporary queue file."""
+    from .bench import bench_options, run_bench
+
+    try:
+        options = bench_options(
+            quick=quick,
+            settings=settings,
+            pythonpath=pythonpath,
+            backend=backend,
+            path=path,
+            n=n,
+            probes=probes,
+            idle_s=idle_seconds,
+            synchronous=synchronous,
+            json_path=as_json,
+        )
+        code = run_bench(options)
+    except LiteTasksError as exc:
+        raise _fail(exc) from None
+    raise typer.Exit(code)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the ``litetasks`` console script."""
+    app(args=argv if argv is not None else sys.argv[1:], prog_name="litetasks")
+
+
+if __name__ == "__main__":
+    main()
+
+
+__all__ = ["app", "main"]

@@ -1,0 +1,1 @@
+"""The Django integration: the task backend, its values and settings checks."""

@@ -1,0 +1,1 @@
+"""The worker runtime: pools, supervision, wake-ups, recovery, the scheduler."""

@@ -1,0 +1,496 @@
+"""Own the worker processes: fork them, restart the dead, settle their tasks, stop them cleanly.
+
+``Supervisor`` is what ``litetasks run`` runs. The parent stays single-threaded (forking a
+threaded process can deadlock the child) and holds no SQLite connection across ``fork()``:
+each child opens its own. Signal handlers only set flags and write to a wake-up pipe; the
+main loop does the work.
+
+``run_pool`` runs the threads in the calling process instead (``runserver`` autorun, the demo).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import logging
+import math
+import os
+import select
+import signal
+import threading
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from types import FrameType
+from typing import TYPE_CHECKING
+
+from .._django.periodic import Schedule, Scheduler, load_schedules
+from .._store.config import WorkerConfig
+from .._store.damage import Damage, find_damage, stop_message
+from .._store.liveness import this_process
+from .._store.outage import Outage, is_damage
+from ..exceptions import StoreError
+from .execution import TaskRunner
+from .pool import WorkerPool
+from .recovery import recover_lost
+from .restarts import RestartLimit
+
+if TYPE_CHECKING:
+    from .._django.backend import SQLiteBackend
+
+__all__ = [
+    "EXIT_DAMAGED",
+    "EXIT_RECYCLE",
+    "EXIT_STORE_FAILED",
+    "Supervisor",
+    "build_pool",
+    "new_worker_id",
+    "run_pool",
+]
+
+logger = logging.getLogger(__name__)
+
+EXIT_RECYCLE = 75  # a child that reached its task or memory limit; replace it at once
+# A child the queue file failed: its tasks may have run, so they are settled as lost (never put
+# back to READY as if they had not started); it is restarted with back-off.
+EXIT_STORE_FAILED = 73
+# A child that found the queue file damaged (corrupt, not a database): the whole pool stops.
+EXIT_DAMAGED = 74
+_PR_SET_PDEATHSIG = 1
+_PR_SET_NAME = 15
+# A burst does not restart a worker that keeps failing forever: it ends, exit code 1.
+_MAX_BURST_RESTARTS = 3
+# SIGHUP (a closing terminal, or a hang-up sent by hand) stops the pool as SIGTERM does, but a
+# second SIGHUP does not force the stop as a second SIGTERM or SIGINT does: a closing terminal
+# can send two (the shell passes its own on to its jobs, the kernel sends one to the foreground).
+_STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+# The --reload watcher (and ``litetasks bench``) name themselves to the supervisor they start.
+_WATCHER_PID_VAR = "LITETASKS_PARENT_PID"
+
+
+def new_worker_id() -> str:
+    """Return an id naming this process: ``host:pid:random``."""
+    identity = this_process()
+    return f"{identity.host}:{identity.pid}:{os.urandom(3).hex()}"
+
+
+def build_pool(
+    backend: SQLiteBackend,
+    config: WorkerConfig,
+    worker_id: str | None = None,
+    *,
+    can_exit: bool = False,
+    parent_pid: int | None = None,
+) -> WorkerPool:
+    """Return a thread pool serving ``backend`` in this process.
+
+    ``can_exit``: this process is a supervised worker, which may exit to get rid of a task
+    that ignores its timeout or cancellation (the supervisor replaces it). ``parent_pid``: the
+    process whose exit stops the pool (its supervisor; by default this process's parent).
+    """
+    return WorkerPool(
+        store_factory=lambda: backend.store,
+        runner_factory=lambda wid: TaskRunner(backend, wid),
+        config=config,
+        worker_id=worker_id or new_worker_id(),
+        can_exit=can_exit,
+        parent_pid=parent_pid,
+    )
+
+
+def set_process_title(title: str, short: str) -> None:
+    """Show what this process is in ps and top.
+
+    With the optional ``setproctitle`` package the whole command line becomes ``title``;
+    without it, Linux's 15-character process name (``ps -o comm``, top) becomes ``short``.
+    """
+    try:
+        import setproctitle  # type: ignore[import-not-found]
+
+        setproctitle.setproctitle(title)
+    except ImportError:
+        with contextlib.suppress(OSError, AttributeError):
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(_PR_SET_NAME, short.encode()[:15], 0, 0, 0)
+
+
+def run_pool(backend: SQLiteBackend, config: WorkerConfig) -> int:
+    """Run threads in this process until SIGTERM/SIGINT/SIGHUP (or a burst ends); return the
+    exit code.
+
+    The first signal stops claiming and lets running tasks finish within ``grace_s``; a second
+    one (not a second SIGHUP) exits at once (the next pool to start settles what was running).
+    """
+    pool = build_pool(backend, config)
+    if threading.current_thread() is threading.main_thread():
+        _install_child_signals(pool)
+    pool.run()
+    return _exit_code(pool)
+
+
+def _install_child_signals(pool: WorkerPool) -> None:
+    seen = 0
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        # Flags only: the pool's dispatcher does the work (puts running tasks back, exits).
+        nonlocal seen
+        if signum == signal.SIGHUP and seen:
+            return  # a repeated SIGHUP: see _STOP_SIGNALS
+        seen += 1
+        pool.stop(force=seen > 1)
+
+    for signum in _STOP_SIGNALS:
+        signal.signal(signum, on_signal)
+
+
+def _exit_code(pool: WorkerPool) -> int:
+    if pool.is_damaged:
+        return EXIT_DAMAGED
+    if pool.unrecorded or pool.store_failure is not None:
+        return EXIT_STORE_FAILED
+    if pool.failure is not None:
+        return 1
+    if pool.must_be_replaced:  # a task ignored its interrupt: a fresh process takes over
+        return EXIT_RECYCLE
+    if pool.was_forced:
+        return 1
+    return EXIT_RECYCLE if pool.recycled else 0
+
+
+@dataclass
+class _Child:
+    worker_id: str
+    started: float
+    restarts: int = 0
+
+
+@dataclass
+class _Slots:
+    """What the supervisor knows of its children: pid -> child, and restart schedule."""
+
+    by_pid: dict[int, _Child] = field(default_factory=dict)
+    pending: list[tuple[float, int]] = field(default_factory=list)  # (when, restarts)
+
+
+class Supervisor:
+    """Fork ``config.process_count`` worker processes and keep them running until stopped."""
+
+    def __init__(
+        self,
+        backend: SQLiteBackend,
+        config: WorkerConfig,
+        schedules: Mapping[str, Schedule] | None = None,
+    ) -> None:
+        self.backend = backend
+        self.config = config
+        self.slots = _Slots()
+        # Periodic tasks: enqueued by this loop (never in a burst, which only drains).
+        if config.burst:
+            schedules = {}
+        elif schedules is None:
+            schedules = load_schedules(backend)
+        self.scheduler = Scheduler(backend, schedules)
+        self._next_periodic = 0.0 if schedules else math.inf
+        self._restarts = RestartLimit(budget=config.process_count + 2)
+        self._watcher_pid = _take_watcher_pid()
+        self._signals = 0
+        self._stop_signal = 0  # the signal that stopped the pool (0: none, or not a signal)
+        self._forwarded = 0
+        self._damage: Damage | None = None
+        self._unrecorded = False  # a child stopped with outcomes it could not record
+        self._recovery = Outage("Recovering the tasks of lost workers")
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_w, False)
+        os.set_blocking(self._wake_r, False)
+
+    # -- main loop ---------------------------------------------------------------------------
+
+    def run(self) -> int:
+        """Supervise until SIGTERM/SIGINT/SIGHUP (twice: at once) or, in burst mode, until
+        drained.
+
+        As PID 1 (a container's entry point) it also does init's job: it reaps every process
+        handed to it, and its signals work because it has a handler for each.
+        """
+        self._install_signals()
+        set_process_title(
+            f"litetasks supervisor [{self.config.process_count} processes, "
+            f"{self.config.threads} threads each] {self.backend.config.store.path}",
+            "lt-supervisor",
+        )
+        self._close_django_connections()
+        self._recover(())
+        logger.info(
+            "Starting supervisor pid=%d path=%s processes=%d threads=%d queues=%s",
+            os.getpid(),
+            self.backend.config.store.path,
+            self.config.process_count,
+            self.config.threads,
+            ",".join(self.config.queues or ("*",)),
+        )
+        for _ in range(self.config.process_count):
+            self._spawn(restarts=0)
+        failed = False
+        next_sweep = time.monotonic() + self.config.lease_s / 4
+        while self.slots.by_pid or (self.slots.pending and not self._signals):
+            self._wait(self._next_timeout(next_sweep))
+            if not self._signals and self._watcher_gone():
+                logger.warning("The --reload watcher died; stopping")
+                self._signals = 1
+            if not self._signals:
+                self._check_queue_file()
+            failed |= self._reap()
+            if self._signals == 1 and not self._forwarded:
+                self._forwarded = 1
+                logger.info(
+                    "Stopping%s: running tasks get %.0f s to finish",
+                    f" on {signal.Signals(self._stop_signal).name}" if self._stop_signal else "",
+                    self.config.grace_s,
+                )
+                self._forward(signal.SIGTERM)
+            elif self._signals > 1:
+                logger.warning("Second signal: stopping at once")
+                self._kill_children()
+                return 1
+            self._start_due()
+            if not self._signals and time.monotonic() >= self._next_periodic:
+                # Just after the slot, not before it (the wall clock and monotonic differ).
+                self._next_periodic = time.monotonic() + self.scheduler.tick() + 0.002
+            if time.monotonic() >= next_sweep:
+                self._recover(())
+                next_sweep = time.monotonic() + self.config.lease_s / 4
+        logger.info("Supervisor pid=%d stopped", os.getpid())
+        return self._final_code(failed)
+
+    def _final_code(self, failed: bool) -> int:
+        if self._damage is not None:
+            logger.error("%s", stop_message(self._damage, self.backend.store))
+            return 1
+        if self._unrecorded:
+            logger.error(
+                "Stopped without recording the outcome of some tasks: the queue file failed "
+                "(see above). They are settled as lost (WorkerLost) once it works again."
+            )
+            return 1
+        return 1 if failed and self.config.burst else 0
+
+    def _check_queue_file(self) -> None:
+        try:
+            damage = find_damage(self.backend.store)
+        except StoreError as exc:
+            damage = Damage(reason=str(exc)) if is_damage(exc) else None
+        if damage is not None:
+            self._stop_for(damage)
+
+    def _stop_for(self, damage: Damage) -> None:
+        """Stop the pool (as on SIGTERM: running tasks get their grace period), then exit 1."""
+        if self._damage is None:
+            self._damage = damage
+            logger.error("%s Stopping the pool.", damage.reason)
+        self._signals = max(self._signals, 1)
+
+    def _next_timeout(self, next_sweep: float) -> float:
+        now = time.monotonic()
+        timeout = max(0.0, min(next_sweep, self._next_periodic) - now)
+        for when, _ in self.slots.pending:
+            timeout = min(timeout, max(0.0, when - now))
+        return min(timeout, 1.0)
+
+    def _wait(self, timeout: float) -> None:
+        with contextlib.suppress(InterruptedError):
+            select.select([self._wake_r], [], [], timeout)
+        with contextlib.suppress(BlockingIOError):
+            while os.read(self._wake_r, 512):
+                pass
+
+    # -- children ----------------------------------------------------------------------------
+
+    def _spawn(self, restarts: int) -> None:
+        worker_id = new_worker_id() + f"/{len(self.slots.by_pid)}-{restarts}"
+        supervisor = os.getpid()
+        # A stop signal must wait until the child has its own handlers: until then it has ours,
+        # which would count the signal in the child's copy of this object, and the child would
+        # never stop. Blocked signals stay pending and are delivered once unblocked.
+        mask = signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
+        try:
+            pid = os.fork()
+            if pid == 0:  # the child: never returns
+                os._exit(self._child_main(worker_id, mask, supervisor))
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+        self.slots.by_pid[pid] = _Child(worker_id, time.monotonic(), restarts)
+
+    def _child_main(self, worker_id: str, mask: Iterable[int], supervisor: int) -> int:
+        code = 1
+        try:
+            os.close(self._wake_r)
+            os.close(self._wake_w)
+            signal.set_wakeup_fd(-1)
+            signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+            # Our own process group: a terminal's Ctrl-C reaches only the supervisor, which
+            # forwards one SIGTERM; otherwise each child would count two signals and not wait.
+            os.setpgid(0, 0)
+            _die_with_parent(supervisor)
+            set_process_title(f"litetasks worker {worker_id}", "lt-worker")
+            pool = build_pool(
+                self.backend, self.config, worker_id, can_exit=True, parent_pid=supervisor
+            )
+            _install_child_signals(pool)
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+            pool.run()
+            code = _exit_code(pool)
+        except StoreError as exc:  # the queue file cannot be opened or written at start
+            logger.error("Worker %s cannot start: %s", worker_id, exc)
+            code = EXIT_DAMAGED if is_damage(exc) else EXIT_STORE_FAILED
+        except BaseException:
+            logger.exception("Worker process %s crashed", worker_id)
+        finally:
+            logging.shutdown()
+        return code
+
+    def _reap(self) -> bool:
+        """Collect dead children, settle their tasks, schedule replacements; True on failure."""
+        failed = False
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return failed
+            if pid == 0:
+                return failed
+            child = self.slots.by_pid.pop(pid, None)
+            if child is None:  # an orphan handed to us (we are PID 1 or a subreaper): reaped
+                continue
+            code = os.waitstatus_to_exitcode(status)
+            failed |= code not in (0, EXIT_RECYCLE)
+            self._settle(child, pid, code)
+
+    def _settle(self, child: _Child, pid: int, code: int) -> None:
+        self._settle_tasks(child, code)
+        if self._signals:
+            return
+        if code == 0 and self.config.burst:
+            return
+        if self.config.burst and child.restarts >= _MAX_BURST_RESTARTS:
+            logger.error("Worker pid=%d failed %d times in a burst; giving up", pid, child.restarts)
+            return
+        now = time.monotonic()
+        crashed = code not in (EXIT_RECYCLE, 0)
+        when, crashes = self._restarts.plan(
+            now,
+            pid=pid,
+            code=code,
+            lived_s=now - child.started,
+            crashes=child.restarts if crashed else None,
+        )
+        if not crashed and when <= now:
+            logger.info("Worker pid=%d %s; starting a new one", pid, _ended(code))
+        self.slots.pending.append((when, crashes))
+
+    def _settle_tasks(self, child: _Child, code: int) -> None:
+        """Settle a dead child's tasks: put back to READY when it stopped as asked, else lost."""
+        try:
+            store = self.backend.store
+            if code in (EXIT_STORE_FAILED, EXIT_DAMAGED):
+                self._recover((child.worker_id,))  # they may have run: lost, not put back
+            elif self._signals:
+                released = store.unregister_worker(child.worker_id)  # stopping: not an attempt
+                if released:
+                    logger.warning("Put back to READY after shutdown: %s", ", ".join(released))
+            elif code not in (0, EXIT_RECYCLE):
+                self._recover((child.worker_id,))
+        except StoreError as exc:
+            logger.error("Could not settle the tasks of worker %s: %s", child.worker_id, exc)
+        if code == EXIT_DAMAGED:
+            path = self.backend.config.store.path
+            self._stop_for(Damage(reason=f"A worker found the queue file {str(path)!r} damaged."))
+        self._unrecorded |= code == EXIT_STORE_FAILED and bool(self._signals)
+
+    def _start_due(self) -> None:
+        if self._signals:
+            self.slots.pending.clear()
+            return
+        now = time.monotonic()
+        due = [entry for entry in self.slots.pending if entry[0] <= now]
+        self.slots.pending = [entry for entry in self.slots.pending if entry[0] > now]
+        for _, restarts in due:
+            self._spawn(restarts)
+
+    def _recover(self, dead: tuple[str, ...]) -> None:
+        try:
+            recover_lost(self.backend.store, self.config.lease_s, known_dead=dead)
+        except StoreError as exc:
+            self._recovery.failed(exc)  # retried at the next sweep
+            if is_damage(exc):
+                self._stop_for(Damage(reason=str(exc)))
+        else:
+            self._recovery.recovered()
+
+    def _forward(self, signum: int) -> None:
+        for pid in self.slots.by_pid:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signum)
+
+    def _kill_children(self) -> None:
+        for pid in list(self.slots.by_pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        for pid, child in list(self.slots.by_pid.items()):
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, 0)
+            self._settle(child, pid, -signal.SIGKILL)
+        self.slots.by_pid.clear()
+
+    # -- signals -----------------------------------------------------------------------------
+
+    def _install_signals(self) -> None:
+        # Every signal the supervisor relies on has a handler: as PID 1 of a PID namespace (a
+        # container's entry point), the kernel drops signals that would take the default action.
+        def on_stop(signum: int, frame: FrameType | None) -> None:
+            # The main loop reacts; nothing else is safe here.
+            if signum == signal.SIGHUP and self._signals:
+                return  # a repeated SIGHUP: see _STOP_SIGNALS
+            self._signals += 1
+            self._stop_signal = self._stop_signal or signum
+
+        for signum in _STOP_SIGNALS:
+            signal.signal(signum, on_stop)
+        signal.signal(signal.SIGCHLD, lambda signum, frame: None)
+        signal.set_wakeup_fd(self._wake_w, warn_on_full_buffer=False)
+
+    def _watcher_gone(self) -> bool:
+        """Whether ``litetasks run --reload`` started us and has died since."""
+        return self._watcher_pid is not None and os.getppid() != self._watcher_pid
+
+    def _close_django_connections(self) -> None:
+        from django.db import connections
+
+        connections.close_all()
+
+
+def _ended(code: int) -> str:
+    return "recycled" if code == EXIT_RECYCLE else "stopped"
+
+
+def _take_watcher_pid() -> int | None:
+    """Return the pid of the process watching us (``--reload``), if one started us.
+
+    It leaves the environment, so that no subprocess of a task (another ``litetasks run``
+    among them) takes our watcher for its own, and stops when it finds another parent.
+    """
+    value = os.environ.pop(_WATCHER_PID_VAR, "")
+    return int(value) if value.isdigit() else None
+
+
+def _die_with_parent(supervisor: int) -> None:
+    """Ask Linux to send SIGTERM when the supervisor dies, even by SIGKILL (no orphans).
+
+    The supervisor is known by its pid, not as "a parent that is not PID 1": as a container's
+    entry point the supervisor *is* PID 1 (and when it dies, the kernel ends its namespace).
+    """
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) != 0:
+            raise OSError(ctypes.get_errno(), "prctl")
+    if os.getppid() != supervisor:  # it died before prctl took effect: we were handed over
+        os.kill(os.getpid(), signal.SIGTERM)

@@ -1,0 +1,1 @@
+"""The storage layer: the queue file, apsw and SQL only; no Django."""

@@ -1,0 +1,180 @@
+"""Ring a queue file's doorbell: tell idle workers that a commit made work available.
+
+Producers call ``Doorbell.ring()`` after each commit that makes a job READY. A ring wakes the
+listeners of this process directly (the runtime's ``Waiter``s listen here) and touches
+``<queue file>-doorbell.d/ring`` (``os.utime``: one IN_ATTRIB event), which the workers of
+other processes watch (``litetasks._runtime.wakeup``). The ``-wal`` file is deliberately not
+the signal: it changes at a transaction's first write, before the commit is visible, so a
+worker woken by it may find nothing to claim.
+
+A ring is a hint, not a delivery guarantee (the kernel may drop events, the file may be
+unwritable): workers still poll slowly for missed rings and for due ``run_after`` times.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import stat
+import threading
+from pathlib import Path
+from typing import Protocol
+
+__all__ = [
+    "DOORBELL_SUFFIX",
+    "Doorbell",
+    "Listener",
+    "create_doorbell",
+    "doorbell_folder_problem",
+    "doorbell_path",
+    "listen",
+    "unlisten",
+]
+
+logger = logging.getLogger(__name__)
+
+# The doorbell is a file alone in a folder of its own beside the queue file: watchdog watches a
+# file's folder (inotify on the folder, filtered in Python), and the queue file's folder also
+# holds its -wal and -shm, which change on every commit. Four watchdog threads woke for each
+# such change, taking the GIL from a draining worker's executors a thousand times a second.
+DOORBELL_SUFFIX = "-doorbell.d"
+_BELL_NAME = "ring"
+_DOORBELL_MODE = 0o600
+_DOORBELL_DIR_MODE = 0o700
+
+
+class Listener(Protocol):
+    """What waits in this process for the rings of a doorbell (the runtime's ``Waiter``)."""
+
+    def wake(self) -> None: ...
+
+
+# Listeners of this process by doorbell path, so a ring reaches them without a filesystem
+# round-trip. Process-wide by nature; replaced in a forked child, whose copy would name
+# listeners (and observer threads) that exist only in the parent.
+_registry_lock = threading.Lock()
+_registry: dict[Path, set[Listener]] = {}
+
+
+def _reset_after_fork() -> None:
+    global _registry_lock, _registry
+    _registry_lock = threading.Lock()
+    _registry = {}
+
+
+os.register_at_fork(after_in_child=_reset_after_fork)
+
+
+def listen(path: Path, listener: Listener) -> None:
+    """Wake ``listener`` on every ring of the doorbell ``path`` in this process."""
+    with _registry_lock:
+        _registry.setdefault(path, set()).add(listener)
+
+
+def unlisten(path: Path, listener: Listener) -> None:
+    """Stop waking ``listener`` on rings of ``path``; nothing happens if it did not listen."""
+    with _registry_lock:
+        listeners = _registry.get(path)
+        if listeners is not None:
+            listeners.discard(listener)
+            if not listeners:
+                del _registry[path]
+
+
+def doorbell_path(queue_path: Path) -> Path:
+    """Return the doorbell file of ``queue_path``: ``ring`` in the folder named as the resolved
+    queue file plus ``-doorbell.d``.
+
+    Resolving (symlinks, relative paths) makes every process agree on one file and one registry key.
+    """
+    resolved = Path(queue_path).resolve()
+    return resolved.with_name(resolved.name + DOORBELL_SUFFIX) / _BELL_NAME
+
+
+class Doorbell:
+    """Rings waiters on one queue file: in this process directly, in others through the file."""
+
+    def __init__(self, queue_path: Path) -> None:
+        self.path = doorbell_path(queue_path)
+        self._is_failing = False
+        self._is_checked = False  # the folder was found (or made) private
+
+    def ring(self) -> None:
+        """Wake every waiter of this queue file; call after each commit that makes work available.
+
+        Never raises. If the file cannot be touched, logs one warning (until a ring succeeds
+        again): other processes then see the work only at their next poll.
+        """
+        _wake_listeners(self.path)
+        try:
+            if not self._is_checked:
+                create_doorbell(self.path)
+                self._is_checked = True
+            _touch(self.path)
+        except (OSError, ValueError) as exc:
+            if not self._is_failing:
+                self._is_failing = True
+                logger.warning(
+                    "Could not ring the doorbell path=%s error=%s; workers in other processes "
+                    "will find new tasks at their next poll",
+                    self.path,
+                    exc,
+                )
+        else:
+            self._is_failing = False
+
+
+def _wake_listeners(path: Path) -> None:
+    with _registry_lock:
+        listeners = tuple(_registry.get(path, ()))
+    for listener in listeners:
+        listener.wake()
+
+
+def _touch(path: Path) -> None:
+    # Not following a symlink: the folder is private (checked once by create_doorbell), so none
+    # should be there, and if one is, only the link's own time changes.
+    try:
+        os.utime(path, follow_symlinks=False)
+    except FileNotFoundError:
+        create_doorbell(path)
+        os.utime(path, follow_symlinks=False)
+
+
+def create_doorbell(path: Path) -> None:
+    """Create the doorbell file and its private folder; refuse a folder someone else planted."""
+    with contextlib.suppress(FileExistsError):  # another process created it first
+        os.mkdir(path.parent, _DOORBELL_DIR_MODE)
+    problem = doorbell_folder_problem(path.parent)
+    if problem is not None:
+        raise PermissionError(problem)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, _DOORBELL_MODE)
+    except FileExistsError:
+        return
+    os.close(fd)
+
+
+def doorbell_folder_problem(folder: Path) -> str | None:
+    """Say why ``folder`` is not a doorbell folder of this user's own; None if it is (or is
+    missing).
+
+    Another user who could write into the folder, or who planted it (or a symlink to a folder of
+    theirs) before litetasks made it, could replace the bell with a symlink to one of this
+    user's files, or see every ring.
+    """
+    try:
+        info = os.lstat(folder)
+    except FileNotFoundError:
+        return None
+    where = f"The doorbell folder {str(folder)!r}"
+    if stat.S_ISLNK(info.st_mode):
+        return f"{where} is a symlink; litetasks rings only in a folder of its own."
+    if not stat.S_ISDIR(info.st_mode):
+        return f"{where} is not a folder."
+    if info.st_uid != os.geteuid():
+        return f"{where} belongs to another user (uid {info.st_uid}), not to this one."
+    if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        return f"{where} is writable by other users (mode {stat.S_IMODE(info.st_mode):04o})."
+    return None

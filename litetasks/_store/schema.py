@@ -1,0 +1,143 @@
+"""The queue file's schema and its forward-only migrations, versioned by ``PRAGMA user_version``.
+
+Times are integer microseconds since the Unix epoch (UTC), so datetimes round-trip exactly.
+``due_at`` is ``run_after`` when set, else ``enqueued_at``: the claim orders on it.
+"""
+
+from __future__ import annotations
+
+import apsw
+
+from ..exceptions import SchemaVersionError, StoreError
+from .connection import immediate
+
+__all__ = ["MIGRATIONS", "SCHEMA_VERSION", "migrate"]
+
+_V1 = """
+CREATE TABLE jobs (
+    seq INTEGER PRIMARY KEY,
+    job_id TEXT NOT NULL UNIQUE,
+    task_path TEXT NOT NULL,
+    queue_name TEXT NOT NULL,
+    priority INTEGER NOT NULL,
+    args TEXT NOT NULL,
+    kwargs TEXT NOT NULL,
+    state TEXT NOT NULL,
+    enqueued_at INTEGER NOT NULL,
+    run_after INTEGER,
+    due_at INTEGER NOT NULL,
+    started_at INTEGER,
+    last_attempted_at INTEGER,
+    finished_at INTEGER,
+    worker_ids TEXT NOT NULL DEFAULT '[]',
+    errors TEXT NOT NULL DEFAULT '[]',
+    return_value TEXT,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    max_attempts INTEGER NOT NULL DEFAULT 1,
+    owner TEXT
+);
+-- The claim reads only this partial index, so finished rows never slow it down. Every index
+-- costs a page write per commit on the hot path, so there are as few as the queries need:
+-- a worker serving some queues only skips other queues' entries in this same index.
+-- run_after is in it so the claim reads no table row: a job without one is always due (its
+-- due_at is its enqueue time, which a clock stepped backwards must not push into the future).
+CREATE INDEX jobs_ready ON jobs (priority DESC, due_at, seq, run_after) WHERE state = 'READY';
+-- Recovery and release look up RUNNING jobs by owner.
+CREATE INDEX jobs_running ON jobs (owner) WHERE state = 'RUNNING';
+
+CREATE TABLE workers (
+    worker_id TEXT PRIMARY KEY,
+    pid INTEGER NOT NULL,
+    host TEXT NOT NULL,
+    boot_id TEXT NOT NULL,
+    proc_start INTEGER NOT NULL,
+    queues TEXT,
+    started_at INTEGER NOT NULL,
+    heartbeat_at INTEGER NOT NULL
+);
+"""
+
+# Version 2: the features beyond DEP 0014.
+_V2 = """
+-- A job enqueued with a unique key has no twin READY or RUNNING; NULL keys are never compared,
+-- so ordinary jobs cost this index nothing.
+ALTER TABLE jobs ADD COLUMN unique_key TEXT;
+CREATE UNIQUE INDEX jobs_unique ON jobs (unique_key)
+    WHERE unique_key IS NOT NULL AND state IN ('READY', 'RUNNING');
+-- Tasks to enqueue when this one finishes: a JSON list of hooks, or NULL.
+ALTER TABLE jobs ADD COLUMN hooks TEXT;
+-- A RUNNING job asked to stop; its worker interrupts it and records it FAILED.
+ALTER TABLE jobs ADD COLUMN cancel_requested INTEGER NOT NULL DEFAULT 0;
+-- The attempts one run of the task may use (max_attempts grows by it on a manual retry).
+ALTER TABLE jobs ADD COLUMN budget INTEGER NOT NULL DEFAULT 1;
+UPDATE jobs SET budget = max_attempts;
+
+-- The last slot of each periodic schedule that was enqueued: the claim of a slot and its job's
+-- insert share one transaction, so each slot is enqueued once however many supervisors run.
+CREATE TABLE schedules (
+    name TEXT PRIMARY KEY,
+    last_slot INTEGER NOT NULL,
+    last_job_id TEXT,
+    updated_at INTEGER NOT NULL
+);
+"""
+
+# Version 3: the PID namespace a worker's pid belongs to (see liveness.py), NULL in rows written
+# before it, whose pids no process judges (their heartbeat does); and tasks a worker did not find
+# in its code, put back for another (execution.py).
+_V3 = """
+ALTER TABLE workers ADD COLUMN pid_namespace TEXT;
+-- How many times workers put this job back, not finding its task, and when the first did.
+ALTER TABLE jobs ADD COLUMN put_backs INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE jobs ADD COLUMN first_put_back_at INTEGER;
+"""
+
+# MIGRATIONS[n] takes a file from version n to n + 1. Append only; never edit a released one.
+MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3)
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def migrate(connection: apsw.Connection) -> int:
+    """Bring the file up to ``SCHEMA_VERSION``; return the version it had before.
+
+    Each step runs with its version bump in one IMMEDIATE transaction, so concurrent openers
+    migrate a file exactly once. A file newer than this code raises ``SchemaVersionError``.
+    """
+    found = _user_version(connection)
+    if found == SCHEMA_VERSION:
+        return found
+    _refuse_newer(connection, found)
+    with immediate(connection):
+        current = _user_version(connection)  # another process may have migrated meanwhile
+        _refuse_newer(connection, current)
+        _refuse_foreign(connection, current)
+        for version in range(current, SCHEMA_VERSION):
+            connection.execute(MIGRATIONS[version])
+        connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+    return found
+
+
+def _user_version(connection: apsw.Connection) -> int:
+    return int(connection.execute("PRAGMA user_version").get)
+
+
+def _refuse_newer(connection: apsw.Connection, found: int) -> None:
+    if found > SCHEMA_VERSION:
+        raise SchemaVersionError(
+            f"{connection.filename} has schema version {found}; this litetasks supports up to "
+            f"{SCHEMA_VERSION}. Upgrade litetasks.",
+            path=connection.filename,
+            found=found,
+            supported=SCHEMA_VERSION,
+        )
+
+
+def _refuse_foreign(connection: apsw.Connection, found: int) -> None:
+    # Version 0 with tables is some other database (often the app's own), never a queue file:
+    # every migration commits its tables together with its version bump.
+    if found == 0 and connection.execute("SELECT count(*) FROM sqlite_schema").get:
+        raise StoreError(
+            f"{connection.filename} is not a litetasks queue file: it is a SQLite database "
+            "that already has tables of its own. Point OPTIONS['path'] at a new file.",
+            path=connection.filename,
+        )
