@@ -29,7 +29,8 @@ from .._store.doorbell import doorbell_folder_problem, doorbell_path
 from .._store.producer import enqueue as produce
 from .._store.producer import enqueue_unique as produce_unique
 from .._store.producer import thread_store
-from .._store.records import EARLIEST_US, LATEST_US, Hook, JobRecord, JobState, NewJob, clamp_us
+from .._store.clock import EARLIEST_US, LATEST_US, clamp_us
+from .._store.records import Hook, JobRecord, JobState, NewJob
 from .._store.store import CancelResult, Store, new_job_id, new_job_ids
 from ..exceptions import (
     ConfigurationError,

@@ -38,7 +38,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from cronsim import CronSim, CronSimError
 
-from .._store.records import LATEST_US, clamp_us
+from .._store.clock import LATEST_US, clamp_us
 from .._store.store import wall_clock_us
 from ..exceptions import ConfigurationError, StoreError
 

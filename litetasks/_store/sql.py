@@ -8,9 +8,13 @@ from __future__ import annotations
 
 import json
 
-from .records import EARLIEST_US, LATEST_US
+from .clock import EARLIEST_US, LATEST_US
 
 __all__ = [
+    "CLAIMED_COLUMNS",
+    "CLAIMED_COLUMN_NAMES",
+    "CLAIMED_DUE_AT",
+    "CLAIMED_SEQ",
     "CLAIMS",
     "CLAIM_ANY",
     "CLAIM_ONE_QUEUE",
@@ -28,6 +32,7 @@ __all__ = [
     "FORGET_LOST_WORKERS",
     "INSERT",
     "JOB_COLUMNS",
+    "JOB_COLUMN_NAMES",
     "JOB_ROW_RAW",
     "PICK_ANY",
     "PICK_ONE_QUEUE",
@@ -45,10 +50,40 @@ __all__ = [
     "is_json_array",
 ]
 
-JOB_COLUMNS = """job_id, task_path, queue_name, priority, args, kwargs, state, enqueued_at,
-    run_after, started_at, last_attempted_at, finished_at, worker_ids, errors, return_value,
-    attempts, max_attempts, owner, unique_key, cancel_requested, hooks, put_backs,
-    first_put_back_at"""
+# The columns of a job row that litetasks reads, in the order every SELECT of them returns them
+# (``rows.decode_job`` reads them by these positions). The table has three more, which only the
+# SQL uses: ``seq`` (the rowid, the enqueue order), ``due_at`` and ``budget``.
+JOB_COLUMN_NAMES: tuple[str, ...] = (
+    "job_id",
+    "task_path",
+    "queue_name",
+    "priority",
+    "args",
+    "kwargs",
+    "state",
+    "enqueued_at",
+    "run_after",
+    "started_at",
+    "last_attempted_at",
+    "finished_at",
+    "worker_ids",
+    "errors",
+    "return_value",
+    "attempts",
+    "max_attempts",
+    "owner",
+    "unique_key",
+    "cancel_requested",
+    "hooks",
+    "put_backs",
+    "first_put_back_at",
+)
+JOB_COLUMNS = ", ".join(JOB_COLUMN_NAMES)
+# A claim returns ``due_at`` and ``seq`` after them, for its sort: RETURNING order is unspecified.
+CLAIMED_COLUMN_NAMES = (*JOB_COLUMN_NAMES, "due_at", "seq")
+CLAIMED_COLUMNS = ", ".join(CLAIMED_COLUMN_NAMES)
+CLAIMED_DUE_AT = CLAIMED_COLUMN_NAMES.index("due_at")
+CLAIMED_SEQ = CLAIMED_COLUMN_NAMES.index("seq")
 
 # Bound by position, (job_id, task_path, queue_name, priority, args, kwargs, run_after,
 # max_attempts, unique_key, hooks, now): a tuple binds faster than a dict (by name), which
@@ -149,8 +184,6 @@ SET state = 'RUNNING',
                       THEN json_insert(worker_ids, '$[#]', :worker_id) ELSE worker_ids END
 """
 CLAIM = _CLAIMED + "WHERE seq IN (" + DUE + ")\nRETURNING {columns}\n"
-# RETURNING order is unspecified: ``seq`` comes last so the caller can sort the batch.
-CLAIMED_COLUMNS = JOB_COLUMNS + ", due_at, seq"
 _ONE_QUEUE = "AND queue_name = :queue"
 _QUEUES = "AND queue_name IN (SELECT value FROM json_each(:queues))"
 CLAIM_ANY = CLAIM.format(index="jobs_ready", queue_filter="", columns=CLAIMED_COLUMNS)
@@ -209,19 +242,18 @@ TAKEN_ROWS = (
 
 
 # The same again with every text as a blob, when some text is not UTF-8 (Python cannot read it).
-def _as_blobs(columns: str) -> str:
+def _as_blobs(columns: tuple[str, ...]) -> str:
     return ", ".join(
-        f"CASE WHEN typeof({c}) = 'text' THEN CAST({c} AS BLOB) ELSE {c} END"
-        for c in (name.strip() for name in columns.split(","))
+        f"CASE WHEN typeof({c}) = 'text' THEN CAST({c} AS BLOB) ELSE {c} END" for c in columns
     )
 
 
 TAKEN_ROWS_RAW = (
     "SELECT "
-    + _as_blobs(CLAIMED_COLUMNS)
+    + _as_blobs(CLAIMED_COLUMN_NAMES)
     + " FROM jobs WHERE seq IN (SELECT value FROM json_each(:seqs))"
 )
-JOB_ROW_RAW = "SELECT " + _as_blobs(JOB_COLUMNS) + " FROM jobs WHERE job_id = ?"
+JOB_ROW_RAW = "SELECT " + _as_blobs(JOB_COLUMN_NAMES) + " FROM jobs WHERE job_id = ?"
 
 # A job whose row is too big to claim (it has no room for a worker id) fails without running.
 # Its error must fit in a row with no room left: the arguments make way for it and, when that is

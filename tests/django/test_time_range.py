@@ -24,7 +24,8 @@ from litetasks._cli.status import status_data
 from litetasks._django.backend import SQLiteBackend, from_us, to_us
 from litetasks._django.compat import InvalidTask, TaskResultStatus, task_backends
 from litetasks._django.periodic import Schedule, Scheduler, datetime_at, load_schedules
-from litetasks._store.records import EARLIEST_US, LATEST_US, NewJob
+from litetasks._store.clock import EARLIEST_US, LATEST_US
+from litetasks._store.records import NewJob
 from litetasks._store.store import Store
 from litetasks.exceptions import ConfigurationError
 from tests import tasks

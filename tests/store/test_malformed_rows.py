@@ -18,9 +18,8 @@ from typing import Any
 
 import pytest
 
+from litetasks._store.clock import EARLIEST_US, LATEST_US
 from litetasks._store.records import (
-    EARLIEST_US,
-    LATEST_US,
     ErrorRecord,
     Hook,
     JobRecord,
@@ -196,7 +195,7 @@ def test_a_row_whose_repair_cannot_be_written_is_set_aside(
     seq = corrupt(store, "bad", "job_id", "x'00'")
     enqueue(store, f"malformed-{seq}")  # the id its repair would take: a unique constraint fails
 
-    with caplog.at_level(logging.ERROR, logger="litetasks._store.rows"):
+    with caplog.at_level(logging.ERROR, logger="litetasks._store.malformed"):
         claimed = store.claim("w1", limit=10)
 
     assert [job.job_id for job in claimed] == ["good", f"malformed-{seq}"]
@@ -325,7 +324,7 @@ def test_hooks_that_went_bad_while_the_task_ran_are_dropped_and_said_so(
     jobs = claim_all(store)
     store._db.execute(f"UPDATE jobs SET hooks = {value} WHERE job_id = 'bad'")
 
-    with caplog.at_level(logging.ERROR, logger="litetasks._store.rows"):
+    with caplog.at_level(logging.ERROR, logger="litetasks._store.malformed"):
         if how == "recover":
             store.recover_lost(stale_before_us=START_US, error=LOST, known_dead=["w1"])
         elif how == "cancel":  # flagged while RUNNING; its worker records TaskCancelled

@@ -40,8 +40,9 @@ from hypothesis.stateful import (
     rule,
 )
 
+from litetasks._store.actions import CANCELLED_ERROR, CancelResult
+from litetasks._store.clock import LATEST_US
 from litetasks._store.records import (
-    LATEST_US,
     ErrorRecord,
     Hook,
     JobRecord,
@@ -50,7 +51,8 @@ from litetasks._store.records import (
     Outcome,
     WorkerRecord,
 )
-from litetasks._store.store import CANCELLED_ERROR, CANCELLED_LOST_ERROR, CancelResult, Store
+from litetasks._store.store import Store
+from litetasks._store.workers import CANCELLED_LOST_ERROR
 
 START_US = 1_700_000_000_000_000
 SECOND_US = 1_000_000
@@ -668,10 +670,10 @@ class QueueMachine(RuleBasedStateMachine):
         fresh = slot > self.slots.get(name, -1)
         if not fresh:
             job = NewJob(job_id=f"slot-{name}-{slot}", task_path="tests.tasks.noop")
-            assert self.stores[via].enqueue_slot(name, slot, job) is False
+            assert self.stores[via].enqueue_slot(name, slot, job) is None
             return multiple()
         job = self._new(spec)
-        assert self.stores[via].enqueue_slot(name, slot, job) is True
+        assert self.stores[via].enqueue_slot(name, slot, job) == self.now  # its enqueued_at
         self.slots[name] = slot
         assert self.stores[via].schedules()[name] == (slot, job.job_id)
         return job.job_id
