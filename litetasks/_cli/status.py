@@ -46,7 +46,8 @@ def status_data(backend: SQLiteBackend) -> dict[str, Any]:
 
 def _periodic(backend: SQLiteBackend) -> list[dict[str, Any]]:
     """Each periodic schedule: what, when, the next slot and the last one enqueued."""
-    from .._django.periodic import Scheduler, load_schedules
+    from .._django.periodic import load_schedules
+    from .._runtime.scheduler import Scheduler
 
     schedules = load_schedules(backend)
     recorded = backend.store.schedules()

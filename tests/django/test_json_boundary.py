@@ -47,13 +47,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from litetasks._django.backend import MAX_JSON_DEPTH, SQLiteBackend, new_job_id
+from litetasks._django.backend import SQLiteBackend, new_job_id
 from litetasks._django.compat import (
     InvalidTask,
     TaskResultStatus,
     normalize_json,
     task_enqueued,
 )
+from litetasks._django.values import MAX_JSON_DEPTH
 from litetasks._store.records import JobState, NewJob
 from litetasks.exceptions import StoreError
 from litetasks.testing import drain
