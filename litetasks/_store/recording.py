@@ -106,7 +106,7 @@ def _recorded_in_full(db: apsw.Connection, batch: list[Outcome]) -> bool:
         for o in batch
     ]
     db.execute("SAVEPOINT record_batch")
-    db.execute(sql.COMPLETE_MANY, {"batch": json.dumps(items)})
+    db.execute(sql.RECORD_SUCCESSES, {"batch": json.dumps(items)})
     if db.changes() == len(batch):
         db.execute("RELEASE record_batch")
         return True
@@ -129,11 +129,11 @@ def _record_one(handle: Handle, db: apsw.Connection, outcome: Outcome) -> bool:
         return db.execute(sql.PUT_BACK, params).fetchone() is not None
     if outcome.error is None:
         params["return_value"] = outcome.return_json
-        row = db.execute(sql.COMPLETE, params).fetchone()
+        row = db.execute(sql.RECORD_SUCCESS, params).fetchone()
     else:
         params["error"] = error_json(outcome.error)
         params["retry_at"] = outcome.retry_at_us
-        row = db.execute(sql.FAIL, params).fetchone()
+        row = db.execute(sql.RECORD_FAILURE, params).fetchone()
     if row is None:
         return False
     state, hooks_kind, hooks = row

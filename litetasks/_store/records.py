@@ -158,7 +158,7 @@ class Outcome:
     error: ErrorRecord | None = None
     retry_at_us: int | None = None
     # Whether the job has hooks (known to whoever ran it); None: not known. A success known to
-    # have none can be settled in a batch that reports no hooks back.
+    # have none can be recorded in a batch that reports no hooks back.
     has_hooks: bool | None = None
     # Neither a success nor a failure: the worker did not find the task in its code, and puts
     # the job back to READY, due then, its attempt not counted (see TaskNotFound).

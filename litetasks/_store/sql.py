@@ -19,14 +19,11 @@ __all__ = [
     "CLAIM_ANY",
     "CLAIM_ONE_QUEUE",
     "CLAIM_QUEUES",
-    "COMPLETE",
-    "COMPLETE_MANY",
     "DROP_HOOKS",
     "DUE_ANY",
     "DUE_ONE_QUEUE",
     "DUE_QUEUES",
     "ERRORS_OK",
-    "FAIL",
     "FAIL_MALFORMED",
     "FAIL_TOO_BIG",
     "FORGET_LOST_WORKERS",
@@ -38,6 +35,9 @@ __all__ = [
     "PICK_ONE_QUEUE",
     "PICK_QUEUES",
     "PUT_BACK",
+    "RECORD_FAILURE",
+    "RECORD_SUCCESS",
+    "RECORD_SUCCESSES",
     "RECOVER",
     "RELEASE",
     "RUNNING_JOBS",
@@ -100,7 +100,7 @@ def is_json_array(column: str) -> str:
 
     A row written behind litetasks' back can hold anything. SQLite's JSON functions raise an
     error on malformed JSON, which would abort the whole transaction (every other job claimed
-    or settled in it too), and ``json_valid()`` alone lets some blobs through; CASE evaluates
+    or recorded in it too), and ``json_valid()`` alone lets some blobs through; CASE evaluates
     lazily, so ``json_type()`` only ever sees valid JSON.
     """
     return (
@@ -228,7 +228,7 @@ TAKE = _CLAIMED + "WHERE seq IN (SELECT value FROM json_each(:seqs)) AND state =
 # then come one by one, below; but a blob that happens to be valid JSONB is read as the value it
 # encodes (x'00' as null). Checking every column's type here would double this statement's
 # cost, for every claim: such a blob is read as a value of the right type or fails the job, and
-# every other path (settling, get) still sees the blob itself.
+# every other path (recording, get) still sees the blob itself.
 TAKEN = (
     "SELECT json_group_array(json_array("
     + CLAIMED_COLUMNS
@@ -317,9 +317,9 @@ UPDATE jobs SET state = 'FAILED', owner = NULL WHERE seq = :seq
 # would abort the whole transaction and every outcome in it; rows.returned_text() and
 # rows.returned_hooks() decode it.
 
-# Settling is fenced on (owner, attempts): a worker whose job was recovered meanwhile matches
-# no row, so an attempt is settled exactly once.
-COMPLETE = """
+# Recording is fenced on (owner, attempts): a worker whose job was recovered meanwhile matches
+# no row, so an attempt is recorded exactly once.
+RECORD_SUCCESS = """
 UPDATE jobs
 SET state = 'SUCCESSFUL',
     owner = NULL,
@@ -331,9 +331,9 @@ WHERE job_id = :job_id AND state = 'RUNNING' AND owner = :worker_id AND attempts
 RETURNING state, typeof(hooks), CAST(hooks AS BLOB)
 """
 
-# COMPLETE for many outcomes at once, in one step (see PICK). :batch is a JSON array of
+# RECORD_SUCCESS for many outcomes at once, in one step (see PICK). :batch is a JSON array of
 # [job_id, worker_id, attempt, started_at, finished_at, return_value_json_text].
-COMPLETE_MANY = """
+RECORD_SUCCESSES = """
 WITH o AS (
     SELECT value ->> 0 AS job_id, value ->> 1 AS worker_id, value ->> 2 AS attempt,
            value ->> 3 AS started_at, value ->> 4 AS finished_at, value ->> 5 AS return_value
@@ -354,7 +354,7 @@ WHERE jobs.job_id = o.job_id AND jobs.state = 'RUNNING' AND jobs.owner = o.worke
 # A failed attempt is retried when the worker asks (retry_at), attempts remain and nobody
 # cancelled the job.
 _RETRY = "(:retry_at IS NOT NULL AND attempts < max_attempts AND NOT cancel_requested)"
-FAIL = f"""
+RECORD_FAILURE = f"""
 UPDATE jobs
 SET state = CASE WHEN {_RETRY} THEN 'READY' ELSE 'FAILED' END,
     finished_at = CASE WHEN {_RETRY} THEN NULL ELSE :finished_at END,
