@@ -16,6 +16,7 @@ from typing import Any
 from django.conf import settings
 from django.core import checks
 
+from .._store.clock import MICROSECOND
 from .._store.config import BackendConfig, from_options
 from .._store.enqueueing import new_job_id, new_job_ids
 from .._store.producer import enqueue as produce
@@ -272,7 +273,7 @@ class SQLiteBackend(BaseTaskBackend):
 
         READY and RUNNING tasks are never deleted.
         """
-        cutoff = self.store.now_us() - older_than // timedelta(microseconds=1)
+        cutoff = self.store.now_us() - older_than // MICROSECOND
         return self.store.prune(
             finished_before_us=cutoff, states=[JobState(str(s).upper()) for s in statuses]
         )
