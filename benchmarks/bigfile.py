@@ -43,11 +43,15 @@ def main(argv: list[str] | None = None) -> int:
 
     from litetasks._django.compat import task_backends
     from litetasks._runtime.supervisor import build_pool
-    from litetasks._store.store import Store, wall_clock_us
+    from litetasks._store.clock import wall_clock_us
+    from litetasks._store.connection import immediate, open_connection
+    from litetasks._store.store import Store
     from tests import tasks
 
     paths = {"empty": folder / "empty.sqlite3", "1M finished": folder / "big.sqlite3"}
-    with Store(paths["1M finished"]) as big, big._write() as db:
+    Store(paths["1M finished"]).close()  # creates the queue file
+    big = open_connection(paths["1M finished"], synchronous="NORMAL", busy_timeout_ms=5000)
+    with immediate(big) as db:
         db.execute(
             FILL,
             {
@@ -57,6 +61,7 @@ def main(argv: list[str] | None = None) -> int:
                 "args": "[]",
             },
         )
+    big.close()
     rates: dict[str, dict[str, list[float]]] = {k: {"enqueue": [], "drain": []} for k in paths}
     for _ in range(args.repeat):
         for name, path in paths.items():

@@ -18,8 +18,11 @@ import threading
 import time
 from pathlib import Path
 
+from litetasks._store.clock import wall_clock_us
+from litetasks._store.connection import immediate, open_connection
+from litetasks._store.enqueueing import new_job_id
 from litetasks._store.records import JobState, NewJob
-from litetasks._store.store import Store, new_job_id, wall_clock_us
+from litetasks._store.store import Store
 
 FILL = """
 WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < :rows)
@@ -43,11 +46,13 @@ def main(argv: list[str] | None = None) -> int:
         store = Store(path)
         started = time.perf_counter()
         t0 = wall_clock_us() - 86_400_000_000  # a day ago
-        with store._write() as db:
+        filler = open_connection(path, synchronous="NORMAL", busy_timeout_ms=5000)
+        with immediate(filler) as db:
             db.execute(
                 FILL,
                 {"rows": args.rows, "t0": t0, "task_path": "app.tasks.report", "args": "[1, 2]"},
             )
+        filler.close()
         live = [NewJob(job_id=new_job_id(), task_path="app.tasks.live") for _ in range(10)]
         store.enqueue(live)
         store.claim("bench-worker", limit=3)

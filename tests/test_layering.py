@@ -195,3 +195,29 @@ def test_imported_modules_sees_every_form_of_import(
     module.write_text(source + "\n")
 
     assert imported_modules(module, name) == found
+
+
+def private_imports(path: Path) -> list[str]:
+    """The underscore names ``path`` imports from other modules (``from .x import _y``)."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.ImportFrom):
+            found += [
+                f"{node.module}.{alias.name}"
+                for alias in node.names
+                if alias.name.startswith("_") and not alias.name.startswith("__")
+            ]
+    return found
+
+
+@pytest.mark.parametrize("path", sorted(PACKAGE.rglob("*.py")), ids=module_name)
+def test_no_module_imports_another_modules_underscore_names(path: Path):
+    # Modules meet at public names; ruff's SLF001 checks attribute access (``backend._x``).
+    assert private_imports(path) == []
+
+
+def test_an_import_of_an_underscore_name_is_reported(tmp_path: Path):
+    module = tmp_path / "module.py"
+    module.write_text("from .backend import Call, _call_arguments\nfrom .. import __version__\n")
+
+    assert private_imports(module) == ["backend._call_arguments"]

@@ -7,13 +7,17 @@ import logging
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import typer
 
 from ..exceptions import ConfigurationError, LiteTasksError
 from .bootstrap import check_queues, get_backend, setup_django
 from .logs import LineFormatter, LineHandler
+
+if TYPE_CHECKING:
+    from .._django.backend import SQLiteBackend
+    from .._store.config import WorkerConfig
 
 app = typer.Typer(
     help="Background tasks for Django, with a SQLite file as the queue.",
@@ -45,57 +49,62 @@ def _fail(exc: BaseException) -> typer.Exit:
     return typer.Exit(2)
 
 
+Queues = Annotated[
+    list[str] | None, typer.Option("--queue", "-q", help="Queue to serve (repeat); all if omitted.")
+]
+Threads = Annotated[
+    int | None, typer.Option(min=1, envvar="LITETASKS_THREADS", help="Threads per process.")
+]
+Processes = Annotated[
+    int | None,
+    typer.Option(min=0, envvar="LITETASKS_PROCESSES", help="Worker processes (0: one per core)."),
+]
+Burst = Annotated[bool, typer.Option(help="Run every due task, then exit 0.")]
+Grace = Annotated[
+    float | None, typer.Option(min=0, help="Seconds running tasks get to finish on shutdown.")
+]
+MaxTasks = Annotated[
+    int | None, typer.Option(min=0, help="Replace a worker process after N tasks (0: never).")
+]
+MaxMemory = Annotated[
+    int | None,
+    typer.Option(min=0, help="Replace a worker process above this RSS in MB (0: never)."),
+]
+Reload = Annotated[
+    bool, typer.Option(help="Restart the pool when Python files in the project change.")
+]
+LogLevel = Annotated[str, typer.Option(help="DEBUG, INFO, WARNING or ERROR.")]
+
+
 @app.command()
 def run(
     settings: Settings = None,
     pythonpath: PythonPath = None,
     backend: Backend = "default",
-    queue: Annotated[
-        list[str] | None,
-        typer.Option("--queue", "-q", help="Queue to serve (repeat); all if omitted."),
-    ] = None,
-    threads: Annotated[
-        int | None, typer.Option(min=1, envvar="LITETASKS_THREADS", help="Threads per process.")
-    ] = None,
-    processes: Annotated[
-        int | None,
-        typer.Option(
-            min=0, envvar="LITETASKS_PROCESSES", help="Worker processes (0: one per core)."
-        ),
-    ] = None,
-    burst: Annotated[bool, typer.Option(help="Run every due task, then exit 0.")] = False,
-    grace: Annotated[
-        float | None, typer.Option(min=0, help="Seconds running tasks get to finish on shutdown.")
-    ] = None,
-    max_tasks_per_child: Annotated[
-        int | None, typer.Option(min=0, help="Replace a worker process after N tasks (0: never).")
-    ] = None,
-    max_memory_per_child: Annotated[
-        int | None,
-        typer.Option(min=0, help="Replace a worker process above this RSS in MB (0: never)."),
-    ] = None,
-    reload: Annotated[
-        bool, typer.Option(help="Restart the pool when Python files in the project change.")
-    ] = False,
-    log_level: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING or ERROR.")] = "INFO",
+    queue: Queues = None,
+    threads: Threads = None,
+    processes: Processes = None,
+    burst: Burst = False,
+    grace: Grace = None,
+    max_tasks_per_child: MaxTasks = None,
+    max_memory_per_child: MaxMemory = None,
+    reload: Reload = False,
+    log_level: LogLevel = "INFO",
 ) -> None:
     """Run a worker pool until SIGTERM or SIGINT (or, with --burst, until nothing is due)."""
+    flags = {
+        "burst": burst,
+        "threads": threads,
+        "processes": processes,
+        "grace_s": grace,
+        "max_tasks_per_child": max_tasks_per_child,
+        "max_memory_per_child_mb": max_memory_per_child,
+    }
     try:
         _configure_logging(log_level)
         setup_django(settings, pythonpath)
         lite = get_backend(backend)
-        # Open (or create) the queue file now: one clear error here, not a crash per worker.
-        lite.store  # noqa: B018
-        overrides: dict[str, Any] = {"queues": check_queues(lite, queue or []), "burst": burst}
-        flags = {
-            "threads": threads,
-            "processes": processes,
-            "grace_s": grace,
-            "max_tasks_per_child": max_tasks_per_child,
-            "max_memory_per_child_mb": max_memory_per_child,
-        }
-        overrides.update({name: value for name, value in flags.items() if value is not None})
-        config = dataclasses.replace(lite.config.worker, **overrides)
+        config = _worker_config(lite, queue or [], flags)
         from .._django.periodic import load_schedules
 
         schedules = {} if burst or reload else load_schedules(lite)  # bad ones: exit 2 here
@@ -109,6 +118,15 @@ def run(
     from .._runtime.supervisor import Supervisor
 
     raise typer.Exit(Supervisor(lite, config, schedules).run())
+
+
+def _worker_config(lite: SQLiteBackend, queues: list[str], flags: dict[str, Any]) -> WorkerConfig:
+    """The backend's worker settings with the command line's ``flags`` (None: not given)."""
+    # Open (or create) the queue file now: one clear error here, not a crash per worker.
+    lite.store  # noqa: B018
+    overrides: dict[str, Any] = {"queues": check_queues(lite, queues)}
+    overrides.update({name: value for name, value in flags.items() if value is not None})
+    return dataclasses.replace(lite.config.worker, **overrides)
 
 
 @app.command()

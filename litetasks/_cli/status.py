@@ -46,7 +46,8 @@ def status_data(backend: SQLiteBackend) -> dict[str, Any]:
 
 def _periodic(backend: SQLiteBackend) -> list[dict[str, Any]]:
     """Each periodic schedule: what, when, the next slot and the last one enqueued."""
-    from .._django.periodic import Scheduler, load_schedules
+    from .._django.periodic import load_schedules
+    from .._runtime.scheduler import Scheduler
 
     schedules = load_schedules(backend)
     recorded = backend.store.schedules()
@@ -121,23 +122,32 @@ def print_status(backend: SQLiteBackend, *, as_json: bool) -> None:
         table.add_row(queue, *(str(by_state[s.value]) for s in JobState))
     console.print(table)
     if data["workers"]:
-        workers = Table(title="workers")
-        for column in ("pid", "host", "queues", "running", "last heartbeat", "state"):
-            workers.add_column(column)
-        for worker in data["workers"]:
-            workers.add_row(
-                str(worker["pid"]),
-                worker["host"],
-                ",".join(worker["queues"] or ["*"]),
-                ", ".join(worker["running"]) or "-",
-                f"{worker['heartbeat_age_s']} s ago",
-                "LOST" if worker["is_lost"] else "alive",
-            )
-        console.print(workers)
+        console.print(_workers_table(data["workers"]))
     else:
         console.print("No worker is running. Start one with: litetasks run")
     if data["periodic"]:
         console.print(_periodic_table(data["periodic"]))
+    _print_advice(console, data)
+
+
+def _workers_table(rows: list[dict[str, Any]]) -> Table:
+    table = Table(title="workers")
+    for column in ("pid", "host", "queues", "running", "last heartbeat", "state"):
+        table.add_column(column)
+    for worker in rows:
+        table.add_row(
+            str(worker["pid"]),
+            worker["host"],
+            ",".join(worker["queues"] or ["*"]),
+            ", ".join(worker["running"]) or "-",
+            f"{worker['heartbeat_age_s']} s ago",
+            "LOST" if worker["is_lost"] else "alive",
+        )
+    return table
+
+
+def _print_advice(console: Console, data: dict[str, Any]) -> None:
+    """What to do about queues nobody serves and tasks left RUNNING by lost workers."""
     for queue in data["unserved_queues"]:
         console.print(
             f"Queue {queue!r} has {data['queues'][queue]['READY']} READY task(s) and no live "

@@ -12,8 +12,9 @@ from typing import Any
 
 from django.db import transaction
 
-from .backend import Call, SQLiteBackend, _call_arguments, normalized_json
+from .backend import Call, SQLiteBackend, call_arguments
 from .compat import Task, TaskResult
+from .values import normalized_json
 
 __all__ = ["Call", "enqueue_many", "enqueue_on_commit"]
 
@@ -33,7 +34,7 @@ def enqueue_many(
     backend = task.get_backend()
     if isinstance(backend, SQLiteBackend):
         return backend.enqueue_many(task, calls)
-    return [task.enqueue(*args, **kwargs) for args, kwargs in map(_call_arguments, calls)]
+    return [task.enqueue(*args, **kwargs) for args, kwargs in map(call_arguments, calls)]
 
 
 def enqueue_on_commit(task: Task, *args: Any, using: str | None = None, **kwargs: Any) -> None:

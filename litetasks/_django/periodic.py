@@ -13,8 +13,9 @@ or in settings::
         "digest": {"task": "news.tasks.send_digest", "cron": "0 6 * * *"},
     }
 
-``litetasks run`` (the supervisor) and the ``runserver`` autorun pool
-enqueue each slot when it is due. Each slot is enqueued once, however many supervisors share
+This module declares schedules; ``litetasks run`` (the supervisor) and the ``runserver``
+autorun pool run them (``litetasks._runtime.scheduler``), enqueueing each slot when it is due.
+Each slot is enqueued once, however many supervisors share
 the queue file: the store records the last slot per schedule in the transaction that inserts
 its task. After downtime, missed slots run once (the latest), or not at all with
 ``catch_up="none"``; a new schedule starts with the next slot after the pool starts.
@@ -26,11 +27,9 @@ autumn runs once).
 
 from __future__ import annotations
 
-import logging
 import math
 import threading
-import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone, tzinfo
 from typing import TYPE_CHECKING, Any
@@ -38,31 +37,18 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from cronsim import CronSim, CronSimError
 
-from .._store.records import LATEST_US, clamp_us
-from .._store.store import wall_clock_us
-from ..exceptions import ConfigurationError, StoreError
+from .._store.clock import LATEST_US, us_from_datetime, utc_datetime
+from ..exceptions import ConfigurationError, TaskNotAllowed
 
 if TYPE_CHECKING:
     from .backend import SQLiteBackend
     from .compat import Task
 
-__all__ = [
-    "CATCH_UP",
-    "Schedule",
-    "Scheduler",
-    "load_schedules",
-    "periodic",
-    "start_scheduler_thread",
-]
-
-logger = logging.getLogger(__name__)
+__all__ = ["CATCH_UP", "Schedule", "datetime_at", "load_schedules", "periodic"]
 
 CATCH_UP = ("latest", "none")
-# With catch_up="none", a slot is still run if the pool notices it this late (seconds).
-ON_TIME_S = 60.0
 # The longest ``every``: a thousand years, so that every slot is a time a queue file holds.
 MAX_EVERY_S = 1000 * 365.25 * 86400
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 # Schedules declared in code with periodic(), per backend alias, by name.
 _declared: dict[str, dict[str, Schedule]] = {}
@@ -194,29 +180,9 @@ def _schedule(name: str, task_path: str, spec: Mapping[str, Any], *, where: str)
             f"{where}: give either cron or every (got cron={cron!r}, every={every!r})."
         )
     tz = _zone(spec.get("timezone"), where)
-    every_s = None
-    if every is not None:
-        every_s = every.total_seconds() if isinstance(every, timedelta) else every
-        if (
-            isinstance(every_s, bool)
-            or not isinstance(every_s, (int, float))
-            or not (math.isfinite(every_s) and 1 <= every_s <= MAX_EVERY_S)
-        ):
-            raise ConfigurationError(
-                f"{where}: every must be a timedelta or seconds, at least 1 and at most "
-                f"1000 years (got {every!r})."
-            )
-        every_s = float(every_s)
+    every_s = None if every is None else _every_s(every, where)
     if cron is not None:
-        if not isinstance(cron, str):
-            raise ConfigurationError(f"{where}: cron must be a string (got {cron!r}).")
-        try:
-            CronSim(cron, datetime.now(tz))
-        except CronSimError as exc:
-            raise ConfigurationError(
-                f"{where}: bad cron expression {cron!r} ({exc}). Use five fields: minute hour "
-                "day-of-month month day-of-week, e.g. '0 6 * * *'."
-            ) from None
+        _check_cron(cron, tz, where)
     catch_up = spec.get("catch_up", "latest")
     if catch_up not in CATCH_UP:
         raise ConfigurationError(
@@ -238,6 +204,32 @@ def _schedule(name: str, task_path: str, spec: Mapping[str, Any], *, where: str)
     )
 
 
+def _every_s(every: Any, where: str) -> float:
+    seconds = every.total_seconds() if isinstance(every, timedelta) else every
+    if (
+        isinstance(seconds, bool)
+        or not isinstance(seconds, (int, float))
+        or not (math.isfinite(seconds) and 1 <= seconds <= MAX_EVERY_S)
+    ):
+        raise ConfigurationError(
+            f"{where}: every must be a timedelta or seconds, at least 1 and at most "
+            f"1000 years (got {every!r})."
+        )
+    return float(seconds)
+
+
+def _check_cron(cron: Any, tz: ZoneInfo | timezone, where: str) -> None:
+    if not isinstance(cron, str):
+        raise ConfigurationError(f"{where}: cron must be a string (got {cron!r}).")
+    try:
+        CronSim(cron, datetime.now(tz))
+    except CronSimError as exc:
+        raise ConfigurationError(
+            f"{where}: bad cron expression {cron!r} ({exc}). Use five fields: minute hour "
+            "day-of-month month day-of-week, e.g. '0 6 * * *'."
+        ) from None
+
+
 def _zone(name: Any, where: str) -> ZoneInfo | timezone:
     if name is None:
         from django.conf import settings
@@ -254,132 +246,28 @@ def _zone(name: Any, where: str) -> ZoneInfo | timezone:
 
 
 def _check_task(backend: SQLiteBackend, schedule: Schedule) -> None:
-    from ..exceptions import TaskNotAllowed
     from .compat import Task
 
-    task_path = schedule.task_path
     try:
-        task = backend._import_task(task_path)
+        task = backend.import_task(schedule.task_path)
     except TaskNotAllowed as exc:
         raise ConfigurationError(f"Periodic schedule {schedule.name!r}: {exc}") from None
-    if not isinstance(task, Task):  # pragma: no cover - _import_task checks
+    if not isinstance(task, Task):  # pragma: no cover - import_task checks
         raise ConfigurationError(f"Periodic schedule {schedule.name!r}: not a task.")
     try:
-        backend._new_job(task, list(schedule.args), dict(schedule.kwargs))
+        backend.new_job(task, list(schedule.args), dict(schedule.kwargs))
     except Exception as exc:
         raise ConfigurationError(
             f"Periodic schedule {schedule.name!r}: its arguments cannot be enqueued ({exc})."
         ) from None
 
 
-class Scheduler:
-    """Enqueue the due slots of ``schedules``; ``tick()`` says when to call it again."""
-
-    def __init__(
-        self, backend: SQLiteBackend, schedules: Mapping[str, Schedule], *, clock: Any = None
-    ) -> None:
-        self.backend = backend
-        self.schedules = dict(schedules)
-        self._now = clock or wall_clock_us
-        # A new schedule's first slot is the first one at or after the pool's start.
-        self._started = self._now() - 1
-        self._skipped: dict[str, int] = {}  # catch_up="none": the last slot skipped
-        self._tasks: dict[str, Task] = {}
-
-    def tick(self) -> float:
-        """Enqueue every slot that is due; return seconds until the next one (at most 60)."""
-        if not self.schedules:
-            return 60.0
-        now = self._now()
-        try:
-            recorded = self.backend.store.schedules()
-        except StoreError:
-            logger.exception("Reading periodic schedules failed; will retry")
-            return 5.0
-        wait_us = 60_000_000
-        for name, schedule in self.schedules.items():
-            last = recorded.get(name, (None, None))[0]
-            after = self._started if last is None else last
-            after = max(after, self._skipped.get(name, after))
-            slot = schedule.latest_slot(now)
-            if slot is not None and slot > after:
-                self._fire(schedule, slot, now)
-            following = schedule.next_slot(max(now, after))
-            if following is not None:
-                wait_us = min(wait_us, max(0, following - now))
-        return max(0.0, wait_us / 1_000_000)
-
-    def next_runs(self) -> dict[str, int | None]:
-        """The next slot of each schedule (µs since the epoch), for ``litetasks status``."""
-        now = self._now()
-        return {name: s.next_slot(now) for name, s in self.schedules.items()}
-
-    def _fire(self, schedule: Schedule, slot: int, now: int) -> None:
-        if schedule.catch_up == "none" and now - slot > ON_TIME_S * 1_000_000:
-            logger.info(
-                "Periodic %s: skipping the missed slot %s (catch_up='none')",
-                schedule.name,
-                datetime_at(slot, schedule.tz).isoformat(),
-            )
-            self._skipped[schedule.name] = slot
-            return
-        task = self._task(schedule)
-        try:
-            job, args, kwargs = self.backend._new_job(
-                task, list(schedule.args), dict(schedule.kwargs)
-            )
-            if self.backend.store.enqueue_slot(schedule.name, slot, job):
-                self.backend._enqueued(task, job, args, kwargs, now)
-                logger.info(
-                    "Periodic %s: enqueued %s for %s",
-                    schedule.name,
-                    job.job_id,
-                    datetime_at(slot, schedule.tz).isoformat(),
-                )
-        except Exception:
-            logger.exception("Periodic %s: enqueueing its slot failed; will retry", schedule.name)
-
-    def _task(self, schedule: Schedule) -> Task:
-        task = self._tasks.get(schedule.name)
-        if task is None:
-            task = self._tasks[schedule.name] = self.backend._import_task(schedule.task_path)
-        return task
-
-
-def start_scheduler_thread(
-    backend: SQLiteBackend, is_stopping: Callable[[], bool]
-) -> threading.Thread | None:
-    """Enqueue ``backend``'s periodic tasks from a daemon thread of this process (``runserver``
-    autorun) until ``is_stopping()``; a bad schedule is logged, not raised, so the server runs."""
-    try:
-        schedules = load_schedules(backend)
-    except ConfigurationError as exc:
-        logger.error("litetasks: periodic tasks are off: %s", exc)
-        return None
-    if not schedules:
-        return None
-    scheduler = Scheduler(backend, schedules)
-
-    def loop() -> None:
-        wait = 0.0
-        while not is_stopping():
-            if wait <= 0:
-                wait = scheduler.tick() + 0.002
-            step = min(wait, 0.5)  # notice a stop within half a second
-            time.sleep(step)
-            wait -= step
-
-    thread = threading.Thread(target=loop, name=f"litetasks-periodic-{backend.alias}", daemon=True)
-    thread.start()
-    return thread
-
-
 def datetime_at(us: int, tz: tzinfo) -> datetime:
-    """The moment ``us`` (µs since the epoch) in ``tz``; total, as ``backend.from_us`` is."""
-    return (_EPOCH + timedelta(microseconds=clamp_us(us))).astimezone(tz)
+    """The moment ``us`` (µs since the epoch) in ``tz``; total, as ``clock.utc_datetime`` is."""
+    return utc_datetime(us).astimezone(tz)
 
 
 def _slot(moment: datetime) -> int | None:
     """``moment`` in µs since the epoch, or None past the last time a queue file holds."""
-    us = (moment - _EPOCH) // timedelta(microseconds=1)
+    us = us_from_datetime(moment)
     return None if us > LATEST_US else us

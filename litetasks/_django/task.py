@@ -12,14 +12,17 @@ runs on any other backend as long as it does not pass them.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from .._store.records import Hook
 from .compat import InvalidTask, Task, TaskResult
 
-__all__ = ["Backoff", "LiteTask", "check_options", "exponential", "fixed"]
+__all__ = ["Backoff", "LiteTask", "check_options", "exponential", "fixed", "hooks_of", "unique_key"]
 
 Backoff = Callable[[BaseException, TaskResult], "float | None"]
 """Decides a failed attempt's fate: seconds until the next attempt, or None not to retry.
@@ -164,3 +167,41 @@ def _check_hooks(task: LiteTask) -> None:
                 f"on_{when} of {task.module_path!r} is a task of backend {hook.backend!r}; hooks "
                 f"are enqueued in the same queue file, so it must use {task.backend!r}."
             )
+
+
+def unique_key(task: Task, args: Any, kwargs: Any) -> str | None:
+    """The key that keeps a unique task's calls apart (None: not unique): ``unique=True``
+    keys on the JSON-normal arguments, a function on what it returns."""
+    unique = getattr(task, "unique", False)
+    if unique is False:
+        return None
+    if unique is True:
+        canonical = json.dumps([args, kwargs], sort_keys=True, separators=(",", ":"))
+        digest = hashlib.sha256(canonical.encode()).hexdigest()
+        return f"{task.module_path}:{digest}"
+    key = unique(*args, **kwargs)
+    if not isinstance(key, str):
+        raise InvalidTask(
+            f"The unique key function of {task.module_path!r} returned {key!r} "
+            f"({type(key).__name__}); it must return a str."
+        )
+    return f"{task.module_path}:{key}"
+
+
+def hooks_of(task: Task) -> tuple[Hook, ...]:
+    """The tasks ``task`` enqueues when it finishes (``on_success``, ``on_failure``,
+    ``on_finish``), as the row stores them."""
+    hooks = []
+    for when in ("success", "failure", "finish"):
+        hook = getattr(task, f"on_{when}", None)
+        if hook is not None:
+            hooks.append(
+                Hook(
+                    when=when,
+                    task_path=hook.module_path,
+                    queue_name=hook.queue_name,
+                    priority=hook.priority,
+                    max_attempts=getattr(hook, "max_attempts", 1),
+                )
+            )
+    return tuple(hooks)

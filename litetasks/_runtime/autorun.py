@@ -83,7 +83,7 @@ def start_autorun(backend: SQLiteBackend) -> WorkerPool:
     thread = threading.Thread(target=pool.run, name=f"litetasks-autorun-{backend.alias}")
     thread.daemon = True
     thread.start()
-    from .._django.periodic import start_scheduler_thread
+    from .scheduler import start_scheduler_thread
 
     start_scheduler_thread(backend, lambda: pool.is_stopping)
 

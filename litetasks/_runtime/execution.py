@@ -20,15 +20,6 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from .._django.backend import (
-    ROW_MARGIN_BYTES,
-    copy_result,
-    from_us,
-    load_json,
-    normalized_json,
-    set_return_value,
-    task_result,
-)
 from .._django.compat import (
     InvalidTask,
     TaskContext,
@@ -38,8 +29,11 @@ from .._django.compat import (
     task_finished,
     task_started,
 )
+from .._django.results import copy_result, from_us, set_return_value, task_result
 from .._django.task import DEFAULT_BACKOFF, LiteTask
+from .._django.values import load_json, normalized_json
 from .._store.records import ErrorRecord, JobRecord, Outcome
+from .._store.rowlimits import ROW_MARGIN_BYTES
 from .._store.store import wall_clock_us
 from ..exceptions import TaskCancelled, TaskNotAllowed, TaskNotFound, TaskTimeout
 from .attempts import Finish

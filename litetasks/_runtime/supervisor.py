@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from types import FrameType
 from typing import TYPE_CHECKING
 
-from .._django.periodic import Schedule, Scheduler, load_schedules
+from .._django.periodic import Schedule, load_schedules
 from .._store.config import WorkerConfig
 from .._store.damage import Damage, find_damage, stop_message
 from .._store.liveness import this_process
@@ -34,6 +34,7 @@ from .execution import TaskRunner
 from .pool import WorkerPool
 from .recovery import recover_lost
 from .restarts import RestartLimit
+from .scheduler import Scheduler
 
 if TYPE_CHECKING:
     from .._django.backend import SQLiteBackend

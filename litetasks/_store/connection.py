@@ -343,15 +343,9 @@ def open_connection(path: Path, *, synchronous: str, busy_timeout_ms: int) -> ap
     deadline = time.monotonic() + _OPEN_RETRY_S
     while True:
         try:
-            connection = apsw.Connection(str(path), flags=_OPEN_FLAGS)
-            connection_busy_timeout(connection, busy_timeout_ms)
-            connection_writable(connection)
-            connection_page_size(connection)
-            connection_wal(connection)
-            connection_synchronous(connection, synchronous)
-            connection_bounded_wal(connection)
-            connection_tuning(connection)
-            return connection
+            return _configured(
+                apsw.Connection(str(path), flags=_OPEN_FLAGS), synchronous, busy_timeout_ms
+            )
         except apsw.BusyError:
             if time.monotonic() > deadline:
                 raise StoreError(
@@ -360,20 +354,39 @@ def open_connection(path: Path, *, synchronous: str, busy_timeout_ms: int) -> ap
                     path=str(path),
                 ) from None
             time.sleep(0.05)
-        except (apsw.CantOpenError, apsw.ReadOnlyError, apsw.IOError) as exc:
-            if _is_short_read(exc):
-                raise StoreError(SHORT_READ.format(path=str(path)), path=str(path)) from exc
-            raise StoreError(
-                f"Cannot open the queue file {str(path)!r}: {exc}. Check that it exists, is "
-                "writable by this user and sits on a local filesystem.",
-                path=str(path),
-            ) from exc
-        except apsw.NotADBError as exc:
-            raise StoreError(
-                f"{str(path)!r} is not a SQLite database (or it is corrupt). Move it aside; "
-                "litetasks creates a new queue file on the next start.",
-                path=str(path),
-            ) from exc
+        except (apsw.CantOpenError, apsw.ReadOnlyError, apsw.IOError, apsw.NotADBError) as exc:
+            raise _open_error(path, exc) from exc
+
+
+def _configured(
+    connection: apsw.Connection, synchronous: str, busy_timeout_ms: int
+) -> apsw.Connection:
+    """``connection`` with every policy above applied, in this order."""
+    connection_busy_timeout(connection, busy_timeout_ms)
+    connection_writable(connection)
+    connection_page_size(connection)
+    connection_wal(connection)
+    connection_synchronous(connection, synchronous)
+    connection_bounded_wal(connection)
+    connection_tuning(connection)
+    return connection
+
+
+def _open_error(path: Path, exc: apsw.Error) -> StoreError:
+    """Why the queue file at ``path`` cannot be opened, and what to do."""
+    if isinstance(exc, apsw.NotADBError):
+        return StoreError(
+            f"{str(path)!r} is not a SQLite database (or it is corrupt). Move it aside; "
+            "litetasks creates a new queue file on the next start.",
+            path=str(path),
+        )
+    if _is_short_read(exc):
+        return StoreError(SHORT_READ.format(path=str(path)), path=str(path))
+    return StoreError(
+        f"Cannot open the queue file {str(path)!r}: {exc}. Check that it exists, is "
+        "writable by this user and sits on a local filesystem.",
+        path=str(path),
+    )
 
 
 @contextlib.contextmanager

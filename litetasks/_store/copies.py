@@ -155,7 +155,7 @@ def merge(
 
     Jobs are matched by id; a job the queue file has is never changed. Jobs are added as they
     are in the copy: READY ones run, finished ones keep their results, RUNNING ones (their
-    worker died before the copy was taken) are settled as lost by the next recovery. One
+    worker died before the copy was taken) are recovered as lost by the next recovery. One
     transaction: all or nothing. The copy is brought to this litetasks' schema first.
     """
     saved = real_path(saved)

@@ -106,13 +106,7 @@ def stop_message(damage: Damage, store: Store) -> str:
             f"that uses it, move {str(path)!r} and its -wal file aside (keep them for "
             "inspection), then start litetasks again: it creates a new queue file."
         )
-    copied = ""
-    if damage.kind is DamageKind.COMPANIONS:
-        # Producers look at the -wal and -shm every COMPANION_CHECK_S: until all have, they may
-        # acknowledge tasks committed into the old files, which the copy must hold.
-        time.sleep(max(0.0, damage.found_at_s + 3 * COMPANION_CHECK_S - time.monotonic()))
-        copied = _checkpoint_if_safe(store)
-        store.abandon()  # its WAL index may describe another -wal from now on
+    copied = _before_copy(damage, store)
     copy = path.with_name(f"{path.name}.saved-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}")
     try:
         store.copy_to(copy)
@@ -123,6 +117,26 @@ def stop_message(damage: Damage, store: Store) -> str:
             f"every process that uses the queue, then start litetasks again to serve the queue "
             f"file now at {str(path)!r}."
         )
+    return _after_copy(damage, store, copied, saved, copy)
+
+
+def _before_copy(damage: Damage, store: Store) -> str:
+    """Wait for producers and checkpoint, when the -wal or -shm was replaced; say what it did.
+
+    Producers look at the -wal and -shm every COMPANION_CHECK_S: until all have, they may
+    acknowledge tasks committed into the old files, which the copy must hold.
+    """
+    if damage.kind is not DamageKind.COMPANIONS:
+        return ""
+    time.sleep(max(0.0, damage.found_at_s + 3 * COMPANION_CHECK_S - time.monotonic()))
+    copied = _checkpoint_if_safe(store)
+    store.abandon()  # its WAL index may describe another -wal from now on
+    return copied
+
+
+def _after_copy(damage: Damage, store: Store, copied: str, saved: str, copy: Path) -> str:
+    """What to do once the queue was saved as ``copy``, by what happened to it."""
+    path = store.path
     merge = (
         f"run `litetasks merge {copy}`: it adds to the queue file the tasks it lacks, and never "
         "changes one it has"

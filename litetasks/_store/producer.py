@@ -45,7 +45,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TypeVar
+from typing import NoReturn, TypeVar
 
 from ..exceptions import StoreError
 from .config import StoreConfig
@@ -196,17 +196,7 @@ def _taken_back(
         return []
     _forget(config, entry)
     if "queue file" not in replaced:
-        store.abandon()
-        _refused[config.path] = _companions_replaced(path, replaced)
-        logger.error("%s", _refused[config.path])
-        # Not taken back: a write could now corrupt what a process that opened the queue since
-        # wrote. Committed after the last look (0.1 s ago at most, while the pool may have
-        # stopped and saved the old files), so refused: they may still run (see damage.py).
-        raise StoreError(
-            f"{_refused[config.path]} This call's {len(jobs)} task(s) may still run: they were "
-            f"stored before that was noticed (ids {', '.join(job.job_id for job in jobs)}).",
-            path=path,
-        )
+        _refuse_companions(config, store, replaced, jobs)
     try:
         withdrawn = set(store.withdraw([job.job_id for job in jobs]))
     except StoreError as exc:
@@ -224,6 +214,26 @@ def _taken_back(
             path,
         )
     return [job for job in jobs if job.job_id in withdrawn]
+
+
+def _refuse_companions(
+    config: StoreConfig, store: Store, replaced: Sequence[str], jobs: Sequence[NewJob]
+) -> NoReturn:
+    """The -wal or -shm was replaced: enqueue nothing more into that queue file, from now on.
+
+    ``jobs`` are not taken back: a write could now corrupt what a process that opened the
+    queue since wrote. Committed after the last look (0.1 s ago at most, while the pool may
+    have stopped and saved the old files), so refused: they may still run (see damage.py).
+    """
+    path = str(config.path)
+    store.abandon()
+    _refused[config.path] = _companions_replaced(path, replaced)
+    logger.error("%s", _refused[config.path])
+    raise StoreError(
+        f"{_refused[config.path]} This call's {len(jobs)} task(s) may still run: they were "
+        f"stored before that was noticed (ids {', '.join(job.job_id for job in jobs)}).",
+        path=path,
+    )
 
 
 def _again(config: StoreConfig, jobs: Sequence[NewJob], moves: int, write: Callable[[], T]) -> T:

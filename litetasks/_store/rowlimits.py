@@ -22,11 +22,15 @@ import apsw
 from . import sql
 from .rows import returned_hooks, returned_text
 
-__all__ = ["TOO_BIG_ERROR_PATH", "TooBigToClaim", "claim_one_by_one"]
+__all__ = ["ROW_MARGIN_BYTES", "TOO_BIG_ERROR_PATH", "TooBigToClaim", "claim_one_by_one"]
 
 logger = logging.getLogger(__name__)
 
 TOO_BIG_ERROR_PATH = "litetasks.exceptions.JobTooBig"
+# Room a row keeps beside its arguments for what running the task adds to it (worker ids,
+# times, errors, which are cut to fit) and for a return value checked against the rest: the
+# backend refuses arguments, and the worker return values, that would leave less.
+ROW_MARGIN_BYTES = 64 * 1024
 
 
 class TooBigToClaim(Exception):

@@ -7,41 +7,34 @@ crash a worker, abort the transaction that claims a batch (and every outcome rec
 or stop the supervisor; and every other task must run.
 
 ``decode_job`` never raises: a value that is not what litetasks writes is replaced by a harmless
-one and listed in ``JobRecord.malformed``. A claim fails such a job at once with ``fail_malformed``,
-in the claiming transaction: FAILED with a ``litetasks.exceptions.MalformedJob`` error that names
-each bad column, its bad values replaced in the row so that it reads cleanly from then on. A row
-that cannot even be written so is set aside (FAILED, nothing else written) and logged.
+one and listed in ``JobRecord.malformed``. A claim then fails such a job at once, in the claiming
+transaction (``malformed.fail_malformed``).
+
+A row's values come in the order of ``sql.JOB_COLUMN_NAMES``; every position read here is
+derived from it.
 """
 
 from __future__ import annotations
 
 import json
-import logging
 from collections.abc import Callable, Sequence
+from operator import itemgetter
 from typing import Any
 
-import apsw
-
-from . import sql
-from .records import EARLIEST_US, LATEST_US, ErrorRecord, Hook, JobRecord, JobState, clamp_us
+from .clock import EARLIEST_US, LATEST_US, clamp_us, is_time
+from .records import ErrorRecord, Hook, JobRecord, JobState
+from .sql import JOB_COLUMN_NAMES
 
 __all__ = [
-    "MALFORMED_ERROR_PATH",
+    "TIME_RULE",
     "decode_job",
     "decode_rows",
-    "drop_bad_hooks",
-    "fail_malformed",
     "hooks_from_json",
-    "is_time",
-    "malformed_error",
     "returned_hooks",
     "returned_text",
-    "with_problem",
+    "shown",
 ]
 
-logger = logging.getLogger(__name__)
-
-MALFORMED_ERROR_PATH = "litetasks.exceptions.MalformedJob"
 _STATES = {state.value: state for state in JobState}
 _HOOK_WHENS = ("success", "failure", "finish")
 _ERROR_KEYS = {"exception_class_path", "traceback"}
@@ -49,44 +42,33 @@ _ERROR_KEYS = {"exception_class_path", "traceback"}
 # Rules, as "... not <rule>".
 _TEXT = "text"
 _OPTIONAL_TEXT = "text or NULL"
-_TIME = "a time in microseconds since the epoch from 0001-01-02 to 9999-12-30 UTC"
-_OPTIONAL_TIME = _TIME + ", or NULL"
-
-# What replaces each column's bad value when a claim fails the job, and how to say so. The SET
-# clauses are constants; fail_malformed joins those of the bad columns. ``errors`` is not here:
-# it gets the job's error appended, or becomes a list of that error alone.
-_REPAIRS: dict[str, tuple[str, str]] = {
-    "job_id": ("job_id = 'malformed-' || seq", "'malformed-<seq>'"),
-    "task_path": ("task_path = ''", "''"),
-    "queue_name": ("queue_name = 'default'", "'default'"),
-    "priority": ("priority = 0", "0"),
-    "args": ("args = '[]'", "[]"),
-    "kwargs": ("kwargs = '{}'", "{}"),
-    "enqueued_at": ("enqueued_at = :now", "the time of the claim"),
-    "run_after": ("run_after = NULL", "NULL"),
-    "due_at": ("due_at = :now", "the time of the claim"),
-    "started_at": ("started_at = :now", "the time of the claim"),
-    "last_attempted_at": ("last_attempted_at = :now", "the time of the claim"),
-    "finished_at": ("finished_at = :now", "the time of the claim"),
-    "worker_ids": ("worker_ids = json_array(:worker_id), attempts = 1", "this claim's worker"),
-    "attempts": ("worker_ids = json_array(:worker_id), attempts = 1", "1"),
-    "max_attempts": (
-        "max_attempts = CASE WHEN typeof(attempts) = 'integer' AND attempts > 0"
-        " THEN attempts ELSE 1 END",
-        "the attempts made",
-    ),
-    "return_value": ("return_value = NULL", "NULL"),
-    "unique_key": ("unique_key = NULL", "NULL"),
-    "cancel_requested": ("cancel_requested = 0", "0"),
-    "hooks": ("hooks = NULL", "NULL"),
-    "put_backs": ("put_backs = 0", "0"),
-    "first_put_back_at": ("first_put_back_at = NULL", "NULL"),
-}
+TIME_RULE = "a time in microseconds since the epoch from 0001-01-02 to 9999-12-30 UTC"
+_OPTIONAL_TIME = TIME_RULE + ", or NULL"
+_ERRORS_RULE = 'a JSON list of errors ({"exception_class_path": ..., "traceback": ...})'
 
 
-def is_time(value: Any) -> bool:
-    """Whether ``value`` is a stored time litetasks can convert (an int in range)."""
-    return type(value) is int and EARLIEST_US <= value <= LATEST_US
+def _columns(*names: str) -> Callable[[Sequence[Any]], tuple[Any, ...]]:
+    """Read the values of the columns ``names`` from a row, as a tuple (one C call)."""
+    return itemgetter(*(JOB_COLUMN_NAMES.index(name) for name in names))
+
+
+_COLUMN_COUNT = len(JOB_COLUMN_NAMES)
+# The fast path's type checks, by kind of column.
+_TEXTS = _columns("job_id", "task_path", "queue_name", "args", "kwargs", "worker_ids", "errors")
+_INTEGERS = _columns(
+    "priority", "attempts", "max_attempts", "put_backs", "cancel_requested", "enqueued_at"
+)
+_OPTIONAL_TEXTS = _columns("return_value", "owner", "unique_key")
+_OPTIONAL_TIMES = _columns(
+    "run_after", "started_at", "last_attempted_at", "finished_at", "first_put_back_at"
+)
+# The columns whose stored value the record holds decoded, at their positions; the record's
+# fields are the columns in order (tests/store/test_rows.py checks both against the schema).
+_STATE = JOB_COLUMN_NAMES.index("state")
+_WORKER_IDS = JOB_COLUMN_NAMES.index("worker_ids")
+_ERRORS = JOB_COLUMN_NAMES.index("errors")
+_CANCEL_REQUESTED = JOB_COLUMN_NAMES.index("cancel_requested")
+_HOOKS = JOB_COLUMN_NAMES.index("hooks")
 
 
 def decode_job(row: Sequence[Any]) -> JobRecord:
@@ -116,63 +98,18 @@ def _text_of(value: Any) -> Any:
     return value
 
 
-def _plain_job(
-    row: Sequence[Any], first: int = EARLIEST_US, last: int = LATEST_US
-) -> JobRecord | None:
+def _plain_job(row: Sequence[Any]) -> JobRecord | None:
     """The record of a row exactly as litetasks writes it; None (or an error) otherwise.
 
     The fast path, for every claimed job: type and range checks, JSON decoded when not empty.
     """
-    (
-        job_id,
-        task_path,
-        queue_name,
-        priority,
-        args,
-        kwargs,
-        state,
-        enqueued_at,
-        run_after,
-        started_at,
-        last_attempted_at,
-        finished_at,
-        worker_ids,
-        errors,
-        return_value,
-        attempts,
-        max_attempts,
-        owner,
-        unique_key,
-        cancel_requested,
-        hooks,
-        put_backs,
-        first_put_back_at,
-    ) = row[:23]
-    if not (
-        type(job_id) is type(task_path) is type(queue_name) is type(args) is type(kwargs) is str
-        and type(worker_ids) is type(errors) is str
-        and type(priority) is type(attempts) is type(max_attempts) is type(put_backs) is int
-        and type(cancel_requested) is type(enqueued_at) is int
-        and max_attempts > 0
-        and first <= enqueued_at <= last
-        and (run_after is None or (type(run_after) is int and first <= run_after <= last))
-        and (started_at is None or (type(started_at) is int and first <= started_at <= last))
-        and (
-            last_attempted_at is None
-            or (type(last_attempted_at) is int and first <= last_attempted_at <= last)
-        )
-        and (finished_at is None or (type(finished_at) is int and first <= finished_at <= last))
-        and (
-            first_put_back_at is None
-            or (type(first_put_back_at) is int and first <= first_put_back_at <= last)
-        )
-        and (return_value is None or type(return_value) is str)
-        and (owner is None or type(owner) is str)
-        and (unique_key is None or type(unique_key) is str)
-    ):
+    if not _is_plain(row):
         return None
+    values = list(row[:_COLUMN_COUNT])
+    values[_STATE] = _STATES[values[_STATE]]
+    worker_ids = values[_WORKER_IDS]
     if worker_ids == "[]":
-        ids: tuple[str, ...] = ()
+        values[_WORKER_IDS] = ()
     else:
         decoded = json.loads(worker_ids)
         if type(decoded) is not list:
@@ -180,124 +117,136 @@ def _plain_job(
         for item in decoded:
             if type(item) is not str:
                 return None
-        ids = tuple(decoded)
-    return JobRecord(
-        job_id=job_id,
-        task_path=task_path,
-        queue_name=queue_name,
-        priority=priority,
-        args_json=args,
-        kwargs_json=kwargs,
-        state=_STATES[state],
-        enqueued_at_us=enqueued_at,
-        run_after_us=run_after,
-        started_at_us=started_at,
-        last_attempted_at_us=last_attempted_at,
-        finished_at_us=finished_at,
-        worker_ids=ids,
-        errors=() if errors == "[]" else _errors(errors),
-        return_json=return_value,
-        attempts=attempts,
-        max_attempts=max_attempts,
-        owner=owner,
-        unique_key=unique_key,
-        cancel_requested=bool(cancel_requested),
-        hooks=() if hooks is None else _hooks(hooks),
-        put_backs=put_backs,
-        first_put_back_at_us=first_put_back_at,
+        values[_WORKER_IDS] = tuple(decoded)
+    errors, hooks = values[_ERRORS], values[_HOOKS]
+    values[_ERRORS] = () if errors == "[]" else _errors(errors)
+    values[_CANCEL_REQUESTED] = bool(values[_CANCEL_REQUESTED])
+    values[_HOOKS] = () if hooks is None else _hooks(hooks)
+    return JobRecord(*values)
+
+
+def _is_plain(row: Sequence[Any], first: int = EARLIEST_US, last: int = LATEST_US) -> bool:
+    """Whether every value of ``row`` has the type (and range) litetasks writes there.
+
+    Chained ``type() is`` tests: several times as fast as a loop over the columns.
+    """
+    job_id, task_path, queue_name, args, kwargs, worker_ids, errors = _TEXTS(row)
+    priority, attempts, max_attempts, put_backs, cancel, enqueued_at = _INTEGERS(row)
+    returned, owner, unique_key = _OPTIONAL_TEXTS(row)
+    run_after, started, attempted, finished, put_back = _OPTIONAL_TIMES(row)
+    return (
+        type(job_id) is type(task_path) is type(queue_name) is type(args) is type(kwargs) is str
+        and type(worker_ids) is type(errors) is str
+        and type(priority) is type(attempts) is type(max_attempts) is type(put_backs) is int
+        and type(cancel) is type(enqueued_at) is int
+        and max_attempts > 0
+        and first <= enqueued_at <= last
+        and (run_after is None or (type(run_after) is int and first <= run_after <= last))
+        and (started is None or (type(started) is int and first <= started <= last))
+        and (attempted is None or (type(attempted) is int and first <= attempted <= last))
+        and (finished is None or (type(finished) is int and first <= finished <= last))
+        and (put_back is None or (type(put_back) is int and first <= put_back <= last))
+        and (returned is None or type(returned) is str)
+        and (owner is None or type(owner) is str)
+        and (unique_key is None or type(unique_key) is str)
     )
 
 
 class _Checker:
     """Check one row's values column by column, keeping what is wrong with each."""
 
-    def __init__(self) -> None:
+    def __init__(self, row: Sequence[Any]) -> None:
+        self.values = dict(zip(JOB_COLUMN_NAMES, row, strict=False))
         self.problems: list[tuple[str, str]] = []
 
     def bad(self, column: str, value: Any, rule: str) -> None:
-        self.problems.append((column, f"column {column!r} holds {_shown(value)}, not {rule}"))
+        self.problems.append((column, f"column {column!r} holds {shown(value)}, not {rule}"))
 
-    def text(self, column: str, value: Any, default: str) -> str:
+    def text(self, column: str, default: str) -> str:
+        value = self.values[column]
         if type(value) is str:
             return value
         self.bad(column, value, _TEXT)
         return default
 
-    def optional_text(self, column: str, value: Any) -> str | None:
+    def optional_text(self, column: str) -> str | None:
+        value = self.values[column]
         if value is None or type(value) is str:
             return value
         self.bad(column, value, _OPTIONAL_TEXT)
         return None
 
-    def integer(self, column: str, value: Any, default: int, *, least: int, rule: str) -> int:
+    def integer(self, column: str, default: int, *, least: int, rule: str) -> int:
+        value = self.values[column]
         if type(value) is int and value >= least:
             return value
         self.bad(column, value, rule)
         return default
 
-    def time(self, column: str, value: Any) -> int:
+    def time(self, column: str) -> int:
+        value = self.values[column]
         if is_time(value):
             return int(value)
-        self.bad(column, value, _TIME)
+        self.bad(column, value, TIME_RULE)
         return clamp_us(value) if type(value) is int else 0
 
-    def optional_time(self, column: str, value: Any) -> int | None:
+    def optional_time(self, column: str) -> int | None:
+        value = self.values[column]
         if value is None or is_time(value):
             return value  # type: ignore[no-any-return]
         self.bad(column, value, _OPTIONAL_TIME)
         return clamp_us(value) if type(value) is int else None
 
-    def json(self, column: str, value: Any, decode: Callable[[str], Any], rule: str) -> Any:
+    def json(self, column: str, decode: Callable[[str], Any], rule: str) -> Any:
+        value = self.values[column]
         try:
             return decode(value)
         except (TypeError, ValueError, RecursionError):
             self.bad(column, value, rule)
             return ()
 
+    def optional_json(self, column: str, decode: Callable[[str], Any], rule: str) -> Any:
+        return () if self.values[column] is None else self.json(column, decode, rule)
+
+    def state(self) -> JobState:
+        value = self.values["state"]
+        if value not in _STATES:
+            self.bad("state", value, "one of READY, RUNNING, FAILED, SUCCESSFUL")
+        return _STATES.get(value, JobState.FAILED)
+
 
 def _checked_job(row: Sequence[Any]) -> JobRecord:
     """The record of any row: bad values replaced and described (the slow path)."""
-    check = _Checker()
-    state = row[6]
-    if state not in _STATES:
-        check.bad("state", state, "one of READY, RUNNING, FAILED, SUCCESSFUL")
-    hooks = row[20]
+    check = _Checker(row)
     return JobRecord(
-        job_id=check.text("job_id", row[0], repr(row[0])),
-        task_path=check.text("task_path", row[1], ""),
-        queue_name=check.text("queue_name", row[2], "default"),
-        priority=check.integer("priority", row[3], 0, least=-(2**63), rule="a whole number"),
-        args_json=check.text("args", row[4], "[]"),
-        kwargs_json=check.text("kwargs", row[5], "{}"),
-        state=_STATES.get(state, JobState.FAILED),
-        enqueued_at_us=check.time("enqueued_at", row[7]),
-        run_after_us=check.optional_time("run_after", row[8]),
-        started_at_us=check.optional_time("started_at", row[9]),
-        last_attempted_at_us=check.optional_time("last_attempted_at", row[10]),
-        finished_at_us=check.optional_time("finished_at", row[11]),
-        worker_ids=check.json("worker_ids", row[12], _worker_ids, "a JSON list of worker ids"),
-        errors=check.json(
-            "errors",
-            row[13],
-            _errors,
-            'a JSON list of errors ({"exception_class_path": ..., "traceback": ...})',
-        ),
-        return_json=check.optional_text("return_value", row[14]),
-        attempts=check.integer("attempts", row[15], 0, least=0, rule="a whole number >= 0"),
-        max_attempts=check.integer("max_attempts", row[16], 1, least=1, rule="a whole number >= 1"),
-        owner=check.optional_text("owner", row[17]),
-        unique_key=check.optional_text("unique_key", row[18]),
-        cancel_requested=bool(
-            check.integer("cancel_requested", row[19], 0, least=0, rule="0 or 1")
-        ),
-        hooks=() if hooks is None else check.json("hooks", hooks, _hooks, "a JSON list of hooks"),
-        put_backs=check.integer("put_backs", row[21], 0, least=0, rule="a whole number >= 0"),
-        first_put_back_at_us=check.optional_time("first_put_back_at", row[22]),
+        job_id=check.text("job_id", repr(check.values["job_id"])),
+        task_path=check.text("task_path", ""),
+        queue_name=check.text("queue_name", "default"),
+        priority=check.integer("priority", 0, least=-(2**63), rule="a whole number"),
+        args_json=check.text("args", "[]"),
+        kwargs_json=check.text("kwargs", "{}"),
+        state=check.state(),
+        enqueued_at_us=check.time("enqueued_at"),
+        run_after_us=check.optional_time("run_after"),
+        started_at_us=check.optional_time("started_at"),
+        last_attempted_at_us=check.optional_time("last_attempted_at"),
+        finished_at_us=check.optional_time("finished_at"),
+        worker_ids=check.json("worker_ids", _worker_ids, "a JSON list of worker ids"),
+        errors=check.json("errors", _errors, _ERRORS_RULE),
+        return_json=check.optional_text("return_value"),
+        attempts=check.integer("attempts", 0, least=0, rule="a whole number >= 0"),
+        max_attempts=check.integer("max_attempts", 1, least=1, rule="a whole number >= 1"),
+        owner=check.optional_text("owner"),
+        unique_key=check.optional_text("unique_key"),
+        cancel_requested=bool(check.integer("cancel_requested", 0, least=0, rule="0 or 1")),
+        hooks=check.optional_json("hooks", _hooks, "a JSON list of hooks"),
+        put_backs=check.integer("put_backs", 0, least=0, rule="a whole number >= 0"),
+        first_put_back_at_us=check.optional_time("first_put_back_at"),
         malformed=tuple(check.problems),
     )
 
 
-def _shown(value: Any) -> str:
+def shown(value: Any) -> str:
     """``value`` for an error message: its repr (cut short) and its SQLite type."""
     kind = {int: "integer", float: "real", str: "text", bytes: "blob"}.get(type(value), "NULL")
     text = repr(value)
@@ -381,100 +330,3 @@ def hooks_from_json(text: Any) -> tuple[Hook, ...] | None:
         return _hooks(text)
     except (TypeError, ValueError, RecursionError):
         return None
-
-
-def drop_bad_hooks(db: apsw.Connection, job_id: str, hooks_json: Any) -> None:
-    """A finished job's ``hooks`` cannot be read: enqueue none, set it NULL, and say so in
-    the job's errors (in the caller's transaction)."""
-    text = (
-        f"{MALFORMED_ERROR_PATH}: column 'hooks' of this task's row holds {_shown(hooks_json)}, "
-        "not a JSON list of hooks (it was written by something other than litetasks), so no "
-        "hook was enqueued when the task finished; it was set to NULL.\n"
-    )
-    db.execute(
-        sql.DROP_HOOKS,
-        {
-            "job_id": job_id,
-            "error": json.dumps({"exception_class_path": MALFORMED_ERROR_PATH, "traceback": text}),
-        },
-    )
-    logger.error(
-        "Task id=%s finished, but its hooks cannot be read (%s): none was enqueued",
-        job_id,
-        _shown(hooks_json),
-    )
-
-
-def malformed_error(job: JobRecord) -> ErrorRecord:
-    """The error of a job failed because its row holds values litetasks cannot read."""
-    repaired = {column for column, _ in job.malformed}
-    replaced = "; ".join(
-        f"{column}: {_REPAIRS[column][1]}" for column in sorted(repaired) if column in _REPAIRS
-    )
-    if "errors" in repaired:
-        replaced += ("; " if replaced else "") + "errors: a list of this error"
-    text = (
-        f"{MALFORMED_ERROR_PATH}: this task's row in the queue file holds values litetasks did "
-        "not write and cannot read, so the task never ran: "
-        + "; ".join(problem for _, problem in job.malformed)
-        + f". They were replaced ({replaced}) so that the row can be read. Something other "
-        "than litetasks wrote to the queue file (another program, a migration, a hand edit): "
-        "find it, then enqueue the task again.\n"
-    )
-    return ErrorRecord(exception_class_path=MALFORMED_ERROR_PATH, traceback=text)
-
-
-def with_problem(job: JobRecord, column: str, value: Any, rule: str = _TIME) -> JobRecord:
-    """``job`` with one more bad value (a column the record does not hold, such as due_at)."""
-    problem = (column, f"column {column!r} holds {_shown(value)}, not {rule}")
-    job.malformed = (*job.malformed, problem)
-    return job
-
-
-def fail_malformed(
-    db: apsw.Connection, job: JobRecord, seq: int, worker_id: str, now: int
-) -> tuple[Hook, ...]:
-    """Fail ``job`` (just claimed by ``worker_id``, in this transaction) for its bad values.
-
-    Returns the hooks to enqueue for it (none when its hooks are among the bad values, or the
-    row had to be set aside).
-    """
-    columns = sorted({column for column, _ in job.malformed})
-    error = malformed_error(job)
-    repairs = ",\n    ".join(dict.fromkeys(_REPAIRS[c][0] for c in columns if c in _REPAIRS))
-    statement = sql.FAIL_MALFORMED.format(repairs=repairs + "," if repairs else "")
-    params: dict[str, Any] = {
-        "seq": seq,
-        "worker_id": worker_id,
-        "now": now,
-        "keep": "errors" not in columns,
-        "error": json.dumps(
-            {"exception_class_path": error.exception_class_path, "traceback": error.traceback}
-        ),
-    }
-    problems = "; ".join(problem for _, problem in job.malformed)
-    failure: apsw.Error | None = None
-    try:
-        with db:  # a savepoint: a statement that fails half-way leaves nothing behind
-            row: Any = db.execute(statement, params).fetchone()
-    except (apsw.TooBigError, apsw.ConstraintError, apsw.SQLError) as exc:
-        row, failure = None, exc
-    if row is None:  # the error could not be written: only what cannot fail is
-        db.execute(sql.SET_ASIDE, {"seq": seq})
-        logger.error(
-            "Task id=%s path=%s: its row holds values litetasks cannot read (%s), and writing "
-            "the error failed too (%s): set aside as FAILED, unchanged otherwise",
-            job.job_id,
-            job.task_path,
-            problems,
-            failure or "no row matched",
-        )
-        return ()
-    logger.error(
-        "Task id=%s path=%s: its row holds values litetasks cannot read (%s): FAILED without "
-        "running",
-        job.job_id,
-        job.task_path,
-        problems,
-    )
-    return () if "hooks" in columns else job.hooks

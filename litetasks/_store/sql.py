@@ -8,31 +8,36 @@ from __future__ import annotations
 
 import json
 
-from .records import EARLIEST_US, LATEST_US
+from .clock import EARLIEST_US, LATEST_US
 
 __all__ = [
+    "CLAIMED_COLUMNS",
+    "CLAIMED_COLUMN_NAMES",
+    "CLAIMED_DUE_AT",
+    "CLAIMED_SEQ",
     "CLAIMS",
     "CLAIM_ANY",
     "CLAIM_ONE_QUEUE",
     "CLAIM_QUEUES",
-    "COMPLETE",
-    "COMPLETE_MANY",
     "DROP_HOOKS",
     "DUE_ANY",
     "DUE_ONE_QUEUE",
     "DUE_QUEUES",
     "ERRORS_OK",
-    "FAIL",
     "FAIL_MALFORMED",
     "FAIL_TOO_BIG",
     "FORGET_LOST_WORKERS",
     "INSERT",
     "JOB_COLUMNS",
+    "JOB_COLUMN_NAMES",
     "JOB_ROW_RAW",
     "PICK_ANY",
     "PICK_ONE_QUEUE",
     "PICK_QUEUES",
     "PUT_BACK",
+    "RECORD_FAILURE",
+    "RECORD_SUCCESS",
+    "RECORD_SUCCESSES",
     "RECOVER",
     "RELEASE",
     "RUNNING_JOBS",
@@ -45,10 +50,40 @@ __all__ = [
     "is_json_array",
 ]
 
-JOB_COLUMNS = """job_id, task_path, queue_name, priority, args, kwargs, state, enqueued_at,
-    run_after, started_at, last_attempted_at, finished_at, worker_ids, errors, return_value,
-    attempts, max_attempts, owner, unique_key, cancel_requested, hooks, put_backs,
-    first_put_back_at"""
+# The columns of a job row that litetasks reads, in the order every SELECT of them returns them
+# (``rows.decode_job`` reads them by these positions). The table has three more, which only the
+# SQL uses: ``seq`` (the rowid, the enqueue order), ``due_at`` and ``budget``.
+JOB_COLUMN_NAMES: tuple[str, ...] = (
+    "job_id",
+    "task_path",
+    "queue_name",
+    "priority",
+    "args",
+    "kwargs",
+    "state",
+    "enqueued_at",
+    "run_after",
+    "started_at",
+    "last_attempted_at",
+    "finished_at",
+    "worker_ids",
+    "errors",
+    "return_value",
+    "attempts",
+    "max_attempts",
+    "owner",
+    "unique_key",
+    "cancel_requested",
+    "hooks",
+    "put_backs",
+    "first_put_back_at",
+)
+JOB_COLUMNS = ", ".join(JOB_COLUMN_NAMES)
+# A claim returns ``due_at`` and ``seq`` after them, for its sort: RETURNING order is unspecified.
+CLAIMED_COLUMN_NAMES = (*JOB_COLUMN_NAMES, "due_at", "seq")
+CLAIMED_COLUMNS = ", ".join(CLAIMED_COLUMN_NAMES)
+CLAIMED_DUE_AT = CLAIMED_COLUMN_NAMES.index("due_at")
+CLAIMED_SEQ = CLAIMED_COLUMN_NAMES.index("seq")
 
 # Bound by position, (job_id, task_path, queue_name, priority, args, kwargs, run_after,
 # max_attempts, unique_key, hooks, now): a tuple binds faster than a dict (by name), which
@@ -65,7 +100,7 @@ def is_json_array(column: str) -> str:
 
     A row written behind litetasks' back can hold anything. SQLite's JSON functions raise an
     error on malformed JSON, which would abort the whole transaction (every other job claimed
-    or settled in it too), and ``json_valid()`` alone lets some blobs through; CASE evaluates
+    or recorded in it too), and ``json_valid()`` alone lets some blobs through; CASE evaluates
     lazily, so ``json_type()`` only ever sees valid JSON.
     """
     return (
@@ -149,8 +184,6 @@ SET state = 'RUNNING',
                       THEN json_insert(worker_ids, '$[#]', :worker_id) ELSE worker_ids END
 """
 CLAIM = _CLAIMED + "WHERE seq IN (" + DUE + ")\nRETURNING {columns}\n"
-# RETURNING order is unspecified: ``seq`` comes last so the caller can sort the batch.
-CLAIMED_COLUMNS = JOB_COLUMNS + ", due_at, seq"
 _ONE_QUEUE = "AND queue_name = :queue"
 _QUEUES = "AND queue_name IN (SELECT value FROM json_each(:queues))"
 CLAIM_ANY = CLAIM.format(index="jobs_ready", queue_filter="", columns=CLAIMED_COLUMNS)
@@ -195,7 +228,7 @@ TAKE = _CLAIMED + "WHERE seq IN (SELECT value FROM json_each(:seqs)) AND state =
 # then come one by one, below; but a blob that happens to be valid JSONB is read as the value it
 # encodes (x'00' as null). Checking every column's type here would double this statement's
 # cost, for every claim: such a blob is read as a value of the right type or fails the job, and
-# every other path (settling, get) still sees the blob itself.
+# every other path (recording, get) still sees the blob itself.
 TAKEN = (
     "SELECT json_group_array(json_array("
     + CLAIMED_COLUMNS
@@ -209,19 +242,18 @@ TAKEN_ROWS = (
 
 
 # The same again with every text as a blob, when some text is not UTF-8 (Python cannot read it).
-def _as_blobs(columns: str) -> str:
+def _as_blobs(columns: tuple[str, ...]) -> str:
     return ", ".join(
-        f"CASE WHEN typeof({c}) = 'text' THEN CAST({c} AS BLOB) ELSE {c} END"
-        for c in (name.strip() for name in columns.split(","))
+        f"CASE WHEN typeof({c}) = 'text' THEN CAST({c} AS BLOB) ELSE {c} END" for c in columns
     )
 
 
 TAKEN_ROWS_RAW = (
     "SELECT "
-    + _as_blobs(CLAIMED_COLUMNS)
+    + _as_blobs(CLAIMED_COLUMN_NAMES)
     + " FROM jobs WHERE seq IN (SELECT value FROM json_each(:seqs))"
 )
-JOB_ROW_RAW = "SELECT " + _as_blobs(JOB_COLUMNS) + " FROM jobs WHERE job_id = ?"
+JOB_ROW_RAW = "SELECT " + _as_blobs(JOB_COLUMN_NAMES) + " FROM jobs WHERE job_id = ?"
 
 # A job whose row is too big to claim (it has no room for a worker id) fails without running.
 # Its error must fit in a row with no room left: the arguments make way for it and, when that is
@@ -285,9 +317,9 @@ UPDATE jobs SET state = 'FAILED', owner = NULL WHERE seq = :seq
 # would abort the whole transaction and every outcome in it; rows.returned_text() and
 # rows.returned_hooks() decode it.
 
-# Settling is fenced on (owner, attempts): a worker whose job was recovered meanwhile matches
-# no row, so an attempt is settled exactly once.
-COMPLETE = """
+# Recording is fenced on (owner, attempts): a worker whose job was recovered meanwhile matches
+# no row, so an attempt is recorded exactly once.
+RECORD_SUCCESS = """
 UPDATE jobs
 SET state = 'SUCCESSFUL',
     owner = NULL,
@@ -299,9 +331,9 @@ WHERE job_id = :job_id AND state = 'RUNNING' AND owner = :worker_id AND attempts
 RETURNING state, typeof(hooks), CAST(hooks AS BLOB)
 """
 
-# COMPLETE for many outcomes at once, in one step (see PICK). :batch is a JSON array of
+# RECORD_SUCCESS for many outcomes at once, in one step (see PICK). :batch is a JSON array of
 # [job_id, worker_id, attempt, started_at, finished_at, return_value_json_text].
-COMPLETE_MANY = """
+RECORD_SUCCESSES = """
 WITH o AS (
     SELECT value ->> 0 AS job_id, value ->> 1 AS worker_id, value ->> 2 AS attempt,
            value ->> 3 AS started_at, value ->> 4 AS finished_at, value ->> 5 AS return_value
@@ -322,7 +354,7 @@ WHERE jobs.job_id = o.job_id AND jobs.state = 'RUNNING' AND jobs.owner = o.worke
 # A failed attempt is retried when the worker asks (retry_at), attempts remain and nobody
 # cancelled the job.
 _RETRY = "(:retry_at IS NOT NULL AND attempts < max_attempts AND NOT cancel_requested)"
-FAIL = f"""
+RECORD_FAILURE = f"""
 UPDATE jobs
 SET state = CASE WHEN {_RETRY} THEN 'READY' ELSE 'FAILED' END,
     finished_at = CASE WHEN {_RETRY} THEN NULL ELSE :finished_at END,

@@ -31,7 +31,7 @@ from django.test import override_settings
 from django.utils import timezone
 
 from litetasks import enqueue_many
-from litetasks._django import backend as backend_module
+from litetasks._django import checks as checks_module
 from litetasks._django.backend import SQLiteBackend, new_job_id, new_job_ids
 from litetasks._django.compat import (
     InvalidTask,
@@ -746,7 +746,7 @@ def test_check_reports_a_network_filesystem(
     share.mkdir()
     mountinfo = _mountinfo(tmp_path, ("/", "ext4"), (str(share.resolve()), "nfs4"))
     monkeypatch.setattr(
-        backend_module, "filesystem_type", functools.partial(filesystem_type, mountinfo=mountinfo)
+        checks_module, "filesystem_type", functools.partial(filesystem_type, mountinfo=mountinfo)
     )
     path = share / "q.sqlite3"
     local = SQLiteBackend("default", {"OPTIONS": {"path": str(tmp_path / "q.sqlite3")}})

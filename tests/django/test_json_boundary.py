@@ -47,13 +47,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from litetasks._django.backend import MAX_JSON_DEPTH, SQLiteBackend, new_job_id
+from litetasks._django.backend import SQLiteBackend, new_job_id
 from litetasks._django.compat import (
     InvalidTask,
     TaskResultStatus,
     normalize_json,
     task_enqueued,
 )
+from litetasks._django.values import MAX_JSON_DEPTH
 from litetasks._store.records import JobState, NewJob
 from litetasks.exceptions import StoreError
 from litetasks.testing import drain
@@ -469,13 +470,13 @@ def test_a_return_value_over_sqlites_row_limit_fails_only_its_task(
     def runs() -> int:
         return len(side.read_text().splitlines()) if side.exists() else 0
 
-    def settled_or_run_twice() -> bool:
+    def finished_or_run_twice() -> bool:
         finished = all(backend.get_result(r.id).is_finished for r in [too_big, *others])
         return finished or runs() > 1
 
     with ProcessGroup().cleanup() as group:
         worker = group.start(litetasks_argv("run", "--processes", "1"), env=env, cwd=tmp_path)
-        wait_for(settled_or_run_twice, timeout_s=20, what="the tasks to settle")
+        wait_for(finished_or_run_twice, timeout_s=20, what="the tasks to finish")
         worker.send(signal.SIGTERM)
         worker.wait(timeout_s=20)
 
@@ -510,7 +511,7 @@ def test_an_error_too_long_for_the_row_is_recorded_cut_short(
         wait_for(
             lambda: all(backend.get_result(r.id).is_finished for r in [verbose, *others]),
             timeout_s=20,
-            what="the tasks to settle",
+            what="the tasks to finish",
         )
         worker.send(signal.SIGTERM)
         assert worker.wait(timeout_s=20) == 0, worker.output

@@ -354,7 +354,7 @@ def test_enqueue_refuses_exactly_the_modules_a_worker_refuses_to_import(
     except InvalidTask:
         refused_at_enqueue = True
     try:
-        backend._import_task(task_path)
+        backend.import_task(task_path)
         refused_unimported = False
     except TaskNotAllowed as exc:
         refused_unimported = "imported." in str(exc)  # "it was not" / "nothing was" imported

@@ -21,10 +21,13 @@ from django.test import override_settings
 
 from litetasks import enqueue_many
 from litetasks._cli.status import status_data
-from litetasks._django.backend import SQLiteBackend, from_us, to_us
+from litetasks._django.backend import SQLiteBackend
 from litetasks._django.compat import InvalidTask, TaskResultStatus, task_backends
-from litetasks._django.periodic import Schedule, Scheduler, datetime_at, load_schedules
-from litetasks._store.records import EARLIEST_US, LATEST_US, NewJob
+from litetasks._django.periodic import Schedule, datetime_at, load_schedules
+from litetasks._django.results import from_us, to_us
+from litetasks._runtime.scheduler import Scheduler
+from litetasks._store.clock import EARLIEST_US, LATEST_US
+from litetasks._store.records import NewJob
 from litetasks._store.store import Store
 from litetasks.exceptions import ConfigurationError
 from tests import tasks

@@ -17,7 +17,8 @@ from typing import Any
 import pytest
 
 from litetasks._django.compat import TaskResultStatus
-from litetasks._store.records import EARLIEST_US, LATEST_US, JobState
+from litetasks._store.clock import EARLIEST_US, LATEST_US
+from litetasks._store.records import JobState
 from tests import tasks
 from tests.harness import ProcessGroup, litetasks_argv, subprocess_env, wait_for
 

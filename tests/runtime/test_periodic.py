@@ -18,8 +18,9 @@ from typer.testing import CliRunner
 
 from litetasks import periodic as declare
 from litetasks._cli.status import status_data
-from litetasks._django.compat import task_backends
-from litetasks._django.periodic import Schedule, Scheduler, _declared, load_schedules
+from litetasks._django.compat import task_backends, task_enqueued
+from litetasks._django.periodic import Schedule, _declared, load_schedules
+from litetasks._runtime.scheduler import Scheduler
 from litetasks.cli import app
 from litetasks.exceptions import ConfigurationError
 from tests import tasks
@@ -203,6 +204,31 @@ def test_each_slot_is_enqueued_once_when_due(periodic_backend, queue_path):
     assert backend.store.get(job_id).args_json == "[1, 2]"
 
 
+def test_a_slot_signals_the_result_it_stored_with_its_enqueued_at(periodic_backend):
+    # The scheduler's clock says when a slot is due; the store's clock stamps the job. The
+    # task_enqueued signal carries the result as stored, as enqueue() does (it carried the
+    # scheduler's tick time, which a stored result never showed).
+    backend = periodic_backend({"sum": {"task": ADD, "every": 60, "args": [1, 2]}})
+    clock = Clock(datetime(2026, 5, 1, 10, 0, 30, tzinfo=timezone.utc))
+    scheduler = Scheduler(backend, load_schedules(backend), clock=clock)
+    signalled: list[Any] = []
+
+    def receiver(sender: Any, task_result: Any, **kwargs: Any) -> None:
+        signalled.append(task_result)
+
+    task_enqueued.connect(receiver, weak=False)
+    try:
+        clock.advance(seconds=30)
+        scheduler.tick()
+    finally:
+        task_enqueued.disconnect(receiver)
+
+    [result] = signalled
+    stored = backend.get_result(result.id)
+    assert (result.status, result.args) == (stored.status, stored.args)
+    assert result.enqueued_at == stored.enqueued_at
+
+
 def test_two_schedulers_racing_on_one_file_enqueue_every_slot_once(periodic_backend, queue_path):
     backend = periodic_backend({"sum": {"task": ADD, "every": 60}})
     schedules = load_schedules(backend)
@@ -317,7 +343,7 @@ def test_a_new_schedule_starting_exactly_on_a_slot_runs_it(periodic_backend, que
 
 
 def test_the_in_process_scheduler_thread_enqueues_and_stops(periodic_backend, queue_path):
-    from litetasks._django.periodic import start_scheduler_thread
+    from litetasks._runtime.scheduler import start_scheduler_thread
     from tests.harness import wait_for
 
     backend = periodic_backend({"tick": {"task": ADD, "every": 1, "args": [2, 3]}})
@@ -331,7 +357,7 @@ def test_the_in_process_scheduler_thread_enqueues_and_stops(periodic_backend, qu
 
 
 def test_the_in_process_scheduler_logs_a_bad_schedule_and_runs_nothing(periodic_backend, caplog):
-    from litetasks._django.periodic import start_scheduler_thread
+    from litetasks._runtime.scheduler import start_scheduler_thread
 
     backend = periodic_backend({"tick": {"task": ADD, "cron": "nope"}})
     assert start_scheduler_thread(backend, lambda: False) is None

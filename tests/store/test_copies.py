@@ -185,9 +185,13 @@ def test_merge_keeps_the_later_slot_of_a_periodic_schedule(
     saved = tmp_path / "saved.sqlite3"
     job = NewJob(job_id=new_job_id(), task_path="tests.tasks.noop")
     with Store(saved) as copy:
-        assert copy.enqueue_slot("digest", 2_000, job)
-        assert copy.enqueue_slot("hourly", 1_000, NewJob(job_id=new_job_id(), task_path="x.y"))
-    assert backend.store.enqueue_slot("hourly", 5_000, NewJob(job_id=new_job_id(), task_path="x.y"))
+        assert copy.enqueue_slot("digest", 2_000, job) is not None
+        assert (
+            copy.enqueue_slot("hourly", 1_000, NewJob(job_id=new_job_id(), task_path="x.y"))
+            is not None
+        )
+    slot = NewJob(job_id=new_job_id(), task_path="x.y")
+    assert backend.store.enqueue_slot("hourly", 5_000, slot) is not None
 
     merge(backend.config.store.path, saved)
 

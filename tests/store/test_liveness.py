@@ -105,7 +105,7 @@ def test_a_process_whose_proc_shows_another_namespace_claims_no_domain() -> None
     assert done.stdout.split() == ["1", "''", "0"]
 
 
-def test_recovery_settles_another_domains_worker_only_after_its_lease(tmp_path: Path) -> None:
+def test_recovery_recovers_another_domains_worker_only_after_its_lease(tmp_path: Path) -> None:
     lease_s = 60.0
     with Store(tmp_path / "tasks.sqlite3") as store:
         store.register_worker(_worker("far", pid=_dead_pid(), pid_namespace=OTHER_NAMESPACE))

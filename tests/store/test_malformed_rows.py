@@ -5,7 +5,7 @@ edit would. Before, such a row made the claim's SQL fail (aborting every claim a
 transaction: workers crash-looped and nothing ran), crashed the dispatcher after the claim (its
 co-claimed tasks then FAILED as lost), or stopped the supervisor's recovery. Now the claim fails
 that job alone, with a ``MalformedJob`` error naming the column, its bad value replaced; every
-other path that writes or reads a row (settling, hooks, recovery, cancel, release, ``get``,
+other path that writes or reads a row (recording, hooks, recovery, cancel, release, ``get``,
 counts) goes on.
 """
 
@@ -18,9 +18,8 @@ from typing import Any
 
 import pytest
 
+from litetasks._store.clock import EARLIEST_US, LATEST_US
 from litetasks._store.records import (
-    EARLIEST_US,
-    LATEST_US,
     ErrorRecord,
     Hook,
     JobRecord,
@@ -196,7 +195,7 @@ def test_a_row_whose_repair_cannot_be_written_is_set_aside(
     seq = corrupt(store, "bad", "job_id", "x'00'")
     enqueue(store, f"malformed-{seq}")  # the id its repair would take: a unique constraint fails
 
-    with caplog.at_level(logging.ERROR, logger="litetasks._store.rows"):
+    with caplog.at_level(logging.ERROR, logger="litetasks._store.malformed"):
         claimed = store.claim("w1", limit=10)
 
     assert [job.job_id for job in claimed] == ["good", f"malformed-{seq}"]
@@ -208,7 +207,7 @@ def test_a_row_whose_repair_cannot_be_written_is_set_aside(
     assert store.claim("w1", limit=10) == []
 
 
-# -- settling, hooks, recovery, cancel, release ------------------------------------------------
+# -- recording, hooks, recovery, cancel, release -----------------------------------------------
 
 
 def claim_all(store: Store, worker_id: str = "w1") -> dict[str, JobRecord]:
@@ -235,9 +234,9 @@ def test_a_failure_is_recorded_when_errors_went_bad_while_the_task_ran(
     jobs = claim_all(store)
     store._db.execute(f"UPDATE jobs SET errors = {value} WHERE job_id = 'bad'")
 
-    settled = store.record([outcome(jobs["bad"], error=BOOM), outcome(jobs["other"], error=BOOM)])
+    counted = store.record([outcome(jobs["bad"], error=BOOM), outcome(jobs["other"], error=BOOM)])
 
-    assert settled == [True, True]
+    assert counted == [True, True]
     bad = store.get("bad")
     assert bad.state is JobState.FAILED
     assert bad.malformed == ()
@@ -325,7 +324,7 @@ def test_hooks_that_went_bad_while_the_task_ran_are_dropped_and_said_so(
     jobs = claim_all(store)
     store._db.execute(f"UPDATE jobs SET hooks = {value} WHERE job_id = 'bad'")
 
-    with caplog.at_level(logging.ERROR, logger="litetasks._store.rows"):
+    with caplog.at_level(logging.ERROR, logger="litetasks._store.malformed"):
         if how == "recover":
             store.recover_lost(stale_before_us=START_US, error=LOST, known_dead=["w1"])
         elif how == "cancel":  # flagged while RUNNING; its worker records TaskCancelled
@@ -352,7 +351,7 @@ def test_a_blob_sqlite_reads_as_json_null_in_hooks_is_noticed_when_the_job_finis
 ) -> None:
     # The claim reads rows as one JSON text, where SQLite reads a blob as JSONB: x'00' is null,
     # so the claim sees no hooks (checking every column's type there would double its cost).
-    # The blob is still in the row: settling the job by itself finds it, and says so. (Settled
+    # The blob is still in the row: recording the job by itself finds it, and says so. (Recorded
     # in a group of successes known to have no hooks, the blob stays; reading the row reports
     # it, as here before the claim.)
     enqueue(store, "odd", hooks=(Hook(when="finish", task_path="tests.tasks.add"),))

@@ -404,7 +404,7 @@ def test_record_of_a_finished_job_changes_nothing(store: Store, clock: FakeClock
     assert store.get("a") == before
 
 
-def test_record_settles_each_outcome_of_a_batch_on_its_own(store: Store, clock: FakeClock):
+def test_record_counts_each_outcome_of_a_batch_on_its_own(store: Store, clock: FakeClock):
     store.enqueue([new_job("a"), new_job("b")])
     a, _ = store.claim("w1", limit=2)
     stale_b = Outcome(
@@ -416,11 +416,11 @@ def test_record_settles_each_outcome_of_a_batch_on_its_own(store: Store, clock: 
     assert store.get("b").state is JobState.RUNNING
 
 
-@pytest.mark.parametrize("with_stale", [False, True], ids=["group-settles", "group-undone"])
+@pytest.mark.parametrize("with_stale", [False, True], ids=["group-recorded", "group-undone"])
 def test_record_of_many_outcomes_keeps_each_value_flag_and_hook_exactly(
     store: Store, clock: FakeClock, with_stale: bool
 ):
-    # Successes are settled in one statement, the rest one by one: the result must not tell.
+    # Successes are recorded in one statement, the rest one by one: the result must not tell.
     hook = Hook(when="success", task_path="tests.tasks.noop", queue_name="hooks")
     store.enqueue([new_job(name) for name in "abcdef"] + [new_job("h", hooks=(hook,))])
     jobs = {job.job_id: job for job in store.claim("w1", limit=10)}
@@ -434,7 +434,7 @@ def test_record_of_many_outcomes_keeps_each_value_flag_and_hook_exactly(
         job_id="d", worker_id="w1", attempt=9, started_at_us=1, finished_at_us=2, return_json="1"
     )
 
-    def hookless(outcome: Outcome) -> Outcome:  # as the worker reports them: settled as a group
+    def hookless(outcome: Outcome) -> Outcome:  # as the worker reports them: recorded as a group
         return dataclasses.replace(outcome, has_hooks=False)
 
     outcomes = [
@@ -458,13 +458,13 @@ def test_record_of_many_outcomes_keeps_each_value_flag_and_hook_exactly(
     assert json.loads(fired.args_json) == ["h"]
 
 
-def test_record_and_claim_settles_then_claims_in_one_call(store: Store, clock: FakeClock):
+def test_record_and_claim_records_then_claims_in_one_call(store: Store, clock: FakeClock):
     store.enqueue([new_job("a"), new_job("b")])
     a = claim_one(store)
 
-    settled, jobs = store.record_and_claim([success(a, clock)], "w1", limit=5)
+    counted, jobs = store.record_and_claim([success(a, clock)], "w1", limit=5)
 
-    assert settled == [True]
+    assert counted == [True]
     assert [job.job_id for job in jobs] == ["b"]
 
 
@@ -608,7 +608,7 @@ def test_recover_fails_a_known_dead_workers_job_without_attempts_left(
     assert job.owner is None
 
 
-def test_recover_settles_jobs_of_a_worker_whose_heartbeat_is_stale(store: Store, clock: FakeClock):
+def test_recover_recovers_jobs_of_a_worker_whose_heartbeat_is_stale(store: Store, clock: FakeClock):
     store.register_worker(worker("w1", clock))
     store.enqueue([new_job("a", max_attempts=2)])
     store.claim("w1")
@@ -640,7 +640,7 @@ def test_recover_leaves_a_known_alive_worker_with_a_stale_heartbeat(store: Store
     assert store.heartbeat("w1") is True
 
 
-def test_recover_settles_jobs_whose_owner_has_no_worker_row(store: Store, clock: FakeClock):
+def test_recover_recovers_jobs_whose_owner_has_no_worker_row(store: Store, clock: FakeClock):
     store.register_worker(worker("w1", clock))
     store.enqueue([new_job("orphan", max_attempts=2), new_job("kept")])
     store.claim("ghost")
@@ -1008,9 +1008,9 @@ def test_every_store_method_turns_sqlite_failures_into_store_errors(store: Store
         "TAKE",
         "TAKEN",
         "TAKEN_ROWS",
-        "COMPLETE",
-        "COMPLETE_MANY",
-        "FAIL",
+        "RECORD_SUCCESS",
+        "RECORD_SUCCESSES",
+        "RECORD_FAILURE",
         "RELEASE",
         "RECOVER",
         "RUNNING_JOBS",

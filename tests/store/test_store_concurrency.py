@@ -46,17 +46,17 @@ def _consume(
                 limit = rng.randint(1, 3)
                 try:
                     if rng.random() < 0.5:
-                        settled, jobs = store.record_and_claim(
+                        counted, jobs = store.record_and_claim(
                             pending, worker_id, queues=queues, limit=limit
                         )
                     else:
-                        settled = store.record(pending) if pending else []
+                        counted = store.record(pending) if pending else []
                         pending = []
                         jobs = store.claim(worker_id, queues=queues, limit=limit)
                 except StoreError as exc:
                     errors.append(repr(exc))
                     continue
-                rejected += settled.count(False)
+                rejected += counted.count(False)
                 claimed += [job.job_id for job in jobs]
                 now = store.now_us()
                 pending = [

@@ -40,8 +40,9 @@ from hypothesis.stateful import (
     rule,
 )
 
+from litetasks._store.actions import CANCELLED_ERROR, CancelResult
+from litetasks._store.clock import LATEST_US
 from litetasks._store.records import (
-    LATEST_US,
     ErrorRecord,
     Hook,
     JobRecord,
@@ -50,7 +51,8 @@ from litetasks._store.records import (
     Outcome,
     WorkerRecord,
 )
-from litetasks._store.store import CANCELLED_ERROR, CANCELLED_LOST_ERROR, CancelResult, Store
+from litetasks._store.store import Store
+from litetasks._store.workers import CANCELLED_LOST_ERROR
 
 START_US = 1_700_000_000_000_000
 SECOND_US = 1_000_000
@@ -461,8 +463,8 @@ class QueueMachine(RuleBasedStateMachine):
     @precondition(lambda self: len(self._running()) >= 2)
     @rule(data=st.data(), via=st.integers(0, 1), with_stale=st.booleans())
     def complete_group(self, data: st.DataObject, via: int, with_stale: bool) -> None:
-        """Successes recorded together as a worker reports them (settled as one group); a
-        stale outcome among them undoes the group and each is settled on its own."""
+        """Successes recorded together as a worker reports them (in one statement); a stale
+        outcome among them undoes the group and each is recorded on its own."""
         running = self._running()
         chosen = data.draw(
             st.lists(st.sampled_from(running), min_size=2, max_size=len(running), unique=True)
@@ -668,10 +670,10 @@ class QueueMachine(RuleBasedStateMachine):
         fresh = slot > self.slots.get(name, -1)
         if not fresh:
             job = NewJob(job_id=f"slot-{name}-{slot}", task_path="tests.tasks.noop")
-            assert self.stores[via].enqueue_slot(name, slot, job) is False
+            assert self.stores[via].enqueue_slot(name, slot, job) is None
             return multiple()
         job = self._new(spec)
-        assert self.stores[via].enqueue_slot(name, slot, job) is True
+        assert self.stores[via].enqueue_slot(name, slot, job) == self.now  # its enqueued_at
         self.slots[name] = slot
         assert self.stores[via].schedules()[name] == (slot, job.job_id)
         return job.job_id
@@ -731,10 +733,10 @@ class QueueMachine(RuleBasedStateMachine):
             if worker in dead or (stale and worker not in alive):
                 del self.heartbeats[worker]
 
-        settled = self.stores[via].recover_lost(
+        recovered = self.stores[via].recover_lost(
             stale_before_us=stale_before, error=LOST, known_dead=dead, known_alive=alive
         )
-        assert sorted(settled) == sorted(expected)
+        assert sorted(recovered) == sorted(expected)
         self._adopt_hooks()
 
     @rule(
@@ -747,7 +749,7 @@ class QueueMachine(RuleBasedStateMachine):
 
     @rule(worker=workers, past_lease_s=st.integers(1, 30), via=st.integers(0, 1))
     def worker_dies(self, worker: str, past_lease_s: int, via: int) -> None:
-        """The worker stops heartbeating; once its lease is over, recovery settles its jobs."""
+        """The worker stops heartbeating; once its lease is over, its jobs are recovered."""
         self.now += LEASE_US + past_lease_s * SECOND_US
         alive = set(WORKERS) - {worker}
         for other in alive & set(self.heartbeats):

@@ -1,0 +1,129 @@
+"""Claim due READY jobs for a worker, in the caller's write transaction.
+
+The claim is one ``UPDATE … RETURNING`` (see ``sql.PICK``), so two workers can never claim the
+same job. A claimed row litetasks cannot read fails there and then (``malformed``); a batch that
+cannot grow because one row is too big is claimed again one by one (``rowlimits``).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Collection
+from typing import Any
+
+import apsw
+
+from . import sql
+from .clock import EARLIEST_US, LATEST_US
+from .enqueueing import enqueue_hooks
+from .handle import Handle
+from .malformed import fail_malformed, with_problem
+from .records import JobRecord, JobState
+from .rowlimits import TooBigToClaim, claim_one_by_one
+from .rows import decode_job, decode_rows
+
+__all__ = ["claim_due"]
+
+
+def claim_due(
+    handle: Handle,
+    db: apsw.Connection,
+    worker_id: str,
+    queues: Collection[str] | None,
+    limit: int,
+    skip: Collection[str],
+    one_by_one: bool,
+) -> list[JobRecord]:
+    """Claim up to ``limit`` due jobs under ``worker_id``; return them in claim order.
+
+    Claim order: priority descending, then due time, then enqueue order. Raises
+    ``TooBigToClaim`` when a row cannot grow, unless ``one_by_one`` (then such a job fails).
+    """
+    jobs: list[JobRecord] = []
+    while len(jobs) < limit:
+        rows = _claim_rows(handle, db, worker_id, queues, limit - len(jobs), one_by_one, skip)
+        claimed = _claimed(handle, db, rows, worker_id) if rows else []
+        jobs += claimed  # each round takes what sorts after the rounds before it
+        if len(claimed) == len(rows):  # none failed: nothing more is due, or enough
+            break
+    return jobs
+
+
+def _claimed(
+    handle: Handle, db: apsw.Connection, rows: list[Any], worker_id: str
+) -> list[JobRecord]:
+    """The jobs of claimed ``rows`` in claim order (priority, due time, enqueue order).
+
+    A job whose row holds values litetasks cannot read fails here, in the claiming
+    transaction, and is not returned (see malformed.py); the others are claimed as usual.
+    """
+    keyed: list[tuple[int, int, int, JobRecord]] = []
+    for row in rows:
+        job = decode_job(row)
+        due_at, seq = row[sql.CLAIMED_DUE_AT], row[sql.CLAIMED_SEQ]
+        if not (type(due_at) is int and EARLIEST_US <= due_at <= LATEST_US):
+            job = with_problem(job, "due_at", due_at)
+        if job.malformed:
+            hooks = fail_malformed(db, job, seq, worker_id, handle.now())
+            enqueue_hooks(handle, db, job.job_id, JobState.FAILED, hooks)
+            continue
+        keyed.append((-job.priority, due_at, seq, job))  # seq is unique: jobs never compare
+    keyed.sort()
+    return [job for *_, job in keyed]
+
+
+def _claim_rows(
+    handle: Handle,
+    db: apsw.Connection,
+    worker_id: str,
+    queues: Collection[str] | None,
+    limit: int,
+    one_by_one: bool,
+    skip: Collection[str],
+) -> list[Any]:
+    if isinstance(queues, str):
+        raise TypeError(f"queues must be a collection of names, not the string {queues!r}.")
+    params: dict[str, Any] = {"worker_id": worker_id, "now": handle.now(), "limit": limit}
+    if queues is None:
+        served = "any"
+    elif len(queues) == 1:
+        served = "one"
+        params["queue"] = next(iter(queues))
+    else:
+        served = "some"
+        params["queues"] = json.dumps(sorted(queues))
+    if skip:
+        params["skip"] = json.dumps(sorted(skip))
+    pick, statement, due = sql.CLAIMS[served, bool(skip)]
+    if not one_by_one:
+        try:
+            return _take(db, pick, params)
+        except apsw.TooBigError:
+            raise TooBigToClaim from None
+    rows, failed = claim_one_by_one(db, statement, due, params, handle.max_row_bytes())
+    for job_id, hooks in failed:
+        if hooks is not None:
+            enqueue_hooks(handle, db, job_id, JobState.FAILED, hooks)
+    return rows
+
+
+def _take(db: apsw.Connection, pick: str, params: dict[str, Any]) -> list[Any]:
+    """Claim the best due jobs (``sql.PICK_*`` picks them); return their rows, in any order.
+
+    Rows come back as one JSON text (one step of one statement, see ``sql.PICK``); one by one
+    when a value cannot travel so (a blob, as in a row written by other code, see
+    ``sql.TAKEN``); and with text read from blobs when some text is not UTF-8.
+    """
+    seqs = db.execute(pick, params).fetchone()[0]  # type: ignore[index]
+    if seqs == "[]":
+        return []
+    db.execute(sql.TAKE, {**params, "seqs": seqs})
+    try:
+        taken: Any = db.execute(sql.TAKEN, {"seqs": seqs}).fetchone()
+        return list(json.loads(taken[0]))
+    except (apsw.TooBigError, apsw.SQLError, ValueError):
+        pass
+    try:
+        return db.execute(sql.TAKEN_ROWS, {"seqs": seqs}).fetchall()
+    except UnicodeDecodeError:
+        return decode_rows(db.execute(sql.TAKEN_ROWS_RAW, {"seqs": seqs}).fetchall())

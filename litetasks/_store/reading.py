@@ -1,0 +1,76 @@
+"""Read the queue file: one job, the counts per queue and state, the next due time."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Collection
+from typing import Any
+
+from ..exceptions import JobNotFound
+from . import sql
+from .clock import is_time
+from .handle import Handle
+from .records import JobRecord, JobState
+from .rows import decode_job, decode_rows
+
+__all__ = ["counts", "get", "in_queues", "next_due_at"]
+
+_JOB = f"SELECT {sql.JOB_COLUMNS} FROM jobs WHERE job_id = ?"
+# Read as bytes: text that is not UTF-8 (written by other code) cannot fail this.
+_COUNTS = """
+SELECT CAST(queue_name AS BLOB), state, count(*) FROM jobs GROUP BY queue_name, state
+"""
+# A state litetasks does not know (written by other code) is no state it counts: no worker
+# claims, recovers or prunes such a job.
+_KNOWN_STATES = {state.value: state for state in JobState}
+
+
+def get(handle: Handle, job_id: str) -> JobRecord:
+    """Return the job ``job_id``; raise ``JobNotFound`` if there is none."""
+    with handle.translated:
+        try:
+            row = handle.db.execute(_JOB, (job_id,)).fetchone()
+        except UnicodeDecodeError:  # text that is not UTF-8, written by other code
+            raw = handle.db.execute(sql.JOB_ROW_RAW, (job_id,)).fetchone()
+            row = None if raw is None else decode_rows([raw])[0]
+    if row is None:
+        raise JobNotFound(job_id)
+    return decode_job(row)
+
+
+def counts(handle: Handle) -> dict[tuple[str, JobState], int]:
+    """Return the number of jobs per ``(queue_name, state)``."""
+    with handle.translated:
+        rows: list[Any] = handle.db.execute(_COUNTS).fetchall()
+    return {
+        (bytes(queue).decode("utf-8", "replace"), _KNOWN_STATES[state]): int(count)
+        for queue, state, count in rows
+        if state in _KNOWN_STATES
+    }
+
+
+def next_due_at(
+    handle: Handle, queues: Collection[str] | None, skip: Collection[str]
+) -> int | None:
+    """Return the earliest ``due_at`` of a READY job in ``queues`` (None: no READY job),
+    leaving out jobs whose task path is in ``skip`` (as the claim does)."""
+    where, params = in_queues(queues)
+    if skip:
+        where += " AND task_path NOT IN (SELECT value FROM json_each(?))"
+        params = (*params, json.dumps(sorted(skip)))
+    with handle.translated:
+        row = handle.db.execute(
+            f"SELECT min(due_at) FROM jobs WHERE state = 'READY'{where}", params
+        ).fetchone()
+    if row is None or row[0] is None:
+        return None
+    # A due time that is not a time litetasks stores (written by other code) is due now:
+    # the claim takes such a job, and fails it.
+    return row[0] if is_time(row[0]) else handle.now()
+
+
+def in_queues(queues: Collection[str] | None) -> tuple[str, tuple[str, ...]]:
+    """A condition (and its binding) limiting a query to ``queues``; none for every queue."""
+    if queues is None:
+        return "", ()
+    return " AND queue_name IN (SELECT value FROM json_each(?))", (json.dumps(list(queues)),)
