@@ -1,8 +1,9 @@
 """A Hypothesis state machine over the real ``Store``, checked against a plain-dict model.
 
-The model mirrors DESIGN.md's state machine: READY -> RUNNING -> SUCCESSFUL | FAILED, with retry
-and lost-worker recovery back to READY, and release (graceful stop) undoing an attempt. Two
-``Store`` connections share the file so that every step also crosses connections.
+The model mirrors the state machine of docs/architecture.md: READY -> RUNNING -> SUCCESSFUL |
+FAILED, with retry and lost-worker recovery back to READY, and release (graceful stop) undoing
+an attempt. Two ``Store`` connections share the file so that every step also crosses
+connections.
 
 The features beyond DEP 0014 are in it too: unique keys (at most one live job per key),
 completion hooks (inserted with the outcome, adopted into the model as ordinary jobs), cancel
