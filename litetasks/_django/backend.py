@@ -295,18 +295,25 @@ class SQLiteBackend(BaseTaskBackend):
 
         Raises ``TaskNotAllowed`` without importing anything when the row names a module outside
         the installed apps and ``task_modules``, and after importing it when the name is not a
-        ``Task`` of this backend.
+        ``Task``. A task declared for another alias (enqueued here with ``Task.using(backend=)``)
+        comes back ``.using(backend=<this alias>)``, as Django's own database backend does.
         """
         task = self._tasks.get(job.task_path)
         if task is None:
             task = self._tasks[job.task_path] = self.import_task(job.task_path)
         run_after = results.from_us(job.run_after_us)
-        if (task.priority, task.queue_name, task.run_after) != (
+        if (task.backend, task.priority, task.queue_name, task.run_after) != (
+            self.alias,
             job.priority,
             job.queue_name,
             run_after,
         ):
-            task = task.using(priority=job.priority, queue_name=job.queue_name, run_after=run_after)
+            task = task.using(
+                backend=self.alias,
+                priority=job.priority,
+                queue_name=job.queue_name,
+                run_after=run_after,
+            )
         return task
 
     def result_from_job(self, task: Task, job: JobRecord) -> TaskResult:
