@@ -39,7 +39,7 @@ from .compat import (
 )
 from .modules import TaskModules
 from .task import LiteTask, check_options, hooks_of, unique_key
-from .values import normalized_json
+from .values import normalized_arguments
 
 # new_job_id and new_job_ids (litetasks._store.enqueueing) are imported from here too, by the
 # runtime, the tests and the command line.
@@ -163,16 +163,11 @@ class SQLiteBackend(BaseTaskBackend):
         """Validate a call of ``task``; return its row (with a new id unless ``job_id`` is
         given) and its normalised arguments. Raises as ``enqueue`` does; writes nothing."""
         hooks = self._checked(task)
-        if args == () and type(args) is tuple:  # Django passes *args: often none at all
-            args, args_json = [], "[]"
+        if args == () and type(args) is tuple and kwargs == {} and type(kwargs) is dict:
+            args, args_json, kwargs, kwargs_json = [], "[]", {}, "{}"  # Django passes *args
         else:
-            args = normalized_json(args, "the task's args", depth=-1)
-            args_json = json.dumps(args)
-        if kwargs == {} and type(kwargs) is dict:
-            kwargs, kwargs_json = {}, "{}"
-        else:
-            kwargs = normalized_json(kwargs, "the task's kwargs", depth=-1)
-            kwargs_json = json.dumps(kwargs)
+            args, kwargs = normalized_arguments(args, kwargs, task.module_path)
+            args_json, kwargs_json = json.dumps(args), json.dumps(kwargs)
         self._check_room(len(args_json) + len(kwargs_json))
         run_after = task.run_after
         return (

@@ -337,16 +337,21 @@ def test_naive_run_after_from_a_use_tz_off_task_is_refused_at_enqueue(
 @pytest.mark.parametrize(
     ("args", "kwargs", "error", "message"),
     [
-        pytest.param((object(),), {}, TypeError, "Unsupported type: <class 'object'>", id="object"),
+        pytest.param(
+            (object(),), {}, TypeError,
+            "args[0] of tests.tasks.echo is an object, which JSON cannot store", id="object",
+        ),
         pytest.param(
             (), {"when": datetime(2030, 1, 1)}, TypeError,
-            "Unsupported type: <class 'datetime.datetime'>", id="datetime-kwarg",
+            'kwargs["when"] of tests.tasks.echo is a datetime (datetime.datetime)',
+            id="datetime-kwarg",
         ),
         pytest.param(
-            ({1, 2},), {}, TypeError, "Unsupported type: <class 'set'>", id="set"
+            ({1, 2},), {}, TypeError, "args[0] of tests.tasks.echo is a set", id="set"
         ),
         pytest.param(
-            (b"\xff",), {}, ValueError, "Unsupported value: <class 'bytes'>", id="bad-bytes"
+            (b"\xff",), {}, ValueError,
+            "args[0] of tests.tasks.echo is bytes that are not UTF-8 text", id="bad-bytes",
         ),
         pytest.param(
             ({1: "a"},), {}, TypeError,
