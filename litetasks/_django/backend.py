@@ -7,7 +7,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import timedelta
 from pathlib import Path
@@ -38,7 +40,9 @@ from .compat import (
     task_enqueued,
 )
 from .modules import TaskModules
+from .setup_checks import setup_checks, warn_if_app_missing
 from .task import LiteTask, check_options, hooks_of, unique_key
+from .testqueue import in_test_environment, queue_path_for_tests
 from .values import normalized_arguments
 
 # new_job_id and new_job_ids (litetasks._store.enqueueing) are imported from here too, by the
@@ -51,6 +55,11 @@ __all__ = [
     "new_job_id",
     "new_job_ids",
 ]
+
+
+def _base_dir() -> Path | None:
+    base_dir = getattr(settings, "BASE_DIR", None)
+    return Path(base_dir) if base_dir else None
 
 
 def default_queue_path(alias: str) -> Path:
@@ -77,19 +86,49 @@ class SQLiteBackend(BaseTaskBackend):
     task_class = LiteTask
 
     def __init__(self, alias: str, params: dict[str, Any]) -> None:
-        # Runs at import time through @task: parse settings, open nothing.
+        # Runs at import time through @task: parse settings, open nothing. Bad OPTIONS do not
+        # raise here (that would be a traceback from whatever imported a tasks module, even in
+        # `manage.py check`): the system checks report them (litetasks.E005), and `config`
+        # raises InvalidTaskBackend with the same message at the first use.
         super().__init__(alias, params)
+        self.config_error: str | None = None
+        self._config: BackendConfig | None = None
         try:
-            self.config: BackendConfig = from_options(
-                alias, self.options, default_path=default_queue_path(alias)
+            self._config = from_options(
+                alias, self.options, default_path=default_queue_path(alias), base_dir=_base_dir()
             )
         except ConfigurationError as exc:
-            raise InvalidTaskBackend(str(exc)) from exc
+            self.config_error = str(exc)
+        self._test_configs: dict[int, BackendConfig] = {}
         # Which modules its workers import tasks from, and the import (modules.py).
-        self.modules = TaskModules(alias, self.config.task_modules)
+        self.modules = TaskModules(alias, () if self._config is None else self._config.task_modules)
         self._tasks: dict[str, Task] = {}
         self._checked_tasks: dict[Task, tuple[Hook, ...]] = {}
         self._max_row_bytes: int | None = None
+        warn_if_app_missing(alias)
+
+    @property
+    def config(self) -> BackendConfig:
+        """The parsed OPTIONS; raises ``InvalidTaskBackend`` if they are wrong.
+
+        Under a test runner (between Django's ``setup_test_environment()`` and its teardown)
+        the queue file is this test process's own (``OPTIONS["test_path"]``; see testqueue.py).
+        """
+        config = self._config
+        if config is None:
+            raise InvalidTaskBackend(self.config_error)
+        if config.test_path is not False and in_test_environment():
+            return self._test_config(config)
+        return config
+
+    def _test_config(self, config: BackendConfig) -> BackendConfig:
+        pid = os.getpid()
+        test_config = self._test_configs.get(pid)
+        if test_config is None:
+            path = config.test_path or queue_path_for_tests(config.store.path)
+            store = dataclasses.replace(config.store, path=path)
+            test_config = self._test_configs[pid] = dataclasses.replace(config, store=store)
+        return test_config
 
     @property
     def store(self) -> Store:
@@ -240,9 +279,12 @@ class SQLiteBackend(BaseTaskBackend):
             ) from exc
 
     def check(self, **kwargs: Any) -> Iterator[checks.CheckMessage]:
-        """Report a queue file that cannot work: unwritable folder, network filesystem."""
+        """Report OPTIONS that cannot work, a missing litetasks app, and a queue file that
+        cannot work: unwritable folder, network filesystem."""
         yield from super().check(**kwargs)
-        yield from queue_file_checks(self.config.store.path, self.alias)
+        yield from setup_checks(self)
+        if self._config is not None:
+            yield from queue_file_checks(self.config.store.path, self.alias)
 
     # -- beyond DEP 0014: operator actions ----------------------------------------------------
 

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from ..exceptions import ConfigurationError
 
@@ -74,6 +74,8 @@ class BackendConfig:
     store: StoreConfig
     worker: WorkerConfig
     autorun: bool | None = None  # None: run under runserver when DEBUG is on
+    # Under Django's test runner: None, a fresh file per test process; False, ``store.path``.
+    test_path: Path | Literal[False] | None = None
     task_modules: tuple[str, ...] = ()
     periodic: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # see periodic.py
     not_found_delays_s: tuple[float, ...] = DEFAULT_NOT_FOUND_DELAYS_S
@@ -85,6 +87,11 @@ _NON_NEGATIVE_INT = (int, lambda v: v >= 0, "a whole number, 0 or more")
 _POSITIVE_SECONDS = (float, lambda v: v > 0 and math.isfinite(v), "a number of seconds above 0")
 _OPTIONS: dict[str, tuple[type | tuple[type, ...], Any, str]] = {
     "path": (str, bool, "a file path"),
+    "test_path": (
+        (str, bool, type(None)),
+        lambda v: v is None or v is False or (isinstance(v, str) and bool(v)),
+        "a file path, None (a fresh file per test process) or False (tests use 'path')",
+    ),
     "synchronous": (str, lambda v: v.upper() in SYNCHRONOUS_MODES, "'NORMAL' or 'FULL'"),
     "busy_timeout_ms": _POSITIVE_INT,
     "processes": _NON_NEGATIVE_INT,
@@ -123,16 +130,23 @@ OPTION_NAMES = tuple(sorted(_OPTIONS))
 _WORKER_FIELDS = {f.name for f in dataclasses.fields(WorkerConfig)}
 
 
-def from_options(alias: str, options: Mapping[str, Any], *, default_path: Path) -> BackendConfig:
-    """Parse a backend's ``OPTIONS``; raise ``ConfigurationError`` naming the bad key and value."""
+def from_options(
+    alias: str, options: Mapping[str, Any], *, default_path: Path, base_dir: Path | None = None
+) -> BackendConfig:
+    """Parse a backend's ``OPTIONS``; raise ``ConfigurationError`` naming the bad key and value.
+
+    A relative ``path`` is relative to ``base_dir`` (the project's ``BASE_DIR``), never to the
+    current folder: each command would use a different file. Without ``base_dir`` it is refused.
+    """
     if not isinstance(options, Mapping):
         raise ConfigurationError(
             f"TASKS[{alias!r}]['OPTIONS'] must be a dict (got {type(options).__name__})."
         )
     values = {name: _checked(alias, name, value) for name, value in options.items()}
-    path = Path(values.pop("path", default_path)).expanduser()
+    path = _absolute(alias, "path", values.pop("path", default_path), base_dir)
+    test_path = values.pop("test_path", None)
     store = StoreConfig(
-        path=path if path.is_absolute() else Path.cwd() / path,
+        path=path,
         synchronous=values.pop("synchronous", "NORMAL").upper(),
         busy_timeout_ms=values.pop("busy_timeout_ms", 5000),
     )
@@ -152,10 +166,27 @@ def from_options(alias: str, options: Mapping[str, Any], *, default_path: Path) 
         store=store,
         worker=worker,
         autorun=autorun,
+        test_path=test_path
+        if not test_path
+        else _absolute(alias, "test_path", test_path, base_dir),
         task_modules=task_modules,
         periodic=periodic,
         not_found_delays_s=not_found_delays_s,
     )
+
+
+def _absolute(alias: str, name: str, value: str | Path, base_dir: Path | None) -> Path:
+    path = Path(value).expanduser()
+    if path.is_absolute():
+        return path
+    if base_dir is None:
+        raise ConfigurationError(
+            f"TASKS[{alias!r}]['OPTIONS'][{name!r}] is a relative path ({str(path)!r}) and the "
+            "settings have no BASE_DIR to resolve it against; a relative path would name a "
+            "different file in each folder a command runs from. Give an absolute path, such as "
+            f"BASE_DIR / {str(path)!r} with BASE_DIR = Path(__file__).resolve().parent.parent."
+        )
+    return Path(base_dir) / path
 
 
 def _is_delay(value: Any) -> bool:
@@ -180,7 +211,7 @@ def _checked(alias: str, name: str, value: Any) -> Any:
             f"Valid options: {', '.join(OPTION_NAMES)}."
         )
     kind, check, rule = _OPTIONS[name]
-    if name == "path" and isinstance(value, os.PathLike):
+    if name in ("path", "test_path") and isinstance(value, os.PathLike):
         value = os.fspath(value)
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)

@@ -1,0 +1,64 @@
+"""System checks of a backend's setup: its OPTIONS, and the litetasks app.
+
+They run from ``SQLiteBackend.check()``, which Django calls for every task backend whether or
+not ``"litetasks"`` is in ``INSTALLED_APPS``; ``checks.py`` checks the queue file itself.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from django.apps import apps
+from django.core import checks
+
+if TYPE_CHECKING:
+    from .backend import SQLiteBackend
+
+__all__ = ["app_missing", "setup_checks", "warn_if_app_missing"]
+
+logger = logging.getLogger("litetasks")
+_warned: set[str] = set()
+
+
+def setup_checks(backend: SQLiteBackend) -> Iterator[checks.CheckMessage]:
+    """Report OPTIONS that cannot work (E005) and a missing litetasks app (W003)."""
+    where = f"TASKS[{backend.alias!r}]['OPTIONS']"
+    if backend.config_error is not None:
+        yield checks.Error(
+            backend.config_error,
+            hint=f"Fix {where}; the README's 'Settings' lists every option.",
+            id="litetasks.E005",
+        )
+    missing = app_missing(backend.alias)
+    if missing is not None:
+        yield checks.Warning(missing, hint=_ADD_APP, id="litetasks.W003")
+
+
+_ADD_APP = 'Add "litetasks" to INSTALLED_APPS.'
+
+
+def app_missing(alias: str) -> str | None:
+    """What a missing ``"litetasks"`` app costs, or None when it is installed."""
+    if apps.is_installed("litetasks"):
+        return None
+    return (
+        f'TASKS[{alias!r}] uses litetasks, but "litetasks" is not in INSTALLED_APPS: tasks '
+        "are stored, but `python manage.py runserver` does not run them and `python manage.py "
+        "litetasks` does not exist (the `litetasks` command still works)."
+    )
+
+
+def warn_if_app_missing(alias: str) -> None:
+    """Log ``app_missing`` once per alias, when the backend is made after the apps are ready.
+
+    The system check runs only if the backend exists when the checks start; a backend made
+    later (a view importing its tasks, while the URL checks run) is reported here instead.
+    """
+    if not apps.ready or alias in _warned:
+        return
+    missing = app_missing(alias)
+    if missing is not None:
+        _warned.add(alias)
+        logger.warning("%s %s (litetasks.W003)", missing, _ADD_APP)
