@@ -242,3 +242,58 @@ def test_manage_py_test_uses_its_own_queue_file_and_removes_it(
     assert not any(q.parent.exists() for q in queues), queues
     still = manage(tmp_path, "shell", "-c", STATUS.format(job_id=job_id))
     assert still.stdout.split()[-1] == "READY", still.stdout + still.stderr
+
+
+# -- item 15: the README's first snippet works as written -----------------------------------------
+
+
+def readme_snippets() -> list[str]:
+    """The Python blocks of the README's "Using it in your project", in order."""
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme.split("## Using it in your project", 1)[1].split("\n## ", 1)[0]
+    return re.findall(r"```python\n(.*?)```", section, re.DOTALL)
+
+
+def test_the_readme_snippet_runs_as_written(tmp_path: Path) -> None:
+    settings_block, tasks_block = readme_snippets()[:2]
+    settings = settings_block.replace("[..., ", "[").replace("# settings.py\n", "")
+    tasks_py, anywhere = tasks_block.split(
+        "# anywhere: a view, a signal handler, a management command"
+    )
+    now, later = anywhere.split("# ... later, once a worker has run it:")
+    if "django.tasks" not in sys.modules:
+        try:
+            import django.tasks  # noqa: F401
+        except ImportError:  # Django 5.2 with the backport, as the README says
+            tasks_py = tasks_py.replace("from django.tasks", "from django_tasks")
+    write_project(
+        tmp_path,
+        files={
+            "proj/settings.py": SETTINGS.format(apps=["litetasks", "myapp"], options={})
+            + settings.replace('INSTALLED_APPS = ["litetasks"]', ""),
+            "myapp/__init__.py": "",
+            "myapp/tasks.py": tasks_py,
+        },
+    )
+    lines = [line.split("#")[0].rstrip() for line in (now + later).splitlines()]
+    script = "\n".join(
+        [
+            "from types import SimpleNamespace",
+            "from litetasks.testing import drain",
+            "from myapp.tasks import send_welcome",
+            "user = SimpleNamespace(pk=7)",
+            *(
+                f"_v = ({line}); print('OUT', *(_v if type(_v) is tuple else [_v]), sep='|')"
+                if line.startswith("result.status")
+                else line
+                for line in lines
+                if line
+            ),
+        ]
+    ).replace("result.refresh()", "print('OUT', drain(), sep='|')\nresult.refresh()")
+
+    ran = manage(tmp_path, "shell", "-c", script)
+
+    assert ran.returncode == 0, ran.stderr
+    out = [line for line in ran.stdout.splitlines() if line.startswith("OUT|")]
+    assert out == ["OUT|READY", "OUT|1", "OUT|SUCCESSFUL|sent"], ran.stdout
