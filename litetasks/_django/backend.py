@@ -20,6 +20,7 @@ from django.core import checks
 
 from .._store.clock import MICROSECOND
 from .._store.config import BackendConfig, from_options
+from .._store.doorbell import share as share_doorbell
 from .._store.enqueueing import new_job_id, new_job_ids
 from .._store.producer import enqueue as produce
 from .._store.producer import enqueue_unique as produce_unique
@@ -99,6 +100,8 @@ class SQLiteBackend(BaseTaskBackend):
             )
         except ConfigurationError as exc:
             self.config_error = str(exc)
+        else:  # a doorbell folder shared with the group is this project's (file_mode)
+            share_doorbell(self._config.store.path, self._config.store.file_mode)
         self._test_configs: dict[int, BackendConfig] = {}
         # Which modules its workers import tasks from, and the import (modules.py).
         self.modules = TaskModules(alias, () if self._config is None else self._config.task_modules)

@@ -7,7 +7,9 @@ not ``"litetasks"`` is in ``INSTALLED_APPS``; ``checks.py`` checks the queue fil
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from django.apps import apps
@@ -23,7 +25,8 @@ _warned: set[str] = set()
 
 
 def setup_checks(backend: SQLiteBackend) -> Iterator[checks.CheckMessage]:
-    """Report OPTIONS that cannot work (E005) and a missing litetasks app (W003)."""
+    """Report OPTIONS that cannot work (E005), a missing litetasks app (W003), and a queue
+    folder of another user (W004)."""
     where = f"TASKS[{backend.alias!r}]['OPTIONS']"
     if backend.config_error is not None:
         yield checks.Error(
@@ -34,6 +37,39 @@ def setup_checks(backend: SQLiteBackend) -> Iterator[checks.CheckMessage]:
     missing = app_missing(backend.alias)
     if missing is not None:
         yield checks.Warning(missing, hint=_ADD_APP, id="litetasks.W003")
+    if backend.config_error is None:
+        store = backend.config.store
+        yield from _check_owner(store.path, store.file_mode, where)
+
+
+def _check_owner(path: Path, file_mode: int, where: str) -> Iterator[checks.CheckMessage]:
+    """Warn when the queue folder is another user's: two users cannot share 0600 files."""
+    try:
+        owner = path.parent.stat().st_uid
+    except OSError:  # a missing folder is litetasks.E001
+        return
+    user = os.geteuid()
+    if owner == user:
+        return
+    if file_mode & 0o060 == 0o060:
+        hint = (
+            f"{where}['file_mode'] is {file_mode:#o}: put both users in the folder's group and "
+            f"make it group-writable (chmod g+rwxs {str(path.parent)!r})."
+        )
+    else:
+        hint = (
+            "The queue file, its -wal and -shm are created readable and writable by their "
+            "owner only (mode 0600), so a web server and a worker running as two users cannot "
+            "share them. Run both as one user, or set "
+            f"{where}['file_mode'] = 0o660, put both users in one group and make the folder "
+            f"group-writable (chmod g+rwxs {str(path.parent)!r})."
+        )
+    yield checks.Warning(
+        f"The folder of the queue file {str(path)!r} belongs to another user (uid {owner}) "
+        f"than this process (uid {user}).",
+        hint=hint,
+        id="litetasks.W004",
+    )
 
 
 _ADD_APP = 'Add "litetasks" to INSTALLED_APPS.'

@@ -34,6 +34,9 @@ class StoreConfig:
     path: Path
     synchronous: str = "NORMAL"
     busy_timeout_ms: int = 5000
+    # The queue file's mode (its -wal and -shm get it too), and its doorbell's: 0o660 lets a
+    # web server and a worker running as different users of one group share the queue.
+    file_mode: int = 0o600
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -94,6 +97,12 @@ _OPTIONS: dict[str, tuple[type | tuple[type, ...], Any, str]] = {
     ),
     "synchronous": (str, lambda v: v.upper() in SYNCHRONOUS_MODES, "'NORMAL' or 'FULL'"),
     "busy_timeout_ms": _POSITIVE_INT,
+    "file_mode": (
+        int,
+        lambda v: v & ~0o660 == 0 and v & 0o600 == 0o600,
+        "a file mode with read and write for the owner and at most read and write for the "
+        "group, such as 0o600 (the default) or 0o660",
+    ),
     "processes": _NON_NEGATIVE_INT,
     "threads": _POSITIVE_INT,
     "lease_s": _POSITIVE_SECONDS,
@@ -149,6 +158,7 @@ def from_options(
         path=path,
         synchronous=values.pop("synchronous", "NORMAL").upper(),
         busy_timeout_ms=values.pop("busy_timeout_ms", 5000),
+        file_mode=values.pop("file_mode", 0o600),
     )
     if "results_ttl" in values:
         values["results_ttl_s"] = _seconds(values.pop("results_ttl"))
