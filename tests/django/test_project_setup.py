@@ -297,3 +297,52 @@ def test_the_readme_snippet_runs_as_written(tmp_path: Path) -> None:
     assert ran.returncode == 0, ran.stderr
     out = [line for line in ran.stdout.splitlines() if line.startswith("OUT|")]
     assert out == ["OUT|READY", "OUT|1", "OUT|SUCCESSFUL|sent"], ran.stdout
+
+
+PYTEST_PY = """
+import os
+
+from litetasks.testing import drain
+
+from shop.tasks import hello
+
+try:
+    from django.tasks import default_task_backend
+except ImportError:  # Django 5.2 with the backport
+    from django_tasks import default_task_backend
+
+
+def test_the_queue_is_this_test_process_own():
+    line = f"QUEUE {default_task_backend.config.store.path}\\n"
+    os.write(1, line.encode())
+    assert drain() == 0  # the task enqueued in development is not here
+    result = hello.enqueue(2)
+    assert drain() == 1
+    result.refresh()
+    assert result.return_value == "hello 2"
+"""
+
+
+def test_pytest_django_uses_its_own_queue_file_and_removes_it(tmp_path: Path) -> None:
+    ini = "[pytest]\nDJANGO_SETTINGS_MODULE = proj.settings\npython_files = test_*.py\n"
+    write_project(tmp_path, files={"pytest.ini": ini, "shop/test_tasks.py": PYTEST_PY})
+    development = manage(tmp_path, "shell", "-c", ENQUEUE)
+    assert development.returncode == 0, development.stderr
+    job_id = development.stdout.split()[-1]
+
+    tested = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-s", "-p", "pytest_django"],
+        cwd=tmp_path,
+        env=subprocess_env(settings=None, pythonpath=(tmp_path,)),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+    assert tested.returncode == 0, tested.stdout + tested.stderr
+    [queue] = [Path(p) for p in re.findall(r"QUEUE (\S+)", tested.stdout)]
+    assert queue.name == "test_tasks.sqlite3" and queue.parent != tmp_path
+    assert not queue.parent.exists()
+    still = manage(tmp_path, "shell", "-c", STATUS.format(job_id=job_id))
+    assert still.stdout.split()[-1] == "READY", still.stdout + still.stderr
