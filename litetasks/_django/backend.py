@@ -108,7 +108,7 @@ class SQLiteBackend(BaseTaskBackend):
         self._tasks: dict[str, Task] = {}
         self._checked_tasks: dict[Task, tuple[Hook, ...]] = {}
         self._max_row_bytes: int | None = None
-        warn_if_app_missing(alias)
+        warn_if_app_missing(alias, self.config_error)
 
     @property
     def config(self) -> BackendConfig:

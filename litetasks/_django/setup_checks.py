@@ -86,11 +86,13 @@ def app_missing(alias: str) -> str | None:
     )
 
 
-def warn_if_app_missing(alias: str) -> None:
-    """Log ``app_missing`` once per alias, when the backend is made after the apps are ready.
+def warn_if_app_missing(alias: str, config_error: str | None) -> None:
+    """Log ``app_missing`` (and bad OPTIONS) once per alias, when the backend is made after
+    the apps are ready, without the litetasks app.
 
-    The system check runs only if the backend exists when the checks start; a backend made
-    later (a view importing its tasks, while the URL checks run) is reported here instead.
+    The system checks run only if the backend exists when they start, which the app makes sure
+    of; without it, a backend made later (a view importing its tasks, while the URL checks
+    run) is reported here instead.
     """
     if not apps.ready or alias in _warned:
         return
@@ -98,3 +100,5 @@ def warn_if_app_missing(alias: str) -> None:
     if missing is not None:
         _warned.add(alias)
         logger.warning("%s %s (litetasks.W003)", missing, _ADD_APP)
+        if config_error is not None:
+            logger.error("%s (litetasks.E005)", config_error)

@@ -189,6 +189,18 @@ def test_a_missing_app_is_logged_when_only_a_view_imports_the_tasks(tmp_path: Pa
     assert checked.stderr.count("INSTALLED_APPS: tasks are stored") == 1
 
 
+def test_without_the_app_an_options_typo_is_logged_when_a_view_imports_the_tasks(
+    tmp_path: Path,
+) -> None:
+    write_project(tmp_path, apps=("shop",), options={"treads": 3})
+
+    checked = manage(tmp_path, "check")
+
+    assert "Traceback" not in checked.stderr
+    assert "Unknown option 'treads' in TASKS['default']['OPTIONS']" in checked.stderr
+    assert "(litetasks.E005)" in checked.stderr
+
+
 # -- item 3: manage.py test is isolated from the development queue -----------------------------
 
 TESTS_PY = """
