@@ -63,6 +63,17 @@ def _base_dir() -> Path | None:
     return Path(base_dir) if base_dir else None
 
 
+def _for_tests(config: BackendConfig, by_pid: dict[int, BackendConfig]) -> BackendConfig:
+    """``config`` with this test process's queue file (cached in ``by_pid``)."""
+    pid = os.getpid()
+    test_config = by_pid.get(pid)
+    if test_config is None:
+        path = config.test_path or queue_path_for_tests(config.store.path)
+        store = dataclasses.replace(config.store, path=path)
+        test_config = by_pid[pid] = dataclasses.replace(config, store=store)
+    return test_config
+
+
 def default_queue_path(alias: str) -> Path:
     """Pick the queue file: beside a SQLite default database, else in BASE_DIR, else here."""
     name = "tasks.sqlite3" if alias == "default" else f"tasks-{alias}.sqlite3"
@@ -121,17 +132,8 @@ class SQLiteBackend(BaseTaskBackend):
         if config is None:
             raise InvalidTaskBackend(self.config_error)
         if config.test_path is not False and in_test_environment():
-            return self._test_config(config)
+            return _for_tests(config, self._test_configs)
         return config
-
-    def _test_config(self, config: BackendConfig) -> BackendConfig:
-        pid = os.getpid()
-        test_config = self._test_configs.get(pid)
-        if test_config is None:
-            path = config.test_path or queue_path_for_tests(config.store.path)
-            store = dataclasses.replace(config.store, path=path)
-            test_config = self._test_configs[pid] = dataclasses.replace(config, store=store)
-        return test_config
 
     @property
     def store(self) -> Store:

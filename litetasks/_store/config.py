@@ -152,14 +152,15 @@ def from_options(
             f"TASKS[{alias!r}]['OPTIONS'] must be a dict (got {type(options).__name__})."
         )
     values = {name: _checked(alias, name, value) for name, value in options.items()}
-    path = _absolute(alias, "path", values.pop("path", default_path), base_dir)
-    test_path = values.pop("test_path", None)
     store = StoreConfig(
-        path=path,
+        path=_absolute(alias, "path", values.pop("path", default_path), base_dir),
         synchronous=values.pop("synchronous", "NORMAL").upper(),
         busy_timeout_ms=values.pop("busy_timeout_ms", 5000),
         file_mode=values.pop("file_mode", 0o600),
     )
+    test_path = values.pop("test_path", None)
+    if test_path:
+        test_path = _absolute(alias, "test_path", test_path, base_dir)
     if "results_ttl" in values:
         values["results_ttl_s"] = _seconds(values.pop("results_ttl"))
     autorun = values.pop("autorun", None)
@@ -176,9 +177,7 @@ def from_options(
         store=store,
         worker=worker,
         autorun=autorun,
-        test_path=test_path
-        if not test_path
-        else _absolute(alias, "test_path", test_path, base_dir),
+        test_path=test_path,
         task_modules=task_modules,
         periodic=periodic,
         not_found_delays_s=not_found_delays_s,
