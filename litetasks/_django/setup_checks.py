@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from django.apps import apps
+from django.conf import settings
 from django.core import checks
 
 if TYPE_CHECKING:
@@ -92,9 +93,9 @@ def warn_if_app_missing(alias: str, config_error: str | None) -> None:
 
     The system checks run only if the backend exists when they start, which the app makes sure
     of; without it, a backend made later (a view importing its tasks, while the URL checks
-    run) is reported here instead.
+    run) is reported here instead. ``SILENCED_SYSTEM_CHECKS`` silences it too.
     """
-    if not apps.ready or alias in _warned:
+    if not apps.ready or alias in _warned or "litetasks.W003" in settings.SILENCED_SYSTEM_CHECKS:
         return
     missing = app_missing(alias)
     if missing is not None:

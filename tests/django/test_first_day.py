@@ -14,8 +14,10 @@ from uuid import UUID
 
 import pytest
 from django.db import models, transaction
+from django.test import override_settings
 
 from litetasks import enqueue_on_commit, periodic
+from litetasks._django.backend import SQLiteBackend
 from litetasks._django.compat import TaskResultStatus, task_enqueued
 from litetasks._django.periodic import _declared
 from litetasks._django.results import from_us
@@ -171,3 +173,23 @@ def test_enqueue_on_commit_inside_a_transaction_returns_none_and_enqueues_at_the
         task_enqueued.disconnect(receiver)
     [result] = enqueued
     assert backend.get_result(result.id).status == TaskResultStatus.READY
+
+
+# -- item 4: the litetasks app (the real `manage.py check` runs are in test_project_setup.py) -----
+
+
+def test_a_backend_made_without_the_app_logs_it_once_unless_silenced(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    options = {"OPTIONS": {"path": str(tmp_path / "q.sqlite3")}}
+    with override_settings(INSTALLED_APPS=["tests"]):
+        SQLiteBackend("no-app", options)
+        SQLiteBackend("no-app", options)
+        with override_settings(SILENCED_SYSTEM_CHECKS=["litetasks.W003"]):
+            SQLiteBackend("silenced", options)
+    assert [r.getMessage() for r in caplog.records] == [
+        "TASKS['no-app'] uses litetasks, but \"litetasks\" is not in INSTALLED_APPS: tasks are "
+        "stored, but `python manage.py runserver` does not run them and `python manage.py "
+        'litetasks` does not exist (the `litetasks` command still works). Add "litetasks" to '
+        "INSTALLED_APPS. (litetasks.W003)"
+    ]
