@@ -164,8 +164,10 @@ def create_doorbell(path: Path) -> None:
     folder_mode = _DOORBELL_DIR_MODE | (mode & 0o060) | (0o010 if mode & 0o060 else 0)
     with contextlib.suppress(FileExistsError):  # another process created it first
         os.mkdir(path.parent, _DOORBELL_DIR_MODE)
-        if folder_mode != _DOORBELL_DIR_MODE:
-            os.chmod(path.parent, folder_mode)  # whatever the umask left of it
+        if folder_mode != _DOORBELL_DIR_MODE:  # whatever the umask left of it; a setgid bit
+            # inherited from a group's folder stays, so the bell gets that group too
+            setgid = os.stat(path.parent).st_mode & stat.S_ISGID
+            os.chmod(path.parent, folder_mode | setgid)
     problem = doorbell_folder_problem(path.parent)
     if problem is not None:
         raise PermissionError(problem)
@@ -197,8 +199,9 @@ def doorbell_folder_problem(folder: Path) -> str | None:
         return f"{where} is a symlink; litetasks rings only in a folder of its own."
     if not stat.S_ISDIR(info.st_mode):
         return f"{where} is not a folder."
-    shared = folder in _shared_modes and info.st_gid in {os.getegid(), *os.getgroups()}
-    if info.st_uid != os.geteuid() and not shared:
+    mine = info.st_uid == os.geteuid()
+    shared = folder in _shared_modes and (mine or info.st_gid in {os.getegid(), *os.getgroups()})
+    if not mine and not shared:
         return f"{where} belongs to another user (uid {info.st_uid}), not to this one."
     writable_by_others = stat.S_IWOTH if shared else stat.S_IWGRP | stat.S_IWOTH
     if info.st_mode & writable_by_others:

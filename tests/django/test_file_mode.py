@@ -4,8 +4,13 @@ item 15)."""
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import stat
+import subprocess
+import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,6 +22,7 @@ from litetasks._django import setup_checks
 from litetasks._django.compat import InvalidTaskBackend, task_backends
 from litetasks._store import doorbell
 from tests import tasks
+from tests.harness import subprocess_env
 
 LITE = "litetasks.backend.SQLiteBackend"
 
@@ -115,3 +121,86 @@ def test_a_queue_folder_of_another_user_is_warned_about(
         f"{tmp_path.stat().st_uid + 1})."
     )
     assert hint in warning.hint
+
+
+# A root process creates the queue (its folder given to group 4242, setgid, as the README says),
+# then forks a child that becomes another user of that group and enqueues too. In a script of
+# its own: a fork in the test process, which may have threads, could deadlock.
+TWO_USERS = """
+import json, logging, os, sys, tempfile
+from pathlib import Path
+
+from litetasks._store.config import StoreConfig
+from litetasks._store.enqueueing import new_job_id
+from litetasks._store.producer import enqueue, thread_store
+from litetasks._store.records import NewJob
+
+folder = Path(sys.argv[1])
+config = StoreConfig(path=folder / "tasks.sqlite3", file_mode=int(sys.argv[2], 8))
+warnings = []
+handler = logging.Handler()
+handler.emit = lambda record: warnings.append(record.getMessage())
+logging.getLogger("litetasks").addHandler(handler)
+enqueue(config, [NewJob(job_id=new_job_id(), task_path="tests.tasks.noop")])
+read, write = os.pipe()
+pid = os.fork()
+if pid == 0:
+    os.close(read)
+    report = {}
+    try:
+        os.setgroups([4242])
+        os.setgid(4242)
+        os.setuid(65534)
+        enqueue(config, [NewJob(job_id=new_job_id(), task_path="tests.tasks.noop")])
+        report["ready"] = sum(thread_store(config).counts().values())
+    except Exception as exc:
+        report["error"] = str(exc)
+    report["warnings"] = warnings
+    os.write(write, json.dumps(report).encode())
+    os._exit(0)
+os.close(write)
+chunks = []
+while chunk := os.read(read, 65536):
+    chunks.append(chunk)
+os.waitpid(pid, 0)
+print(json.dumps({"child": json.loads(b"".join(chunks)), "parent_warnings": warnings}))
+"""
+
+
+def files(folder: Path) -> dict[str, tuple[int, int]]:
+    return {
+        str(p.relative_to(folder)): (stat.S_IMODE(p.stat().st_mode), p.stat().st_gid)
+        for p in sorted(folder.rglob("*"))
+    }
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to run a process as another user")
+def test_two_users_of_one_group_share_a_queue_with_file_mode_0660(tmp_path: Path) -> None:
+    results = {}
+    for file_mode in ("660", "600"):
+        folder = Path(tempfile.mkdtemp(dir="/tmp"))  # tmp_path's parents are root's alone
+        try:
+            os.chown(folder, -1, 4242)
+            os.chmod(folder, 0o2770)
+            ran = subprocess.run(
+                [sys.executable, "-c", TWO_USERS, str(folder), file_mode],
+                env=subprocess_env(),
+                capture_output=True,
+                text=True,
+                timeout=60,
+                check=True,
+            )
+            results[file_mode] = json.loads(ran.stdout), files(folder)
+        finally:
+            shutil.rmtree(folder)
+
+    shared, shared_files = results["660"]
+    assert shared == {"child": {"ready": 2, "warnings": []}, "parent_warnings": []}
+    assert shared_files == {
+        "tasks.sqlite3": (0o660, 4242),
+        "tasks.sqlite3-doorbell.d": (0o2770, 4242),
+        "tasks.sqlite3-doorbell.d/ring": (0o660, 4242),
+    }  # (the -wal and -shm, which the child wrote through, are gone with the last connection)
+    private, _ = results["600"]
+    assert private["child"]["error"].startswith("Cannot open the queue file ")
