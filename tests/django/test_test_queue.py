@@ -82,3 +82,15 @@ def test_a_bad_test_path_is_refused(tmp_path: Path, value: Any) -> None:
         "TASKS['default']['OPTIONS']['test_path'] must be a file path, None (a fresh file per "
         f"test process) or False (tests use 'path') (got {value!r})."
     )
+
+
+@pytest.mark.usefixtures("test_environment")
+def test_each_alias_gets_its_own_test_file(tmp_path: Path) -> None:
+    aliases = {
+        "default": {"BACKEND": LITE, "OPTIONS": {"path": str(tmp_path / "tasks.sqlite3")}},
+        "other": {"BACKEND": LITE, "OPTIONS": {"path": str(tmp_path / "tasks-other.sqlite3")}},
+    }
+    with override_settings(TASKS=aliases):
+        default, other = (task_backends[a].config.store.path for a in ("default", "other"))
+    assert (default.name, other.name) == ("test_tasks.sqlite3", "test_tasks-other.sqlite3")
+    assert default.parent == other.parent != tmp_path
