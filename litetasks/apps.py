@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 from django.apps import AppConfig
 
 
@@ -10,6 +12,9 @@ class LiteTasksConfig(AppConfig):
     verbose_name = "litetasks"
 
     def ready(self) -> None:
+        from ._django.compat import InvalidTaskBackend
         from ._runtime.autorun import autorun_backends
 
-        autorun_backends()
+        # Bad OPTIONS: the system checks report them (litetasks.E005), not a traceback here.
+        with contextlib.suppress(InvalidTaskBackend):
+            autorun_backends()

@@ -105,9 +105,9 @@ class TaskNotFound(TaskNotAllowed):
 
     ``reason`` says how: ``"outside"`` (its module is not in this worker's installed apps; it
     was not imported), ``"import"`` (importing the module failed), ``"missing"`` (the module has
-    no such name), ``"not_task"`` (the name is not a ``@task``), ``"backend"`` (a task of
-    another backend alias). The worker puts such a task back to READY for another worker (or
-    a restarted pool), and fails it with this error after ``OPTIONS["not_found_delays"]``.
+    no such name), ``"not_task"`` (the name is not a ``@task``). The worker puts such a task
+    back to READY for another worker (or a restarted pool), and fails it with this error
+    after ``OPTIONS["not_found_delays"]``.
     """
 
     def __init__(self, message: str, *, task_path: str, reason: str) -> None:

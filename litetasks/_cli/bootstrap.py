@@ -76,6 +76,7 @@ def get_backend(alias: str):  # type: ignore[no-untyped-def]
         )
     try:
         backend = task_backends[alias]
+        getattr(backend, "config", None)  # litetasks raises bad OPTIONS here, not when made
     except InvalidTaskBackend as exc:
         raise ConfigurationError(str(exc)) from exc
     if not isinstance(backend, SQLiteBackend):

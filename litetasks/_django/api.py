@@ -14,7 +14,7 @@ from django.db import transaction
 
 from .backend import Call, SQLiteBackend, call_arguments
 from .compat import Task, TaskResult
-from .values import normalized_json
+from .values import normalized_arguments
 
 __all__ = ["Call", "enqueue_many", "enqueue_on_commit"]
 
@@ -37,20 +37,29 @@ def enqueue_many(
     return [task.enqueue(*args, **kwargs) for args, kwargs in map(call_arguments, calls)]
 
 
-def enqueue_on_commit(task: Task, *args: Any, using: str | None = None, **kwargs: Any) -> None:
+def enqueue_on_commit(
+    task: Task, *args: Any, using: str | None = None, **kwargs: Any
+) -> TaskResult | None:
     """Enqueue ``task`` when the current transaction of database ``using`` commits.
 
-    Nothing is enqueued if it rolls back, and no worker can see the task before the commit.
-    Outside a transaction the task is enqueued at once. The arguments are checked now, so a
-    value that is not JSON raises here, inside the transaction. If the enqueue itself fails
-    after the commit, the error is logged and raised from the commit (the app's data is
-    committed either way: see "Transactional enqueue" in the README for the crash window).
-    (``using`` is this function's own: pass a task keyword argument named ``using`` through
-    ``task.enqueue`` in your own ``transaction.on_commit`` instead.)
+    Inside ``transaction.atomic()`` it returns None: nothing is enqueued (and no worker can see
+    the task) until the outermost block commits, and nothing at all if it rolls back; the
+    ``task_enqueued`` signal tells the result then. Outside a transaction (autocommit) the task
+    is enqueued at once and its ``TaskResult`` returned, as ``task.enqueue`` does. The
+    arguments are checked now, so a value that is not JSON raises here, inside the
+    transaction. If the enqueue itself fails after the commit, the error is logged and raised
+    from the commit (the app's data is committed either way: see "Transactional enqueue" in
+    the README for the crash window). (``using`` is this function's own: pass a task keyword
+    argument named ``using`` through ``task.enqueue`` in your own ``transaction.on_commit``
+    instead.)
     """
     task.get_backend().validate_task(task)
-    normalized_json(list(args), "the task's args", depth=-1)
-    normalized_json(kwargs, "the task's kwargs", depth=-1)
+    normalized_arguments(args, kwargs, task.module_path)
+    if not transaction.get_connection(using).in_atomic_block:
+        # No transaction to wait for: on_commit() would run it now (or refuse manual
+        # transaction management, which it still does here).
+        transaction.on_commit(_nothing, using=using)
+        return task.enqueue(*args, **kwargs)
 
     def enqueue() -> None:
         try:
@@ -63,3 +72,8 @@ def enqueue_on_commit(task: Task, *args: Any, using: str | None = None, **kwargs
             raise
 
     transaction.on_commit(enqueue, using=using, robust=False)
+    return None
+
+
+def _nothing() -> None:
+    return None

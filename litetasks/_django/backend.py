@@ -7,7 +7,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import timedelta
 from pathlib import Path
@@ -18,6 +20,7 @@ from django.core import checks
 
 from .._store.clock import MICROSECOND
 from .._store.config import BackendConfig, from_options
+from .._store.doorbell import share as share_doorbell
 from .._store.enqueueing import new_job_id, new_job_ids
 from .._store.producer import enqueue as produce
 from .._store.producer import enqueue_unique as produce_unique
@@ -38,8 +41,10 @@ from .compat import (
     task_enqueued,
 )
 from .modules import TaskModules
+from .setup_checks import setup_checks, warn_if_app_missing
 from .task import LiteTask, check_options, hooks_of, unique_key
-from .values import normalized_json
+from .testqueue import in_test_environment, queue_path_for_tests
+from .values import normalized_arguments
 
 # new_job_id and new_job_ids (litetasks._store.enqueueing) are imported from here too, by the
 # runtime, the tests and the command line.
@@ -51,6 +56,22 @@ __all__ = [
     "new_job_id",
     "new_job_ids",
 ]
+
+
+def _base_dir() -> Path | None:
+    base_dir = getattr(settings, "BASE_DIR", None)
+    return Path(base_dir) if base_dir else None
+
+
+def _for_tests(config: BackendConfig, by_pid: dict[int, BackendConfig]) -> BackendConfig:
+    """``config`` with this test process's queue file (cached in ``by_pid``)."""
+    pid = os.getpid()
+    test_config = by_pid.get(pid)
+    if test_config is None:
+        path = config.test_path or queue_path_for_tests(config.store.path)
+        store = dataclasses.replace(config.store, path=path)
+        test_config = by_pid[pid] = dataclasses.replace(config, store=store)
+    return test_config
 
 
 def default_queue_path(alias: str) -> Path:
@@ -77,19 +98,42 @@ class SQLiteBackend(BaseTaskBackend):
     task_class = LiteTask
 
     def __init__(self, alias: str, params: dict[str, Any]) -> None:
-        # Runs at import time through @task: parse settings, open nothing.
+        # Runs at import time through @task: parse settings, open nothing. Bad OPTIONS do not
+        # raise here (that would be a traceback from whatever imported a tasks module, even in
+        # `manage.py check`): the system checks report them (litetasks.E005), and `config`
+        # raises InvalidTaskBackend with the same message at the first use.
         super().__init__(alias, params)
+        self.config_error: str | None = None
+        self._config: BackendConfig | None = None
         try:
-            self.config: BackendConfig = from_options(
-                alias, self.options, default_path=default_queue_path(alias)
+            self._config = from_options(
+                alias, self.options, default_path=default_queue_path(alias), base_dir=_base_dir()
             )
         except ConfigurationError as exc:
-            raise InvalidTaskBackend(str(exc)) from exc
+            self.config_error = str(exc)
+        else:  # a doorbell folder shared with the group is this project's (file_mode)
+            share_doorbell(self._config.store.path, self._config.store.file_mode)
+        self._test_configs: dict[int, BackendConfig] = {}
         # Which modules its workers import tasks from, and the import (modules.py).
-        self.modules = TaskModules(alias, self.config.task_modules)
+        self.modules = TaskModules(alias, () if self._config is None else self._config.task_modules)
         self._tasks: dict[str, Task] = {}
         self._checked_tasks: dict[Task, tuple[Hook, ...]] = {}
         self._max_row_bytes: int | None = None
+        warn_if_app_missing(alias, self.config_error)
+
+    @property
+    def config(self) -> BackendConfig:
+        """The parsed OPTIONS; raises ``InvalidTaskBackend`` if they are wrong.
+
+        Under a test runner (between Django's ``setup_test_environment()`` and its teardown)
+        the queue file is this test process's own (``OPTIONS["test_path"]``; see testqueue.py).
+        """
+        config = self._config
+        if config is None:
+            raise InvalidTaskBackend(self.config_error)
+        if config.test_path is not False and in_test_environment():
+            return _for_tests(config, self._test_configs)
+        return config
 
     @property
     def store(self) -> Store:
@@ -163,16 +207,11 @@ class SQLiteBackend(BaseTaskBackend):
         """Validate a call of ``task``; return its row (with a new id unless ``job_id`` is
         given) and its normalised arguments. Raises as ``enqueue`` does; writes nothing."""
         hooks = self._checked(task)
-        if args == () and type(args) is tuple:  # Django passes *args: often none at all
-            args, args_json = [], "[]"
+        if args == () and type(args) is tuple and kwargs == {} and type(kwargs) is dict:
+            args, args_json, kwargs, kwargs_json = [], "[]", {}, "{}"  # Django passes *args
         else:
-            args = normalized_json(args, "the task's args", depth=-1)
-            args_json = json.dumps(args)
-        if kwargs == {} and type(kwargs) is dict:
-            kwargs, kwargs_json = {}, "{}"
-        else:
-            kwargs = normalized_json(kwargs, "the task's kwargs", depth=-1)
-            kwargs_json = json.dumps(kwargs)
+            args, kwargs = normalized_arguments(args, kwargs, task.module_path)
+            args_json, kwargs_json = json.dumps(args), json.dumps(kwargs)
         self._check_room(len(args_json) + len(kwargs_json))
         run_after = task.run_after
         return (
@@ -245,9 +284,12 @@ class SQLiteBackend(BaseTaskBackend):
             ) from exc
 
     def check(self, **kwargs: Any) -> Iterator[checks.CheckMessage]:
-        """Report a queue file that cannot work: unwritable folder, network filesystem."""
+        """Report OPTIONS that cannot work, a missing litetasks app, and a queue file that
+        cannot work: unwritable folder, network filesystem."""
         yield from super().check(**kwargs)
-        yield from queue_file_checks(self.config.store.path, self.alias)
+        yield from setup_checks(self)
+        if self._config is not None:
+            yield from queue_file_checks(self.config.store.path, self.alias)
 
     # -- beyond DEP 0014: operator actions ----------------------------------------------------
 
@@ -295,18 +337,25 @@ class SQLiteBackend(BaseTaskBackend):
 
         Raises ``TaskNotAllowed`` without importing anything when the row names a module outside
         the installed apps and ``task_modules``, and after importing it when the name is not a
-        ``Task`` of this backend.
+        ``Task``. A task declared for another alias (enqueued here with ``Task.using(backend=)``)
+        comes back ``.using(backend=<this alias>)``, as Django's own database backend does.
         """
         task = self._tasks.get(job.task_path)
         if task is None:
             task = self._tasks[job.task_path] = self.import_task(job.task_path)
         run_after = results.from_us(job.run_after_us)
-        if (task.priority, task.queue_name, task.run_after) != (
+        if (task.backend, task.priority, task.queue_name, task.run_after) != (
+            self.alias,
             job.priority,
             job.queue_name,
             run_after,
         ):
-            task = task.using(priority=job.priority, queue_name=job.queue_name, run_after=run_after)
+            task = task.using(
+                backend=self.alias,
+                priority=job.priority,
+                queue_name=job.queue_name,
+                run_after=run_after,
+            )
         return task
 
     def result_from_job(self, task: Task, job: JobRecord) -> TaskResult:

@@ -117,7 +117,7 @@ class TaskModules:
         Raises ``TaskNotAllowed`` for a path no worker imports (before importing anything), and
         ``TaskNotFound`` when this worker does not have the task (another worker may): its module
         outside this worker's apps (not imported), not importable here, without that name, or
-        not a task of this backend.
+        not a ``Task`` there. A task declared for another alias is returned as declared.
         """
         refused = refusal(task_path, self.not_installed(task_path))
         if refused is not None:
@@ -150,12 +150,8 @@ class TaskModules:
                 task_path=task_path,
                 reason="not_task",
             )
-        if candidate.backend != self.alias:
-            raise TaskNotFound(
-                f"{task_path!r} belongs to backend {candidate.backend!r}, not {self.alias!r}.",
-                task_path=task_path,
-                reason="backend",
-            )
+        # The alias it was declared with does not matter: ``Task.using(backend=...)`` puts a
+        # task into another backend's queue, and a worker runs it ``.using`` its own alias.
         return candidate
 
     def not_installed(self, task_path: str) -> str:

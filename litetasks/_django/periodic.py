@@ -117,8 +117,10 @@ def periodic(
 
     Call it at module level in an installed app's ``tasks`` module; ``litetasks run`` finds
     it there. ``name`` (default: the task's path) identifies the schedule in the queue file:
-    renaming it starts a new schedule. Returns ``task``, so it also works as a decorator
-    argument. Raises ``ConfigurationError`` for a bad expression, interval or time zone.
+    renaming it starts a new schedule; a second schedule of one task needs its own ``name``
+    (a different one under a name already declared is refused). Returns ``task``, so it also
+    works as a decorator argument. Raises ``ConfigurationError`` for a bad expression,
+    interval or time zone, and for a name already declared with another schedule.
     """
     schedule = _schedule(
         name or task.module_path,
@@ -134,7 +136,16 @@ def periodic(
         where=f"periodic({task.module_path})",
     )
     with _declared_lock:
-        _declared.setdefault(task.backend, {})[schedule.name] = schedule
+        schedules = _declared.setdefault(task.backend, {})
+        earlier = schedules.get(schedule.name)
+        if earlier is not None and earlier != schedule:  # the same one again: a module re-imported
+            raise ConfigurationError(
+                f"periodic({task.module_path}): a schedule named {schedule.name!r} is already "
+                f"declared ({earlier.description}); this one ({schedule.description}) would "
+                "replace it. Give each schedule of a task after the first its own name=, such "
+                f"as periodic({task.module_path}, ..., name='{schedule.name}-2')."
+            )
+        schedules[schedule.name] = schedule
     return task
 
 

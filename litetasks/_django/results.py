@@ -20,10 +20,18 @@ from django.utils import timezone as django_timezone
 
 from .._store.clock import EARLIEST_US, LATEST_US, us_from_datetime, utc_datetime
 from .._store.records import ErrorRecord, JobRecord, NewJob, Outcome
-from .compat import InvalidTask, Task, TaskError, TaskResult, TaskResultStatus
+from .compat import (
+    TASK_REFRESH_ATTRS,
+    InvalidTask,
+    Task,
+    TaskError,
+    TaskResult,
+    TaskResultStatus,
+)
 from .values import load_json
 
 __all__ = [
+    "LiteTaskResult",
     "copy_result",
     "enqueued_result",
     "finished_result",
@@ -205,6 +213,30 @@ def _result(
     )
 
 
+class LiteTaskResult(TaskResult):
+    """Django's ``TaskResult`` whose ``refresh()`` also shows a retry's due time.
+
+    Between attempts a task is READY again with a later ``run_after`` in its row; Django's
+    ``refresh()`` copies only the status, times, errors and return value, so
+    ``result.task.run_after`` would keep the enqueue-time value. Here it is the stored one, as
+    ``get_result`` gives.
+    """
+
+    __slots__ = ()
+
+    def refresh(self) -> None:
+        self._refreshed_from(self.task.get_backend().get_result(self.id))
+
+    async def arefresh(self) -> None:
+        self._refreshed_from(await self.task.get_backend().aget_result(self.id))
+
+    def _refreshed_from(self, refreshed: TaskResult) -> None:
+        for attr in TASK_REFRESH_ATTRS:
+            object.__setattr__(self, attr, getattr(refreshed, attr))
+        if refreshed.task.run_after != self.task.run_after:
+            object.__setattr__(self, "task", self.task.using(run_after=refreshed.task.run_after))
+
+
 def set_return_value(result: TaskResult, value: Any) -> None:
     """Set a result's return value.
 
@@ -244,8 +276,8 @@ def task_result(**fields: Any) -> TaskResult:
     does not know, the constructor builds it.
     """
     if not _CAN_SKIP_POST_INIT or fields.keys() != _RESULT_FIELDS:
-        return TaskResult(**fields)
-    result = object.__new__(TaskResult)
+        return LiteTaskResult(**fields)
+    result = object.__new__(LiteTaskResult)
     for name, value in fields.items():
         object.__setattr__(result, name, value)
     object.__setattr__(result, "_return_value", None)
@@ -259,7 +291,7 @@ def copy_result(result: TaskResult) -> TaskResult:
     (already normal) arguments again; and ``copy.copy()`` of a slotted dataclass goes through
     pickling's ``__reduce_ex__``, several times slower than setting the fields.
     """
-    copy = object.__new__(TaskResult)
+    copy = object.__new__(LiteTaskResult)
     for name in _ALL_RESULT_FIELDS:
         object.__setattr__(copy, name, getattr(result, name))
     return copy

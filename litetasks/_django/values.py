@@ -8,11 +8,21 @@ nesting too deep for every worker to load.
 from __future__ import annotations
 
 import json
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from datetime import date, datetime, time
+from decimal import Decimal
 from typing import Any
 
 from .compat import normalize_json
 
-__all__ = ["MAX_JSON_DEPTH", "check_json_value", "load_json", "normalized_json"]
+__all__ = [
+    "MAX_JSON_DEPTH",
+    "check_json_value",
+    "load_json",
+    "normalized_arguments",
+    "normalized_json",
+]
 
 # How deep lists and dicts may nest in one argument or return value. Django's normalize_json
 # recurses once or twice per level, so a value near Python's recursion limit (1000 frames)
@@ -73,3 +83,104 @@ def load_json(text: str, where: str, depth: int = 0) -> Any:
     if value:
         check_json_value(value, where, depth)
     return value
+
+
+def normalized_arguments(args: Any, kwargs: Any, task_path: str) -> tuple[Any, Any]:
+    """Return a call's ``args`` and ``kwargs`` as ``normalized_json`` makes them.
+
+    A value JSON cannot store is refused naming where it is (``args[0]``, ``kwargs["order"]``,
+    ``kwargs["items"][2]``) and what to pass instead: a model instance's pk, an ISO string for a
+    date or time, ``str()`` of a ``Decimal`` or ``UUID``.
+    """
+    normal = []
+    for value, where, root in (
+        (args, "the task's args", "args"),
+        (kwargs, "the task's kwargs", "kwargs"),
+    ):
+        try:
+            normal.append(normalized_json(value, where, depth=-1))
+        except (TypeError, ValueError) as exc:
+            found = _unsupported(value, root)
+            if found is None:
+                raise
+            path, bad = found
+            raise type(exc)(
+                f"{path} of {task_path} is {_what(bad)}, which JSON cannot store: "
+                f"{_instead(bad)} Nothing was enqueued."
+            ) from exc
+    return normal[0], normal[1]
+
+
+def _unsupported(value: Any, path: str, depth: int = 0) -> tuple[str, Any] | None:
+    """The first place in ``value`` that ``normalize_json`` refuses, and what is there (None
+    for nesting too deep, which ``normalized_json`` reports)."""
+    if isinstance(value, (str, int, float, bool)) or value is None or depth > MAX_JSON_DEPTH:
+        return None
+    if isinstance(value, bytes):
+        return (path, value) if not _is_utf8(value) else None
+    if not isinstance(value, (Mapping, Sequence)):
+        return path, value
+    for where, item in _items(value, path):
+        found = _unsupported(item, where, depth + 1)
+        if found is not None:
+            return found
+    return None
+
+
+def _items(value: Mapping[Any, Any] | Sequence[Any], path: str) -> Iterator[tuple[str, Any]]:
+    """Each key and item of a dict (``kwargs["order"]``), or item of a list (``args[0]``)."""
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            yield f"{path} key {key!r}", key
+            yield f"{path}[{json.dumps(key) if isinstance(key, str) else repr(key)}]", item
+    else:
+        for index, item in enumerate(value):
+            yield f"{path}[{index}]", item
+
+
+def _is_utf8(value: bytes) -> bool:
+    try:
+        value.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def _what(value: Any) -> str:
+    kind = type(value)
+    if isinstance(value, bytes):
+        return "bytes that are not UTF-8 text"
+    name = f"{kind.__module__}.{kind.__qualname__}"
+    if _is_model_instance(value):
+        return f"a model instance ({name})"
+    if kind.__module__ == "builtins":  # "an object", "a set"
+        return f"{'an' if kind.__qualname__[0] in 'aeiou' else 'a'} {kind.__qualname__}"
+    return f"a {kind.__qualname__} ({name})"
+
+
+def _instead(value: Any) -> str:
+    """What to pass instead of ``value``, and how the task gets it back."""
+    if _is_model_instance(value):
+        return "pass its primary key (obj.pk) and load the object in the task."
+    for kind in (datetime, date, time):  # datetime first: it is also a date
+        if isinstance(value, kind):
+            return (
+                f"pass an ISO string (value.isoformat()) and read it in the task with "
+                f"{kind.__name__}.fromisoformat()."
+            )
+    if isinstance(value, (Decimal, uuid.UUID)):
+        return f"pass str(value) and read it in the task with {type(value).__name__}(...)."
+    if isinstance(value, (set, frozenset)):
+        return "pass a list (sorted(value))."
+    if isinstance(value, bytes):
+        return "pass base64.b64encode(value).decode() and decode it in the task."
+    return (
+        "pass JSON values (str, int, float, bool, None, and lists and dicts of them) or an id "
+        "to load the object in the task."
+    )
+
+
+def _is_model_instance(value: Any) -> bool:
+    from django.db.models import Model
+
+    return isinstance(value, Model)

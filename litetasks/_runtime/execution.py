@@ -430,13 +430,9 @@ def not_found_message(job: JobRecord, exc: TaskNotFound, alias: str, now_us: int
             f"Task {path!r} was not found in the code the workers loaded: module {module!r} "
             f"has no {name!r} ({tried}). If it is new, {restart} {_ONE_FILE}"
         )
-    what = (
-        "is not decorated with @task there"
-        if exc.reason == "not_task"
-        else f"is a task of another backend there, not of {alias!r}"
-    )
     return (
-        f"Task {path!r} is not a task in the code the workers loaded: {name!r} {what} "
+        f"Task {path!r} is not a task in the code the workers loaded: {name!r} is not "
+        "decorated with @task there "
         f"({tried}). If that changed since they started, {restart} {_ONE_FILE}"
     )
 

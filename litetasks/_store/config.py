@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from ..exceptions import ConfigurationError
 
@@ -34,6 +34,9 @@ class StoreConfig:
     path: Path
     synchronous: str = "NORMAL"
     busy_timeout_ms: int = 5000
+    # The queue file's mode (its -wal and -shm get it too), and its doorbell's: 0o660 lets a
+    # web server and a worker running as different users of one group share the queue.
+    file_mode: int = 0o600
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -74,6 +77,8 @@ class BackendConfig:
     store: StoreConfig
     worker: WorkerConfig
     autorun: bool | None = None  # None: run under runserver when DEBUG is on
+    # Under Django's test runner: None, a fresh file per test process; False, ``store.path``.
+    test_path: Path | Literal[False] | None = None
     task_modules: tuple[str, ...] = ()
     periodic: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # see periodic.py
     not_found_delays_s: tuple[float, ...] = DEFAULT_NOT_FOUND_DELAYS_S
@@ -85,8 +90,19 @@ _NON_NEGATIVE_INT = (int, lambda v: v >= 0, "a whole number, 0 or more")
 _POSITIVE_SECONDS = (float, lambda v: v > 0 and math.isfinite(v), "a number of seconds above 0")
 _OPTIONS: dict[str, tuple[type | tuple[type, ...], Any, str]] = {
     "path": (str, bool, "a file path"),
+    "test_path": (
+        (str, bool, type(None)),
+        lambda v: v is None or v is False or (isinstance(v, str) and bool(v)),
+        "a file path, None (a fresh file per test process) or False (tests use 'path')",
+    ),
     "synchronous": (str, lambda v: v.upper() in SYNCHRONOUS_MODES, "'NORMAL' or 'FULL'"),
     "busy_timeout_ms": _POSITIVE_INT,
+    "file_mode": (
+        int,
+        lambda v: v & ~0o660 == 0 and v & 0o600 == 0o600,
+        "a file mode with read and write for the owner and at most read and write for the "
+        "group, such as 0o600 (the default) or 0o660",
+    ),
     "processes": _NON_NEGATIVE_INT,
     "threads": _POSITIVE_INT,
     "lease_s": _POSITIVE_SECONDS,
@@ -123,19 +139,28 @@ OPTION_NAMES = tuple(sorted(_OPTIONS))
 _WORKER_FIELDS = {f.name for f in dataclasses.fields(WorkerConfig)}
 
 
-def from_options(alias: str, options: Mapping[str, Any], *, default_path: Path) -> BackendConfig:
-    """Parse a backend's ``OPTIONS``; raise ``ConfigurationError`` naming the bad key and value."""
+def from_options(
+    alias: str, options: Mapping[str, Any], *, default_path: Path, base_dir: Path | None = None
+) -> BackendConfig:
+    """Parse a backend's ``OPTIONS``; raise ``ConfigurationError`` naming the bad key and value.
+
+    A relative ``path`` is relative to ``base_dir`` (the project's ``BASE_DIR``), never to the
+    current folder: each command would use a different file. Without ``base_dir`` it is refused.
+    """
     if not isinstance(options, Mapping):
         raise ConfigurationError(
             f"TASKS[{alias!r}]['OPTIONS'] must be a dict (got {type(options).__name__})."
         )
     values = {name: _checked(alias, name, value) for name, value in options.items()}
-    path = Path(values.pop("path", default_path)).expanduser()
     store = StoreConfig(
-        path=path if path.is_absolute() else Path.cwd() / path,
+        path=_absolute(alias, "path", values.pop("path", default_path), base_dir),
         synchronous=values.pop("synchronous", "NORMAL").upper(),
         busy_timeout_ms=values.pop("busy_timeout_ms", 5000),
+        file_mode=values.pop("file_mode", 0o600),
     )
+    test_path = values.pop("test_path", None)
+    if test_path:
+        test_path = _absolute(alias, "test_path", test_path, base_dir)
     if "results_ttl" in values:
         values["results_ttl_s"] = _seconds(values.pop("results_ttl"))
     autorun = values.pop("autorun", None)
@@ -152,10 +177,25 @@ def from_options(alias: str, options: Mapping[str, Any], *, default_path: Path) 
         store=store,
         worker=worker,
         autorun=autorun,
+        test_path=test_path,
         task_modules=task_modules,
         periodic=periodic,
         not_found_delays_s=not_found_delays_s,
     )
+
+
+def _absolute(alias: str, name: str, value: str | Path, base_dir: Path | None) -> Path:
+    path = Path(value).expanduser()
+    if path.is_absolute():
+        return path
+    if base_dir is None:
+        raise ConfigurationError(
+            f"TASKS[{alias!r}]['OPTIONS'][{name!r}] is a relative path ({str(path)!r}) and the "
+            "settings have no BASE_DIR to resolve it against; a relative path would name a "
+            "different file in each folder a command runs from. Give an absolute path, such as "
+            f"BASE_DIR / {str(path)!r} with BASE_DIR = Path(__file__).resolve().parent.parent."
+        )
+    return Path(base_dir) / path
 
 
 def _is_delay(value: Any) -> bool:
@@ -180,7 +220,7 @@ def _checked(alias: str, name: str, value: Any) -> Any:
             f"Valid options: {', '.join(OPTION_NAMES)}."
         )
     kind, check, rule = _OPTIONS[name]
-    if name == "path" and isinstance(value, os.PathLike):
+    if name in ("path", "test_path") and isinstance(value, os.PathLike):
         value = os.fspath(value)
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)

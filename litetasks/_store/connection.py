@@ -111,8 +111,9 @@ def real_path(path: Path) -> Path:
     return Path(os.path.realpath(path))
 
 
-def create_private_file(path: Path) -> None:
-    """Create the queue file with mode 0600 if it does not exist yet.
+def create_private_file(path: Path, mode: int = 0o600) -> None:
+    """Create the queue file with mode 0600 (or ``mode``, whatever the umask) if it does not
+    exist yet.
 
     SQLite gives its -wal and -shm files the main file's permissions, so this covers all three.
     ``path`` must be a real path (``real_path``): a symlink there is refused, never followed,
@@ -145,7 +146,11 @@ def create_private_file(path: Path) -> None:
         if exc.errno == errno.ELOOP:
             raise _symlink_error(path) from exc
         raise
-    os.close(fd)
+    try:
+        if mode != 0o600:  # a shared file: its mode exactly, not what the umask leaves of it
+            os.fchmod(fd, mode)
+    finally:
+        os.close(fd)
 
 
 def _symlink_error(path: Path) -> StoreError:
@@ -329,8 +334,11 @@ def connection_tuning(connection: apsw.Connection) -> None:
     connection.execute("PRAGMA temp_store = MEMORY; PRAGMA cache_size = -16384")
 
 
-def open_connection(path: Path, *, synchronous: str, busy_timeout_ms: int) -> apsw.Connection:
-    """Open ``path`` with every policy above applied; create it (mode 0600) if needed.
+def open_connection(
+    path: Path, *, synchronous: str, busy_timeout_ms: int, file_mode: int = 0o600
+) -> apsw.Connection:
+    """Open ``path`` with every policy above applied; create it (mode 0600, or ``file_mode``:
+    SQLite gives the -wal and -shm the same) if needed.
 
     Symlinks are followed first (``real_path``): the file created private is the one SQLite
     uses, and SQLite is told to refuse a symlink met after that (SQLITE_OPEN_NOFOLLOW). Retries
@@ -339,7 +347,7 @@ def open_connection(path: Path, *, synchronous: str, busy_timeout_ms: int) -> ap
     """
     path = real_path(path)
     _refuse_leftovers(path)
-    create_private_file(path)
+    create_private_file(path, file_mode)
     deadline = time.monotonic() + _OPEN_RETRY_S
     while True:
         try:

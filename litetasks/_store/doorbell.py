@@ -29,6 +29,7 @@ __all__ = [
     "doorbell_folder_problem",
     "doorbell_path",
     "listen",
+    "share",
     "unlisten",
 ]
 
@@ -55,6 +56,19 @@ class Listener(Protocol):
 # listeners (and observer threads) that exist only in the parent.
 _registry_lock = threading.Lock()
 _registry: dict[Path, set[Listener]] = {}
+
+
+# Doorbell folders shared with the group (OPTIONS["file_mode"] with group bits), by folder:
+# the queue file's mode. Its group can write the queue file itself, so trusting the group
+# with the doorbell too gives it nothing more.
+_shared_modes: dict[Path, int] = {}
+
+
+def share(queue_path: Path, mode: int) -> None:
+    """Give the doorbell of ``queue_path`` the group bits of ``mode`` (the queue file's), and
+    accept its folder when another user of the group made it."""
+    if mode != _DOORBELL_MODE:
+        _shared_modes[doorbell_path(queue_path).parent] = mode
 
 
 def _reset_after_fork() -> None:
@@ -95,7 +109,8 @@ def doorbell_path(queue_path: Path) -> Path:
 class Doorbell:
     """Rings waiters on one queue file: in this process directly, in others through the file."""
 
-    def __init__(self, queue_path: Path) -> None:
+    def __init__(self, queue_path: Path, *, mode: int = _DOORBELL_MODE) -> None:
+        share(queue_path, mode)
         self.path = doorbell_path(queue_path)
         self._is_failing = False
         self._is_checked = False  # the folder was found (or made) private
@@ -143,9 +158,16 @@ def _touch(path: Path) -> None:
 
 
 def create_doorbell(path: Path) -> None:
-    """Create the doorbell file and its private folder; refuse a folder someone else planted."""
+    """Create the doorbell file and its private folder (shared with the group, see ``share``);
+    refuse a folder someone else planted."""
+    mode = _shared_modes.get(path.parent, _DOORBELL_MODE)
+    folder_mode = _DOORBELL_DIR_MODE | (mode & 0o060) | (0o010 if mode & 0o060 else 0)
     with contextlib.suppress(FileExistsError):  # another process created it first
         os.mkdir(path.parent, _DOORBELL_DIR_MODE)
+        if folder_mode != _DOORBELL_DIR_MODE:  # whatever the umask left of it; a setgid bit
+            # inherited from a group's folder stays, so the bell gets that group too
+            setgid = os.stat(path.parent).st_mode & stat.S_ISGID
+            os.chmod(path.parent, folder_mode | setgid)
     problem = doorbell_folder_problem(path.parent)
     if problem is not None:
         raise PermissionError(problem)
@@ -153,7 +175,11 @@ def create_doorbell(path: Path) -> None:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, _DOORBELL_MODE)
     except FileExistsError:
         return
-    os.close(fd)
+    try:
+        if mode != _DOORBELL_MODE:
+            os.fchmod(fd, mode)
+    finally:
+        os.close(fd)
 
 
 def doorbell_folder_problem(folder: Path) -> str | None:
@@ -173,8 +199,11 @@ def doorbell_folder_problem(folder: Path) -> str | None:
         return f"{where} is a symlink; litetasks rings only in a folder of its own."
     if not stat.S_ISDIR(info.st_mode):
         return f"{where} is not a folder."
-    if info.st_uid != os.geteuid():
+    mine = info.st_uid == os.geteuid()
+    shared = folder in _shared_modes and (mine or info.st_gid in {os.getegid(), *os.getgroups()})
+    if not mine and not shared:
         return f"{where} belongs to another user (uid {info.st_uid}), not to this one."
-    if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+    writable_by_others = stat.S_IWOTH if shared else stat.S_IWGRP | stat.S_IWOTH
+    if info.st_mode & writable_by_others:
         return f"{where} is writable by other users (mode {stat.S_IMODE(info.st_mode):04o})."
     return None

@@ -37,6 +37,7 @@ class Handle:
         busy_timeout_ms: int,
         clock: Clock,
         on_ready: Callable[[], None] | None,
+        file_mode: int = 0o600,
     ) -> None:
         self.path = path
         self.busy_timeout_ms = busy_timeout_ms
@@ -49,7 +50,9 @@ class Handle:
         self.ready = on_ready or _nothing
         # Whether the current write transaction enqueued a hook's job (``write()`` resets it).
         self.hooked = False
-        self.db = open_connection(path, synchronous=synchronous, busy_timeout_ms=busy_timeout_ms)
+        self.db = open_connection(
+            path, synchronous=synchronous, busy_timeout_ms=busy_timeout_ms, file_mode=file_mode
+        )
         # The file SQLite opened: ``path`` with every symlink followed.
         self.real_path = Path(self.db.filename)
         self.has_moved = MovedCheck(self.db)

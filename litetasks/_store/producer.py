@@ -103,7 +103,8 @@ def _entry(config: StoreConfig) -> _Entry:
         config.path,
         synchronous=config.synchronous,
         busy_timeout_ms=config.busy_timeout_ms,
-        on_ready=Doorbell(config.path).ring,
+        on_ready=Doorbell(config.path, mode=config.file_mode).ring,
+        file_mode=config.file_mode,
     )
     entry = cache[config.path] = _Entry(store)
     return entry

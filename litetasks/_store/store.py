@@ -42,6 +42,7 @@ class Store:
         busy_timeout_ms: int = 5000,
         clock: Clock = wall_clock_us,
         on_ready: Callable[[], None] | None = None,
+        file_mode: int = 0o600,
     ) -> None:
         self._handle = handle = Handle(
             Path(path),
@@ -49,6 +50,7 @@ class Store:
             busy_timeout_ms=busy_timeout_ms,
             clock=clock,
             on_ready=on_ready,
+            file_mode=file_mode,
         )
         self.path = handle.path
         self.busy_timeout_ms = busy_timeout_ms

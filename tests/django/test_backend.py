@@ -337,16 +337,21 @@ def test_naive_run_after_from_a_use_tz_off_task_is_refused_at_enqueue(
 @pytest.mark.parametrize(
     ("args", "kwargs", "error", "message"),
     [
-        pytest.param((object(),), {}, TypeError, "Unsupported type: <class 'object'>", id="object"),
+        pytest.param(
+            (object(),), {}, TypeError,
+            "args[0] of tests.tasks.echo is an object, which JSON cannot store", id="object",
+        ),
         pytest.param(
             (), {"when": datetime(2030, 1, 1)}, TypeError,
-            "Unsupported type: <class 'datetime.datetime'>", id="datetime-kwarg",
+            'kwargs["when"] of tests.tasks.echo is a datetime (datetime.datetime)',
+            id="datetime-kwarg",
         ),
         pytest.param(
-            ({1, 2},), {}, TypeError, "Unsupported type: <class 'set'>", id="set"
+            ({1, 2},), {}, TypeError, "args[0] of tests.tasks.echo is a set", id="set"
         ),
         pytest.param(
-            (b"\xff",), {}, ValueError, "Unsupported value: <class 'bytes'>", id="bad-bytes"
+            (b"\xff",), {}, ValueError,
+            "args[0] of tests.tasks.echo is bytes that are not UTF-8 text", id="bad-bytes",
         ),
         pytest.param(
             ({1: "a"},), {}, TypeError,
@@ -461,7 +466,7 @@ def test_unknown_option_is_refused_with_the_list_of_valid_ones(tmp_path: Path) -
         override_settings(TASKS=tasks_setting),
         pytest.raises(InvalidTaskBackend, match=re.escape(message)),
     ):
-        task_backends["default"]
+        task_backends["default"].config  # noqa: B018 (raised at the first use, not when made)
     assert {"path", "synchronous", "busy_timeout_ms", "threads", "task_modules"} <= set(
         OPTION_NAMES
     )
@@ -489,7 +494,7 @@ def test_bad_option_values_are_refused_naming_the_option_and_the_rule(
 ) -> None:
     message = f"TASKS['default']['OPTIONS'][{name!r}] must be {rule}."
     with pytest.raises(InvalidTaskBackend, match=re.escape(message)):
-        SQLiteBackend("default", {"OPTIONS": {name: value}})
+        SQLiteBackend("default", {"OPTIONS": {name: value}}).config  # noqa: B018
 
 
 @pytest.mark.parametrize(
@@ -505,7 +510,7 @@ def test_bad_option_values_are_refused_naming_the_option_and_the_rule(
 )
 def test_inconsistent_or_malformed_options_are_refused(options: Any, message: str) -> None:
     with pytest.raises(InvalidTaskBackend, match=re.escape(message)):
-        SQLiteBackend("default", {"OPTIONS": options})
+        SQLiteBackend("default", {"OPTIONS": options}).config  # noqa: B018
 
 
 def test_valid_options_are_parsed_into_the_config(tmp_path: Path) -> None:
@@ -572,11 +577,15 @@ def test_default_path_falls_back_to_the_current_folder(
 
 def test_path_option_overrides_the_default(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
-    with database_settings(sqlite_db(str(tmp_path / "db" / "db.sqlite3"))):
+    with (
+        database_settings(sqlite_db(str(tmp_path / "db" / "db.sqlite3"))),
+        override_settings(BASE_DIR=tmp_path / "project"),
+    ):
         absolute = SQLiteBackend("default", {"OPTIONS": {"path": str(tmp_path / "q" / "a.db")}})
         relative = SQLiteBackend("default", {"OPTIONS": {"path": "rel/b.db"}})
     assert absolute.config.store.path == tmp_path / "q" / "a.db"
-    assert relative.config.store.path == tmp_path / "rel" / "b.db"
+    # Relative to BASE_DIR, never to the current folder (issue 14, item 5).
+    assert relative.config.store.path == tmp_path / "project" / "rel" / "b.db"
 
 
 def test_the_apps_own_database_is_never_touched(tmp_path: Path) -> None:

@@ -166,7 +166,7 @@ def test_bad_not_found_delays_are_refused(queue_path: Any, delays: Any) -> None:
     options = {"path": str(queue_path), "not_found_delays": delays}
     setting = {"default": {"BACKEND": "litetasks.backend.SQLiteBackend", "OPTIONS": options}}
     with override_settings(TASKS=setting), pytest.raises(InvalidTaskBackend) as refused:
-        task_backends["default"]  # building the backend parses OPTIONS
+        task_backends["default"].config  # noqa: B018 (bad OPTIONS raise at the first use)
     assert str(refused.value) == (
         "TASKS['default']['OPTIONS']['not_found_delays'] must be a list of at most 100 delays "
         f"in seconds (numbers, 0 or more) (got {delays!r})."
