@@ -1,0 +1,94 @@
+"""``backend.forward()`` into an in-process target (Django's DummyBackend): what moves, what is
+refused and stays READY, reruns, and ``get_result`` of an old id. The real targets (PostgreSQL,
+Redis, with their workers and kill -9) are in tests/scaleout/."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from django.test import override_settings
+from django.utils import timezone
+
+from litetasks._django.compat import InvalidTaskBackend, TaskResultStatus, task_backends
+from tests import tasks
+
+DUMMY = {"BACKEND": "django.tasks.backends.dummy.DummyBackend", "QUEUES": ["default", "emails"]}
+
+
+@pytest.fixture
+def two_backends(lite_settings: dict[str, Any]) -> Any:
+    with override_settings(TASKS={**lite_settings, "target": DUMMY}):
+        yield task_backends["default"], task_backends["target"]
+
+
+def test_forward_moves_ready_tasks_with_their_arguments_and_leaves_refused_ones_ready(
+    two_backends,
+):
+    source, target = two_backends
+    later = timezone.now() + timedelta(hours=1)
+    plain = tasks.add.enqueue(1, 2)
+    deferred = tasks.echo.using(run_after=later, priority=5, queue_name="emails").enqueue("x", n=1)
+    refused = tasks.add.using(queue_name="reports").enqueue(3, 4)  # target has no 'reports'
+
+    report = source.forward("target")
+
+    assert report.moved_count == 2
+    assert [(job_id, reason) for job_id, _, reason in report.refused] == [
+        (refused.id, "Queue 'reports' is not valid for backend.")
+    ]
+    moved = {r.args and tuple(r.args): r for r in target.results}
+    assert moved[(1, 2)].task.queue_name == "default"
+    on_target = moved[("x",)]
+    assert (on_target.kwargs, on_target.task.priority) == ({"n": 1}, 5)
+    assert on_target.task.run_after == later
+    # Old ids answer with the target's result; the refused task is still READY here.
+    assert source.get_result(deferred.id).id == on_target.id
+    assert source.get_result(plain.id).id == moved[(1, 2)].id
+    assert source.get_result(refused.id).status == TaskResultStatus.READY
+    assert source.store.get(refused.id).state.value == "READY"
+
+
+def test_forwarding_twice_moves_nothing_twice(two_backends):
+    source, target = two_backends
+    tasks.add.enqueue(1, 2)
+    source.forward("target")
+
+    again = source.forward("target")
+
+    assert again.moved_count == 0
+    assert len(target.results) == 1
+
+
+def test_dry_run_says_what_would_move_and_moves_nothing(two_backends):
+    source, target = two_backends
+    tasks.add.enqueue(1, 2)
+    tasks.add.using(queue_name="reports").enqueue(3, 4)
+
+    report = source.forward("target", dry_run=True)
+
+    assert report.moved == {("tests.tasks.add", "default"): 1}
+    assert [reason for _, _, reason in report.refused] == [
+        "Queue 'reports' is not valid for backend."
+    ]
+    assert target.results == []
+    assert report.moved_count == 1
+
+
+def test_forward_filters_by_queue_and_task(two_backends):
+    source, target = two_backends
+    tasks.add.enqueue(1, 2)
+    tasks.echo.using(queue_name="emails").enqueue(5)
+
+    assert source.forward("target", queues=["emails"]).moved_count == 1
+    assert source.forward("target", tasks=["tests.tasks.noop"]).moved_count == 0
+    assert [r.task.module_path for r in target.results] == ["tests.tasks.echo"]
+
+
+def test_forwarding_to_itself_or_an_unknown_alias_is_refused(two_backends):
+    source, _ = two_backends
+    with pytest.raises(InvalidTaskBackend, match="to itself"):
+        source.forward("default")
+    with pytest.raises(InvalidTaskBackend):
+        source.forward("nowhere")
