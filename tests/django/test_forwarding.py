@@ -92,3 +92,38 @@ def test_forwarding_to_itself_or_an_unknown_alias_is_refused(two_backends):
         source.forward("default")
     with pytest.raises(InvalidTaskBackend):
         source.forward("nowhere")
+
+
+def test_status_counts_forwarded_tasks(two_backends):
+    from litetasks._cli.status import status_data
+
+    source, _ = two_backends
+    tasks.add.enqueue(1, 2)
+    tasks.add.enqueue(3, 4)
+    source.forward("target", batch=1)
+
+    by_state = status_data(source)["queues"]["default"]
+    assert (by_state["FORWARDED"], by_state["READY"]) == (2, 0)
+
+
+def test_a_target_that_fails_gives_back_what_it_did_not_take(two_backends, monkeypatch):
+    source, target = two_backends
+    first, second = tasks.add.enqueue(1, 2), tasks.add.enqueue(3, 4)
+    calls = []
+
+    def enqueue(task: Any, args: Any, kwargs: Any) -> Any:
+        calls.append(args)
+        raise ConnectionError("target down")
+
+    monkeypatch.setattr(target, "enqueue", enqueue)
+    with pytest.raises(ConnectionError):
+        source.forward("target")
+
+    states = {source.store.get(r.id).state.value for r in (first, second)}
+    assert calls == [(1, 2)]
+    # The failed one is left under way (the next forward resumes it); the other is READY.
+    assert source.store.get(second.id).state.value == "READY"
+    assert states == {"FORWARDED", "READY"}
+    monkeypatch.undo()
+    assert source.forward("target").moved_count == 2
+    assert sorted(tuple(r.args) for r in target.results) == [(1, 2), (3, 4)]

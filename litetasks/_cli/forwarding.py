@@ -1,0 +1,102 @@
+"""``litetasks forward``, ``export`` and ``import``: move tasks that have not started elsewhere."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+from ..exceptions import LiteTasksError
+from .bootstrap import get_backend, setup_django
+from .commands import Backend, PythonPath, Settings, app
+
+if TYPE_CHECKING:
+    from .._django.backend import SQLiteBackend
+    from .._django.forwarding import ForwardReport
+
+__all__ = ["forward"]
+
+Queues = Annotated[
+    list[str] | None,
+    typer.Option("--queue", "-q", help="Only this queue (repeat); all if omitted."),
+]
+Tasks = Annotated[
+    list[str] | None,
+    typer.Option("--task", "-t", help="Only this task, by dotted path (repeat); all if omitted."),
+]
+
+
+def _setup(settings: str | None, pythonpath: str | None, backend: str) -> SQLiteBackend:
+    try:
+        setup_django(settings, pythonpath)
+        lite: SQLiteBackend = get_backend(backend)
+    except LiteTasksError as exc:
+        typer.echo(f"litetasks: error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    return lite
+
+
+@app.command()
+def forward(
+    to: Annotated[str, typer.Option("--to", help="The alias in settings.TASKS to move tasks to.")],
+    queue: Queues = None,
+    task: Tasks = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Say what would move and what cannot; move nothing.")
+    ] = False,
+    batch: Annotated[int, typer.Option(min=1, help="Tasks taken per transaction.")] = 500,
+    settings: Settings = None,
+    pythonpath: PythonPath = None,
+    backend: Backend = "default",
+) -> None:
+    """Enqueue every task that has not started on backend TO, then mark it FORWARDED here."""
+    lite = _setup(settings, pythonpath, backend)
+    console = Console(stderr=True)
+    try:
+        if dry_run:
+            report = lite.forward(to, queues=queue, tasks=task, dry_run=True)
+        else:
+            total = len(lite.store.forwarding.ready(queues=queue, tasks=task))
+            with Progress(
+                TextColumn(f"forward to {to}"), BarColumn(), MofNCompleteColumn(), console=console
+            ) as progress:
+                bar = progress.add_task("forward", total=total)
+                report = lite.forward(
+                    to,
+                    queues=queue,
+                    tasks=task,
+                    batch=batch,
+                    progress=lambda n: progress.advance(bar, n),
+                )
+    except Exception as exc:  # the target's own errors: down, misconfigured, unknown alias
+        typer.echo(f"litetasks: error: forward to {to!r} stopped: {exc}", err=True)
+        typer.echo("Tasks not enqueued there are READY here; run the command again.", err=True)
+        raise typer.Exit(1) from None
+    _print_report(report, dry_run=dry_run)
+    raise typer.Exit(1 if report.refused else 0)
+
+
+def _print_report(report: ForwardReport, *, dry_run: bool) -> None:
+    verb = "would move" if dry_run else "moved"
+    for (task_path, queue), count in sorted(report.moved.items()):
+        typer.echo(f"{verb} {count:>6}  {task_path} (queue {queue!r})")
+    for task_path, lost in sorted(report.not_carried.items()):
+        typer.echo(f"not carried to {report.target!r}: {task_path}: {', '.join(sorted(lost))}")
+    for job_id, task_path, reason in report.refused:
+        typer.echo(f"refused {job_id} {task_path}: {reason} (stays READY here)")
+    if report.resumed:
+        typer.echo(f"{report.resumed} task(s) left under way by an interrupted forward resumed.")
+    typer.echo(
+        f"{report.moved_count} task(s) {verb} to {report.target!r}, {len(report.refused)} refused. "
+        "RUNNING tasks stay: let them finish (litetasks run --burst, or stop the pool with "
+        "SIGTERM)."
+    )
+    if dry_run:
+        window = (
+            "none (litetasks chooses the target's ids)"
+            if report.chooses_ids
+            else "at most one per interruption"
+        )
+        typer.echo(f"If the forward is interrupted, tasks that may reach it twice: {window}.")
