@@ -69,3 +69,15 @@ def fan_out(folder: str, user_ids: list[int]) -> int:
     """Enqueue one welcome per user, through whatever backend this task runs on."""
     enqueue_many(send_welcome, [(folder, user_id) for user_id in user_ids])
     return len(user_ids)
+
+
+@task
+@litetasks.options(max_attempts=3, backoff=fixed(2))
+def charge(folder: str, order_id: int) -> str:
+    """Fail the first attempt (as a flaky payment API does), then succeed."""
+    marker = Path(folder) / f"charge-{order_id}-failed-once"
+    if not marker.exists():
+        marker.touch()
+        raise ConnectionError("payment API timed out")
+    record(folder, "charge", order_id)
+    return f"charged {order_id}"
