@@ -3,13 +3,10 @@ with their real workers in subprocesses (slow: each test starts several Django p
 
 from __future__ import annotations
 
-import json
 import time
 from collections import Counter
 
 import pytest
-
-from tests.scaleout.conftest import Site
 
 pytestmark = pytest.mark.slow
 
@@ -34,7 +31,7 @@ def test_forward_moves_a_mix_that_the_targets_worker_runs_exactly_once(target):
     assert runs == Counter(expected.values())  # every task once, with its arguments
     found = site.results([*expected, mix["refused"]])
     for old_id, line in expected.items():
-        status, value, backend = found[old_id]
+        status, _, backend = found[old_id]
         assert (status, backend) == ("SUCCESSFUL", name), line
     assert found[mix["refused"]][:2] == ["READY", None]
     welcome = next(i for i, line in expected.items() if line == 'send_welcome [0, "de"]')
