@@ -86,6 +86,9 @@ def _print_report(report: ForwardReport, *, dry_run: bool) -> None:
         typer.echo(f"not carried to {report.target!r}: {task_path}: {', '.join(sorted(lost))}")
     for job_id, task_path, reason in report.refused:
         typer.echo(f"refused {job_id} {task_path}: {reason} (stays READY here)")
+    if report.moved_count and not dry_run:
+        rate = report.moved_count / max(report.elapsed_s, 1e-6)
+        typer.echo(f"forwarded in {report.elapsed_s:.2f} s ({rate:.0f} tasks/s).")
     if report.resumed:
         typer.echo(f"{report.resumed} task(s) left under way by an interrupted forward resumed.")
     typer.echo(

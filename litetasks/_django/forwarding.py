@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextvars
 import dataclasses
 import json
+import time
 import uuid
 from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field
@@ -56,6 +57,7 @@ class ForwardReport:
     not_carried: dict[str, set[str]] = field(default_factory=dict)  # task -> what is lost
     resumed: int = 0  # tasks a killed forward left under way
     chooses_ids: bool = False
+    elapsed_s: float = 0.0
 
     @property
     def moved_count(self) -> int:
@@ -99,6 +101,7 @@ def forward(
             _count(report, job)
         return report
     new_id = (lambda: str(uuid.uuid4())) if report.chooses_ids else (lambda: None)
+    started = time.monotonic()
     while True:
         taken = source.store.forwarding.take(
             alias,
@@ -109,6 +112,7 @@ def forward(
             skip=[job_id for job_id, _, _ in report.refused],
         )
         if not taken:
+            report.elapsed_s = time.monotonic() - started
             return report
         _forward_batch(source, target, taken, report, progress)
 
