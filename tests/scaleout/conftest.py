@@ -130,13 +130,15 @@ class Site:
         ids_file.write_text(json.dumps(ids))
         return self.scenario("results", ids_file)  # type: ignore[no-any-return]
 
-    def run_target_worker(self, target: str) -> None:
-        """Run the target's real worker until its queue is empty."""
+    def run_target_worker(self, target: str, alias: str | None = None) -> None:
+        """Run the target's real worker for ``alias`` (default: ``target``) until its queue is
+        empty."""
+        alias = alias or target
         if target == "db":
             self.django(
                 "db_worker",
                 "--backend",
-                "db",
+                alias,
                 "--queue-name",
                 "*",
                 "--batch",
@@ -145,7 +147,7 @@ class Site:
                 "0.1",
             )
         else:
-            self.django("run_redis_tasks", "--backend", "redis", timeout=300)
+            self.django("run_redis_tasks", "--backend", alias, timeout=300)
 
     def runs(self) -> list[str]:
         path = self.folder / "runs.log"
