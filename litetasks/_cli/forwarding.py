@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated
+import contextlib
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, TextIO
 
 import typer
 from rich.console import Console
@@ -16,7 +20,7 @@ if TYPE_CHECKING:
     from .._django.backend import SQLiteBackend
     from .._django.forwarding import ForwardReport
 
-__all__ = ["forward"]
+__all__ = ["export", "forward", "import_"]
 
 Queues = Annotated[
     list[str] | None,
@@ -103,3 +107,63 @@ def _print_report(report: ForwardReport, *, dry_run: bool) -> None:
             else "at most one per interruption"
         )
         typer.echo(f"If the forward is interrupted, tasks that may reach it twice: {window}.")
+
+
+@app.command()
+def export(
+    dest: Annotated[Path, typer.Argument(help="The JSON Lines file to write ('-': stdout).")],
+    queue: Queues = None,
+    task: Tasks = None,
+    settings: Settings = None,
+    pythonpath: PythonPath = None,
+    backend: Backend = "default",
+) -> None:
+    """Write the tasks that have not started as versioned JSON Lines (they stay READY here)."""
+    lite = _setup(settings, pythonpath, backend)
+    lines = lite.store.forwarding.export_lines(queues=queue, tasks=task)
+    count = -1  # the header is not a task
+    try:
+        with _open_out(dest) as out:
+            for line in lines:
+                out.write(line + "\n")
+                count += 1
+    except FileExistsError:
+        typer.echo(f"litetasks: error: {str(dest)!r} exists; name a new file.", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(f"{count} task(s) exported to {str(dest)!r}; they stay READY here.", err=True)
+
+
+@app.command(name="import")
+def import_(
+    source: Annotated[Path, typer.Argument(help="A file litetasks export wrote ('-': stdin).")],
+    settings: Settings = None,
+    pythonpath: PythonPath = None,
+    backend: Backend = "default",
+) -> None:
+    """Add the tasks of an export to the queue file, exactly (ids, times, attempts, options)."""
+    lite = _setup(settings, pythonpath, backend)
+    try:
+        with _open_in(source) as lines:
+            added, skipped = lite.store.forwarding.import_lines(lines, str(source))
+    except (LiteTasksError, OSError) as exc:
+        typer.echo(f"litetasks: error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(f"{added} task(s) imported, {skipped} skipped (already here, or a live twin).")
+
+
+@contextlib.contextmanager
+def _open_out(dest: Path) -> Iterator[TextIO]:
+    if str(dest) == "-":
+        yield sys.stdout
+        return
+    with dest.open("x", encoding="utf-8") as out:
+        yield out
+
+
+@contextlib.contextmanager
+def _open_in(source: Path) -> Iterator[TextIO]:
+    if str(source) == "-":
+        yield sys.stdin
+        return
+    with source.open(encoding="utf-8") as lines:
+        yield lines

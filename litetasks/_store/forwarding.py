@@ -11,11 +11,11 @@ the next forward takes them first (``pending``), and finds them on the target by
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from . import sql
+from . import sql, transfer
 from .handle import Handle
 from .records import JobRecord
 from .rows import decode_job, decode_rows
@@ -204,3 +204,13 @@ class Forwarding:
     def forwarded(self, job_id: str) -> Forwarded | None:
         """See ``forwarded``."""
         return forwarded(self._handle, job_id)
+
+    def export_lines(
+        self, *, queues: Collection[str] | None = None, tasks: Collection[str] | None = None
+    ) -> Iterator[str]:
+        """See ``transfer.export_lines``."""
+        return transfer.export_lines(self._handle, queues, tasks)
+
+    def import_lines(self, lines: Iterable[str], source: str) -> tuple[int, int]:
+        """See ``transfer.import_lines``."""
+        return transfer.import_lines(self._handle, lines, source)
