@@ -11,10 +11,10 @@ import pytest
 from django.test import override_settings
 from django.utils import timezone
 
-from litetasks._django.compat import InvalidTaskBackend, TaskResultStatus, task_backends
+from litetasks._django.compat import FRAMEWORK, InvalidTaskBackend, TaskResultStatus, task_backends
 from tests import tasks
 
-DUMMY = {"BACKEND": "django.tasks.backends.dummy.DummyBackend", "QUEUES": ["default", "emails"]}
+DUMMY = {"BACKEND": f"{FRAMEWORK}.backends.dummy.DummyBackend", "QUEUES": ["default", "emails"]}
 
 
 @pytest.fixture

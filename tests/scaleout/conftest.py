@@ -27,6 +27,14 @@ PACKAGES = {"db": ("django_tasks_db", "psycopg"), "redis": ("django_tasks_redis"
 EXTRA = 'pip install -e ".[scaleout-test]" (Python >= 3.12)'
 
 
+@pytest.fixture(autouse=True)
+def _python_312() -> None:
+    """The scale-out tests run on Python >= 3.12 (CI's py312 job): django-tasks-redis needs it,
+    and the Python 3.11 job runs Django 5.2, whose backport the Django 6 targets do not use."""
+    if sys.version_info < (3, 12):
+        pytest.skip("the scale-out tests run on Python >= 3.12 with Django 6 (the py312 job)")
+
+
 def unavailable(what: str) -> None:
     """Skip (a developer's machine) or fail (CI) because ``what`` is missing."""
     if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
