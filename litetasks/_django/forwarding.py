@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextvars
 import dataclasses
 import json
+import sys
 import time
 import uuid
 from collections.abc import Callable, Collection, Iterator
@@ -186,7 +187,7 @@ def _prepare_and_note(
     """The target's task for ``job`` and its arguments; raise ``_Refused`` (reported) if the
     target cannot take it, and note what of it the target does not carry."""
     try:
-        task = source.import_task(job.task_path)
+        task = _task_to_forward(source, job.task_path)
         target_task = task.using(
             backend=target.alias,
             queue_name=job.queue_name,
@@ -201,6 +202,20 @@ def _prepare_and_note(
     if lost:
         report.not_carried.setdefault(job.task_path, set()).update(lost)
     return target_task, args, kwargs
+
+
+def _task_to_forward(source: SQLiteBackend, task_path: str) -> Task:
+    """The ``Task`` a row names, also when it now belongs to another alias: a site that made
+    the target its default forwards what is left afterwards (the module was allowed and
+    imported by ``import_task`` already)."""
+    try:
+        return source.import_task(task_path)
+    except TaskNotFound as exc:
+        if exc.reason != "backend":
+            raise
+    module_name, _, name = task_path.rpartition(".")
+    task: Task = getattr(sys.modules[module_name], name)
+    return task
 
 
 def _not_carried(task: Task, job: JobRecord) -> Iterator[str]:

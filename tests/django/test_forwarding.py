@@ -127,3 +127,19 @@ def test_a_target_that_fails_gives_back_what_it_did_not_take(two_backends, monke
     monkeypatch.undo()
     assert source.forward("target").moved_count == 2
     assert sorted(tuple(r.args) for r in target.results) == [(1, 2), (3, 4)]
+
+
+def test_after_the_switch_the_old_alias_forwards_tasks_now_bound_to_the_new_default(
+    lite_settings, queue_path
+):
+    old = tasks.add.enqueue(1, 2)  # enqueued while litetasks was "default"
+    switched = {"lite": lite_settings["default"], "default": DUMMY}
+    with override_settings(TASKS=switched):
+        lite, new_default = task_backends["lite"], task_backends["default"]
+
+        report = lite.forward("default")
+
+        assert (report.moved_count, report.refused) == (1, [])
+        [moved] = new_default.results
+        assert (moved.args, moved.backend) == ([1, 2], "default")
+        assert lite.get_result(old.id).id == moved.id
