@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from ..exceptions import ConfigurationError
+from . import sql
 from .clock import us_from_datetime, utc_datetime
 from .handle import Handle
 
@@ -21,10 +22,8 @@ __all__ = ["FORMAT", "VERSION", "export_lines", "import_lines"]
 FORMAT = "litetasks-tasks"
 VERSION = 1
 
-_EXPORT = """
-SELECT job_id, task_path, queue_name, priority, args, kwargs, enqueued_at, run_after,
-       started_at, last_attempted_at, worker_ids, errors, attempts, max_attempts, budget,
-       unique_key, hooks
+_EXPORT = f"""
+SELECT {sql.JOB_COLUMNS}, budget
 FROM jobs
 WHERE state = 'READY'
   AND (:queues IS NULL OR queue_name IN (SELECT value FROM json_each(:queues)))
@@ -61,29 +60,25 @@ def export_lines(
     yield json.dumps({"format": FORMAT, "version": VERSION})
     with handle.translated:
         rows: list[Any] = handle.db.execute(_EXPORT, params).fetchall()
-    for row in rows:
-        (job_id, task, queue, priority, args, kwargs, enqueued, run_after, started, attempted,
-         worker_ids, errors, attempts, max_attempts, budget, unique_key, hooks) = row  # fmt: skip
+    for values in rows:
+        row = dict(zip((*sql.JOB_COLUMN_NAMES, "budget"), values, strict=True))
         yield json.dumps(
             {
-                "id": job_id,
-                "task": task,
-                "args": json.loads(args),
-                "kwargs": json.loads(kwargs),
-                "queue": queue,
-                "priority": priority,
-                "run_after": _iso(run_after),
-                "enqueued_at": _iso(enqueued),
-                "started_at": _iso(started),
-                "last_attempted_at": _iso(attempted),
-                "attempts": attempts,
-                "worker_ids": json.loads(worker_ids),
-                "errors": json.loads(errors),
+                "id": row["job_id"],
+                "task": row["task_path"],
+                "args": json.loads(row["args"]),
+                "kwargs": json.loads(row["kwargs"]),
+                "queue": row["queue_name"],
+                "priority": row["priority"],
+                **{name: _iso(row[name]) for name in _TIMES},
+                "attempts": row["attempts"],
+                "worker_ids": json.loads(row["worker_ids"]),
+                "errors": json.loads(row["errors"]),
                 "options": {
-                    "max_attempts": max_attempts,
-                    "budget": budget,
-                    "unique_key": unique_key,
-                    "hooks": None if hooks is None else json.loads(hooks),
+                    "max_attempts": row["max_attempts"],
+                    "budget": row["budget"],
+                    "unique_key": row["unique_key"],
+                    "hooks": None if row["hooks"] is None else json.loads(row["hooks"]),
                 },
             }
         )
