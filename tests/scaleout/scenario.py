@@ -13,8 +13,10 @@ import django
 django.setup()
 
 from django.core import checks  # noqa: E402
+from django.db import transaction  # noqa: E402
 from django.utils import timezone  # noqa: E402
 
+from litetasks import enqueue_on_commit  # noqa: E402
 from litetasks._django.compat import task_backends  # noqa: E402
 from litetasks.testing import drain  # noqa: E402
 from tests.scaleout import portable_tasks as t  # noqa: E402
@@ -66,7 +68,9 @@ def portable(folder: str, n: int) -> dict[str, Any]:
     warnings = [m.id for m in checks.run_checks() if m.id and m.id.startswith("litetasks.")]
     welcome = t.send_welcome.enqueue(folder, n)
     sync = t.sync_account.enqueue(folder, n)
-    fanned = t.fan_out.enqueue(folder, [n + 1, n + 2])
+    fanned = t.fan_out.enqueue(folder, [n + 1, n + 2])  # enqueue_many inside, on this backend
+    with transaction.atomic():
+        enqueue_on_commit(t.send_welcome, folder, n + 3, lang="fr")
     return {
         "backend": type(task_backends["default"]).__name__,
         "task_class": type(t.sync_account).__name__,

@@ -17,8 +17,9 @@ RAN = Counter(
     [
         'send_welcome [5, "en"]',
         "sync_account [5]",
-        'send_welcome [6, "en"]',
+        'send_welcome [6, "en"]',  # fan_out's enqueue_many
         'send_welcome [7, "en"]',
+        'send_welcome [8, "fr"]',  # enqueue_on_commit
     ]
 )
 
