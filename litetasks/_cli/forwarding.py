@@ -62,7 +62,7 @@ def forward(
         if dry_run:
             report = lite.forward(to, queues=queue, tasks=task, dry_run=True)
         else:
-            total = len(lite.store.forwarding.ready(queues=queue, tasks=task))
+            total = lite.store.forwarding.count_ready(queues=queue, tasks=task)
             with Progress(
                 TextColumn(f"forward to {to}"), BarColumn(), MofNCompleteColumn(), console=console
             ) as progress:
@@ -88,8 +88,12 @@ def _print_report(report: ForwardReport, *, dry_run: bool) -> None:
         typer.echo(f"{verb} {count:>6}  {task_path} (queue {queue!r})")
     for task_path, lost in sorted(report.not_carried.items()):
         typer.echo(f"not carried to {report.target!r}: {task_path}: {', '.join(sorted(lost))}")
+    refused: dict[tuple[str, str], list[str]] = {}
     for job_id, task_path, reason in report.refused:
-        typer.echo(f"refused {job_id} {task_path}: {reason} (stays READY here)")
+        refused.setdefault((task_path, reason), []).append(job_id)
+    for (task_path, reason), ids in sorted(refused.items()):
+        shown = ", ".join(ids[:3]) + (f" and {len(ids) - 3} more" if len(ids) > 3 else "")
+        typer.echo(f"refused {len(ids):>6}  {task_path}: {reason} (stay READY here: {shown})")
     if report.moved_count and not dry_run:
         rate = report.moved_count / max(report.elapsed_s, 1e-6)
         typer.echo(f"forwarded in {report.elapsed_s:.2f} s ({rate:.0f} tasks/s).")

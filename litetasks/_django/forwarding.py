@@ -220,8 +220,10 @@ def _task_to_forward(source: SQLiteBackend, task_path: str) -> Task:
 
 def _not_carried(task: Task, job: JobRecord) -> Iterator[str]:
     """What litetasks would do for ``job`` that another backend will not."""
-    if getattr(task, "max_attempts", 1) > 1 or job.attempts:
-        yield f"retries (max_attempts={job.max_attempts}, {job.attempts} attempt(s) used)"
+    if job.max_attempts > 1:
+        yield f"retries (max_attempts={job.max_attempts})"
+    if job.attempts:
+        yield "the attempts left to tasks waiting for a retry (each runs once there)"
     for option in ("timeout", "unique"):
         if getattr(task, option, None):
             yield option

@@ -20,7 +20,17 @@ from .handle import Handle
 from .records import JobRecord
 from .rows import decode_job, decode_rows
 
-__all__ = ["Forwarded", "Forwarding", "Taken", "forwarded", "give_back", "mark", "ready", "take"]
+__all__ = [
+    "Forwarded",
+    "Forwarding",
+    "Taken",
+    "count_ready",
+    "forwarded",
+    "give_back",
+    "mark",
+    "ready",
+    "take",
+]
 
 _PENDING = f"""
 SELECT {sql.JOB_COLUMNS}, forwarded_id FROM jobs
@@ -43,6 +53,12 @@ WHERE state = 'READY'
   AND (:queues IS NULL OR queue_name IN (SELECT value FROM json_each(:queues)))
   AND (:tasks IS NULL OR task_path IN (SELECT value FROM json_each(:tasks)))
 ORDER BY seq
+"""
+_COUNT_READY = """
+SELECT count(*) FROM jobs
+WHERE state = 'READY'
+  AND (:queues IS NULL OR queue_name IN (SELECT value FROM json_each(:queues)))
+  AND (:tasks IS NULL OR task_path IN (SELECT value FROM json_each(:tasks)))
 """
 _TAKE = f"""
 UPDATE jobs SET state = 'FORWARDED', forwarded_to = :target, forwarded_id = :forwarded_id
@@ -134,6 +150,14 @@ def ready(
     return [decode_job(row) for row in decode_rows(rows)]
 
 
+def count_ready(
+    handle: Handle, queues: Collection[str] | None, tasks: Collection[str] | None
+) -> int:
+    """How many READY jobs a forward would take (of ``queues`` and ``tasks``, if given)."""
+    with handle.translated:
+        return int(handle.db.execute(_COUNT_READY, _filters(queues, tasks)).get)
+
+
 def mark(handle: Handle, job_id: str, target_id: str) -> bool:
     """Record that the target accepted ``job_id`` as ``target_id``: its forward is final."""
     with handle.write() as db:
@@ -192,6 +216,12 @@ class Forwarding:
     ) -> list[JobRecord]:
         """See ``ready``."""
         return ready(self._handle, queues, tasks)
+
+    def count_ready(
+        self, *, queues: Collection[str] | None = None, tasks: Collection[str] | None = None
+    ) -> int:
+        """See ``count_ready``."""
+        return count_ready(self._handle, queues, tasks)
 
     def mark(self, job_id: str, target_id: str) -> bool:
         """See ``mark``."""

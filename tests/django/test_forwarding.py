@@ -12,7 +12,7 @@ from django.test import override_settings
 from django.utils import timezone
 
 from litetasks._django.compat import FRAMEWORK, InvalidTaskBackend, TaskResultStatus, task_backends
-from tests import tasks
+from tests import feature_tasks, tasks
 
 DUMMY = {"BACKEND": f"{FRAMEWORK}.backends.dummy.DummyBackend", "QUEUES": ["default", "emails"]}
 
@@ -61,19 +61,29 @@ def test_forwarding_twice_moves_nothing_twice(two_backends):
     assert len(target.results) == 1
 
 
-def test_dry_run_says_what_would_move_and_moves_nothing(two_backends):
+def test_dry_run_says_what_would_move_and_moves_nothing(two_backends, tmp_path):
     source, target = two_backends
     tasks.add.enqueue(1, 2)
     tasks.add.using(queue_name="reports").enqueue(3, 4)
+    feature_tasks.unique_by_arguments.enqueue(1)
+    feature_tasks.flaky.enqueue(str(tmp_path), 0)
 
     report = source.forward("target", dry_run=True)
 
-    assert report.moved == {("tests.tasks.add", "default"): 1}
+    assert report.moved == {
+        ("tests.tasks.add", "default"): 1,
+        ("tests.feature_tasks.unique_by_arguments", "default"): 1,
+        ("tests.feature_tasks.flaky", "default"): 1,
+    }
+    assert report.not_carried == {
+        "tests.feature_tasks.unique_by_arguments": {"unique"},
+        "tests.feature_tasks.flaky": {"retries (max_attempts=3)"},
+    }
     assert [reason for _, _, reason in report.refused] == [
         "Queue 'reports' is not valid for backend."
     ]
     assert target.results == []
-    assert report.moved_count == 1
+    assert report.moved_count == 3
 
 
 def test_forward_filters_by_queue_and_task(two_backends):
