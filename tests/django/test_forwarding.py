@@ -134,6 +134,8 @@ def test_a_target_that_fails_gives_back_what_it_did_not_take(two_backends, monke
     # The failed one is left under way (the next forward resumes it); the other is READY.
     assert source.store.get(second.id).state.value == "READY"
     assert states == {"FORWARDED", "READY"}
+    # Under way, not on the target yet: its old id still answers, as READY.
+    assert source.get_result(first.id).status == TaskResultStatus.READY
     monkeypatch.undo()
     assert source.forward("target").moved_count == 2
     assert sorted(tuple(r.args) for r in target.results) == [(1, 2), (3, 4)]
