@@ -101,8 +101,8 @@ def _print_report(report: ForwardReport, *, dry_run: bool) -> None:
         typer.echo(f"{report.resumed} task(s) left under way by an interrupted forward resumed.")
     typer.echo(
         f"{report.moved_count} task(s) {verb} to {report.target!r}, {len(report.refused)} refused. "
-        "RUNNING tasks stay: let them finish (litetasks run --burst, or stop the pool with "
-        "SIGTERM)."
+        "RUNNING tasks stay: stop the pool with SIGTERM (they get its grace period), then "
+        "forward again what went back to READY."
     )
     if dry_run:
         window = (
