@@ -155,3 +155,17 @@ def test_after_the_switch_the_old_alias_forwards_tasks_now_bound_to_the_new_defa
         [moved] = new_default.results
         assert (moved.args, moved.backend) == ([1, 2], "default")
         assert lite.get_result(old.id).id == moved.id
+
+
+def test_dry_run_names_what_a_target_without_deferred_runs_refuses(lite_settings):
+    immediate = {"BACKEND": f"{FRAMEWORK}.backends.immediate.ImmediateBackend"}
+    with override_settings(TASKS={**lite_settings, "now": immediate}):
+        source = task_backends["default"]
+        deferred = tasks.add.using(run_after=timezone.now() + timedelta(hours=1)).enqueue(1, 2)
+
+        report = source.forward("now", dry_run=True)
+
+    assert report.moved == {}
+    assert report.refused == [
+        (deferred.id, "tests.tasks.add", "Backend does not support run_after.")
+    ]
