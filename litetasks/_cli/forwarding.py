@@ -57,6 +57,7 @@ def forward(
 ) -> None:
     """Enqueue every task that has not started on backend TO, then mark it FORWARDED here."""
     lite = _setup(settings, pythonpath, backend)
+    _check_target(lite, to)
     console = Console(stderr=True)
     try:
         if dry_run:
@@ -80,6 +81,25 @@ def forward(
         raise typer.Exit(1) from None
     _print_report(report, dry_run=dry_run)
     raise typer.Exit(1 if report.refused else 0)
+
+
+def _check_target(lite: SQLiteBackend, to: str) -> None:
+    from django.conf import settings
+
+    from .._django.compat import InvalidTaskBackend
+    from .._django.forwarding import target_backend
+
+    try:
+        target_backend(to, lite)
+    except InvalidTaskBackend as exc:
+        aliases = sorted(getattr(settings, "TASKS", {}))
+        hint = (
+            ""
+            if to in aliases
+            else f" Configured aliases: {', '.join(aliases)}. Add the target to settings.TASKS."
+        )
+        typer.echo(f"litetasks: error: cannot forward to {to!r}: {exc}{hint}", err=True)
+        raise typer.Exit(2) from None
 
 
 def _print_report(report: ForwardReport, *, dry_run: bool) -> None:
