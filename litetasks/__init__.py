@@ -23,6 +23,7 @@ from .exceptions import (
 
 if TYPE_CHECKING:
     from ._django.api import Call, enqueue_many, enqueue_on_commit
+    from ._django.options import options
     from ._django.periodic import periodic
     from ._django.task import LiteTask, exponential, fixed
 
@@ -31,6 +32,7 @@ _LAZY = {
     "Call": "_django.api",
     "enqueue_many": "_django.api",
     "enqueue_on_commit": "_django.api",
+    "options": "_django.options",
     "periodic": "_django.periodic",
     "LiteTask": "_django.task",
     "exponential": "_django.task",
@@ -73,5 +75,6 @@ __all__ = [
     "enqueue_on_commit",
     "exponential",
     "fixed",
+    "options",
     "periodic",
 ]

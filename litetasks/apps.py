@@ -12,6 +12,8 @@ class LiteTasksConfig(AppConfig):
     verbose_name = "litetasks"
 
     def ready(self) -> None:
+        # The system checks, also when no alias uses litetasks any more (litetasks.W010).
+        from ._django import checks  # noqa: F401
         from ._django.compat import InvalidTaskBackend
         from ._runtime.autorun import autorun_backends
 

@@ -7,5 +7,6 @@ This path is stored in settings and never moves; the implementation lives in
 from __future__ import annotations
 
 from ._django.backend import Call, SQLiteBackend
+from ._django.forwarding import forward_id
 
-__all__ = ["Call", "SQLiteBackend"]
+__all__ = ["Call", "SQLiteBackend", "forward_id"]

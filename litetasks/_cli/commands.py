@@ -301,3 +301,4 @@ if __name__ == "__main__":
 
 
 __all__ = ["app", "main"]
+from . import forwarding  # noqa: E402, F401  litetasks forward, export, import

@@ -116,10 +116,12 @@ def print_status(backend: SQLiteBackend, *, as_json: bool) -> None:
     console = Console()
     table = Table(title=f"litetasks: {data['path']}")
     table.add_column("queue")
-    for state in JobState:
+    # FORWARDED (litetasks forward) only once some task was forwarded.
+    states = [s for s in JobState if s is not JobState.FORWARDED or _any_forwarded(data)]
+    for state in states:
         table.add_column(state.value, justify="right")
     for queue, by_state in data["queues"].items():
-        table.add_row(queue, *(str(by_state[s.value]) for s in JobState))
+        table.add_row(queue, *(str(by_state[s.value]) for s in states))
     console.print(table)
     if data["workers"]:
         console.print(_workers_table(data["workers"]))
@@ -174,3 +176,7 @@ def _periodic_table(rows: list[dict[str, Any]]) -> Table:
             row["last_slot"] or "never",
         )
     return table
+
+
+def _any_forwarded(data: dict[str, Any]) -> bool:
+    return any(by_state["FORWARDED"] for by_state in data["queues"].values())

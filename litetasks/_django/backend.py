@@ -40,6 +40,7 @@ from .compat import (
     TaskResultDoesNotExist,
     task_enqueued,
 )
+from .forwarding import ForwardReport, forward, forwarded_result
 from .modules import TaskModules
 from .setup_checks import setup_checks, warn_if_app_missing
 from .task import LiteTask, check_options, hooks_of, unique_key
@@ -272,6 +273,8 @@ class SQLiteBackend(BaseTaskBackend):
             job = self.store.get(result_id)
         except JobNotFound:
             raise TaskResultDoesNotExist(result_id) from None
+        if job.state is JobState.FORWARDED:  # litetasks forward moved it: the target's result
+            return forwarded_result(self, job)
         try:
             task = self.task_for_job(job)
         except TaskNotAllowed as exc:
@@ -319,6 +322,11 @@ class SQLiteBackend(BaseTaskBackend):
         return self.store.prune(
             finished_before_us=cutoff, states=[JobState(str(s).upper()) for s in statuses]
         )
+
+    def forward(self, to: str, **options: Any) -> ForwardReport:
+        """Move the tasks that have not started to backend alias ``to`` (``forwarding.forward``:
+        ``queues``, ``tasks``, ``batch``, ``dry_run``, ``progress``)."""
+        return forward(self, to, **options)
 
     # -- rows <-> tasks and results --------------------------------------------------------------
 

@@ -80,3 +80,6 @@ def _check_private(path: Path, where: str) -> Iterator[checks.CheckMessage]:
             "idle workers find new tasks only at their poll interval.",
             id="litetasks.W002",
         )
+
+
+from . import options_checks  # noqa: E402, F401  registers litetasks.W010-W014

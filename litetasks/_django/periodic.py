@@ -44,7 +44,7 @@ if TYPE_CHECKING:
     from .backend import SQLiteBackend
     from .compat import Task
 
-__all__ = ["CATCH_UP", "Schedule", "datetime_at", "load_schedules", "periodic"]
+__all__ = ["CATCH_UP", "Schedule", "datetime_at", "declared_in_code", "load_schedules", "periodic"]
 
 CATCH_UP = ("latest", "none")
 # The longest ``every``: a thousand years, so that every slot is a time a queue file holds.
@@ -147,6 +147,12 @@ def periodic(
             )
         schedules[schedule.name] = schedule
     return task
+
+
+def declared_in_code() -> dict[str, list[str]]:
+    """The names of the schedules ``periodic()`` declared, per backend alias."""
+    with _declared_lock:
+        return {alias: sorted(names) for alias, names in _declared.items()}
 
 
 def load_schedules(backend: SQLiteBackend) -> dict[str, Schedule]:

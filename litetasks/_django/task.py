@@ -12,6 +12,8 @@ runs on any other backend as long as it does not pass them.
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import hashlib
 import json
 import random
@@ -21,6 +23,7 @@ from typing import Any
 
 from .._store.records import Hook
 from .compat import InvalidTask, Task, TaskResult
+from .options import apply_declared
 
 __all__ = ["Backoff", "LiteTask", "check_options", "exponential", "fixed", "hooks_of", "unique_key"]
 
@@ -105,6 +108,8 @@ class LiteTask(Task):
     on_finish: Task | None = None
 
     def __post_init__(self) -> None:
+        # Options stacked under @task with litetasks.options (the portable form).
+        apply_declared(self, _option_defaults())
         # A single class is accepted where a tuple is expected (as ``except`` accepts both).
         for name in ("retry_on", "no_retry_on"):
             value = getattr(self, name)
@@ -113,6 +118,14 @@ class LiteTask(Task):
                     self, name, (value,) if isinstance(value, type) else tuple(value)
                 )
         Task.__post_init__(self)  # not super(): slots=True makes a new class
+
+
+@functools.cache
+def _option_defaults() -> dict[str, Any]:
+    return {f.name: f.default for f in dataclasses.fields(LiteTask) if f.name not in _TASK_FIELDS}
+
+
+_TASK_FIELDS = frozenset(f.name for f in dataclasses.fields(Task))
 
 
 def check_options(task: LiteTask) -> None:

@@ -24,6 +24,8 @@ class JobState(str, enum.Enum):
     RUNNING = "RUNNING"
     FAILED = "FAILED"
     SUCCESSFUL = "SUCCESSFUL"
+    # Moved to another backend by ``litetasks forward``: final here; its result is the target's.
+    FORWARDED = "FORWARDED"
 
     def __str__(self) -> str:
         return self.value

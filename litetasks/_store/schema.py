@@ -92,8 +92,17 @@ ALTER TABLE jobs ADD COLUMN put_backs INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE jobs ADD COLUMN first_put_back_at INTEGER;
 """
 
+# Version 4: tasks moved to another backend by ``litetasks forward`` (_store/forwarding.py). Their
+# state is FORWARDED: set when the forward takes the row (forwarded_at NULL: under way), final
+# once the target accepted it (forwarded_at set; forwarded_id is the target's result id).
+_V4 = """
+ALTER TABLE jobs ADD COLUMN forwarded_to TEXT;
+ALTER TABLE jobs ADD COLUMN forwarded_id TEXT;
+ALTER TABLE jobs ADD COLUMN forwarded_at INTEGER;
+"""
+
 # MIGRATIONS[n] takes a file from version n to n + 1. Append only; never edit a released one.
-MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3)
+MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -51,8 +51,8 @@ __all__ = [
 ]
 
 # The columns of a job row that litetasks reads, in the order every SELECT of them returns them
-# (``rows.decode_job`` reads them by these positions). The table has three more, which only the
-# SQL uses: ``seq`` (the rowid, the enqueue order), ``due_at`` and ``budget``.
+# (``rows.decode_job`` reads them by these positions). The table has more, which only the
+# SQL uses: ``seq`` (the rowid, the enqueue order), ``due_at``, ``budget`` and ``forwarded_*``.
 JOB_COLUMN_NAMES: tuple[str, ...] = (
     "job_id",
     "task_path",

@@ -21,6 +21,7 @@ from . import actions, enqueueing, maintenance, reading, recording, workers
 from .actions import CANCELLED_ERROR, CancelResult
 from .clock import Clock, wall_clock_us
 from .enqueueing import new_job_id, new_job_ids
+from .forwarding import Forwarding
 from .handle import Handle
 from .records import ErrorRecord, JobRecord, JobState, NewJob, Outcome, WorkerRecord
 
@@ -244,6 +245,11 @@ class Store:
             after=after,
             batch=batch,
         )
+
+    @property
+    def forwarding(self) -> Forwarding:
+        """What ``litetasks forward`` does to this file (forwarding.py)."""
+        return Forwarding(self._handle)
 
     # -- reading (reading.py) ------------------------------------------------------------------
 

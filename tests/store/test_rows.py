@@ -19,7 +19,8 @@ from litetasks._store.rows import decode_job, decode_rows
 from litetasks._store.store import Store
 
 # The columns of the jobs table that only the SQL uses.
-SQL_ONLY = {"seq", "due_at", "budget"}
+# forwarded_*: read by _store/forwarding.py only (litetasks forward).
+SQL_ONLY = {"seq", "due_at", "budget", "forwarded_to", "forwarded_id", "forwarded_at"}
 # A value per column, each different from every other, as litetasks writes them.
 DISTINCT: dict[str, Any] = {
     "job_id": "the-job",
