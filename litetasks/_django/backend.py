@@ -41,16 +41,7 @@ from .modules import TaskModules
 from .task import LiteTask, check_options, hooks_of, unique_key
 from .values import normalized_json
 
-# new_job_id and new_job_ids (litetasks._store.enqueueing) are imported from here too, by the
-# runtime, the tests and the command line.
-__all__ = [
-    "Call",
-    "SQLiteBackend",
-    "call_arguments",
-    "default_queue_path",
-    "new_job_id",
-    "new_job_ids",
-]
+__all__ = ["Call", "SQLiteBackend", "call_arguments", "default_queue_path"]
 
 
 def default_queue_path(alias: str) -> Path:

@@ -91,7 +91,7 @@ def build_pool(
     """
     return WorkerPool(
         store_factory=lambda: backend.store,
-        runner_factory=lambda wid: TaskRunner(backend, wid),
+        runner_factory=lambda wid, translate: TaskRunner(backend, wid, translate=translate),
         config=config,
         worker_id=worker_id or new_worker_id(),
         can_exit=can_exit,

@@ -27,7 +27,7 @@ from pathlib import Path
 import apsw
 import pytest
 
-from litetasks._django.backend import new_job_id
+from litetasks._store.enqueueing import new_job_id
 from litetasks._store.records import JobState, NewJob
 from litetasks._store.store import Store
 from tests import tasks
