@@ -37,12 +37,12 @@ class Done:
     outcome: Outcome
     finish: Finish
     recorded: threading.Event = field(default_factory=threading.Event)
-    settled: bool = False
+    counted: bool = False
     on_recorded: Callable[[], None] | None = None  # for async tasks: wakes their event loop
 
 
 def reraise(exc: BaseException) -> Finish:
-    def finish(settled: bool) -> None:
+    def finish(counted: bool) -> None:
         raise exc
 
     return finish

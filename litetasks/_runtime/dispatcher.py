@@ -39,7 +39,6 @@ class Dispatcher:
         self,
         *,
         config: WorkerConfig,
-        worker_id: str,
         transactions: Transactions,
         group: GroupCommit,
         capacity: Capacity,
@@ -50,7 +49,7 @@ class Dispatcher:
         not_here: Callable[[], Collection[str]],
     ) -> None:
         self.config = config
-        self.worker_id = worker_id
+        self.worker_id = transactions.worker_id
         self.waiter: Waiter | None = None  # set by the pool once it runs
         self.is_damaged = False  # written by the dispatcher thread only
         self._tx = transactions

@@ -25,13 +25,12 @@ class AsyncLane:
     def __init__(
         self,
         *,
-        worker_id: str,
         attempts: Attempts,
         hand_off: Callable[[Done | None, str | None], None],
         is_stopping: Callable[[], bool],
         on_failure: Callable[[BaseException], None],
     ) -> None:
-        self._worker_id = worker_id
+        self._worker_id = attempts.worker_id
         self._attempts = attempts
         self._hand_off = hand_off
         self._is_stopping = is_stopping
@@ -89,4 +88,4 @@ class AsyncLane:
         done = await self._attempts.arun(job, cancel, wake)
         self._hand_off(done, None)
         await recorded
-        done.finish(done.settled)
+        done.finish(done.counted)

@@ -240,15 +240,7 @@ class TaskRunner:
             outcome = self._outcome(job, started_us, error=error, retry_at_us=retry_at_us)
             if retry_at_us is not None:
                 # Not finished: READY again (unless cancelled meanwhile), so no task_finished.
-                logger.warning(
-                    "Task id=%s path=%s attempt %d of %d failed (%s); retrying in %.1f s",
-                    job.job_id,
-                    job.task_path,
-                    job.attempts,
-                    job.max_attempts,
-                    error.exception_class_path,
-                    (retry_at_us - outcome.finished_at_us) / 1e6,
-                )
+                _log_retry(job, error, retry_at_us - outcome.finished_at_us)
                 return outcome, _nothing
             failed = finished_result(started.result, outcome, error=error)
             return outcome, functools.partial(_send_failed, self._sender, failed, exc)
@@ -322,6 +314,18 @@ class TaskRunner:
             has_hooks=bool(job.hooks),
             **fields,
         )
+
+
+def _log_retry(job: JobRecord, error: ErrorRecord, delay_us: int) -> None:
+    logger.warning(
+        "Task id=%s path=%s attempt %d of %d failed (%s); retrying in %.1f s",
+        job.job_id,
+        job.task_path,
+        job.attempts,
+        job.max_attempts,
+        error.exception_class_path,
+        delay_us / 1e6,
+    )
 
 
 def _end_forked_child(pid: int, job: JobRecord, exc: BaseException | None = None) -> None:
@@ -444,8 +448,8 @@ def _same(job_id: str, exc: BaseException) -> BaseException:
     return exc
 
 
-def _nothing(settled: bool) -> None:
-    del settled
+def _nothing(counted: bool) -> None:
+    del counted
 
 
 def _send(signal: Any, sender: type, result: TaskResult) -> None:
@@ -460,18 +464,18 @@ def _send(signal: Any, sender: type, result: TaskResult) -> None:
             )
 
 
-def _reraise(exc: BaseException, settled: bool) -> None:
-    del settled
+def _reraise(exc: BaseException, counted: bool) -> None:
+    del counted
     raise exc
 
 
-def _send_finished(sender: type, result: TaskResult, settled: bool) -> None:
-    if settled:
+def _send_finished(sender: type, result: TaskResult, counted: bool) -> None:
+    if counted:
         _send(task_finished, sender, result)
 
 
-def _send_failed(sender: type, result: TaskResult, exc: BaseException, settled: bool) -> None:
-    if not settled:
+def _send_failed(sender: type, result: TaskResult, exc: BaseException, counted: bool) -> None:
+    if not counted:
         return
     # Django sends task_finished for a failure inside the ``except`` block, so receivers (and
     # its logging) see the exception in sys.exc_info(); raising it again recreates that.

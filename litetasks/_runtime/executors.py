@@ -132,7 +132,7 @@ class Executors:
             while True:
                 while unfinished and unfinished[0].recorded.is_set():
                     done = unfinished.popleft()
-                    done.finish(done.settled)
+                    done.finish(done.counted)
                 if gate is not None and turn is None:
                     _finish_all(unfinished)  # before waiting: its finishes must not wait too
                     turn = gate.enter()
@@ -197,4 +197,4 @@ def _finish_all(unfinished: collections.deque[Done]) -> None:
     while unfinished:
         done = unfinished.popleft()
         done.recorded.wait()
-        done.finish(done.settled)
+        done.finish(done.counted)

@@ -107,9 +107,8 @@ class WorkerPool:
         self._wire()
 
     def _wire(self) -> None:
-        """Build the collaborators; each gets what it uses, nothing of the pool itself."""
+        """Build the collaborators; each gets what it uses, not the pool."""
         config, worker_id = self.config, self.worker_id
-        attempts = Attempts(worker_id=worker_id, runner=self._runner, interrupter=self._interrupter)
         self._group = GroupCommit()
         self._capacity = Capacity(
             threads=config.threads,
@@ -135,7 +134,6 @@ class WorkerPool:
         )
         self._dispatcher = Dispatcher(
             config=config,
-            worker_id=worker_id,
             transactions=self._tx,
             group=self._group,
             capacity=self._capacity,
@@ -145,10 +143,17 @@ class WorkerPool:
             on_idle=self._maintenance.idle,
             not_here=self._runner.not_here,
         )
+        self._wire_runners(
+            Attempts(worker_id=worker_id, runner=self._runner, interrupter=self._interrupter)
+        )
+
+    def _wire_runners(self, attempts: Attempts) -> None:
+        """Build the executors and the event loop, which run attempts."""
+        threads = self.config.threads
         # Executors take turns, as many at once as keep the GIL busy (gate.py).
-        gate = Gate(config.threads) if config.threads > 1 and gil_enabled() else None
+        gate = Gate(threads) if threads > 1 and gil_enabled() else None
         self._executors = Executors(
-            threads=config.threads,
+            threads=threads,
             attempts=attempts,
             gate=gate,
             store_factory=self._store_factory,
@@ -157,7 +162,6 @@ class WorkerPool:
             on_failure=self._fail,
         )
         self._loop = AsyncLane(
-            worker_id=worker_id,
             attempts=attempts,
             hand_off=lambda done, returned: self._dispatcher.hand_off(done=done, returned=returned),
             is_stopping=self._stop.is_set,
@@ -248,45 +252,13 @@ class WorkerPool:
             # this process may exit. (After the grace period, running tasks are abandoned.)
             self._executors.join(_FINISH_WAIT_S)
         self._close()
-        self._unregister(store)
+        _unregister(store, self.worker_id, self._tx)
 
     def _close(self) -> None:
         self._loop.close()
         self._interrupter.stop()
         if self._dispatcher.waiter is not None:
             self._dispatcher.waiter.stop()
-
-    def _unregister(self, store: Store) -> None:
-        """Put what still runs back to READY and unregister, unless outcomes are unrecorded."""
-        if unrecorded := self.unrecorded:
-            # Not released: they ran. They stay RUNNING under this worker, which is gone once
-            # this process exits, so the next recovery records them as lost (WorkerLost).
-            logger.error(
-                "Worker id=%s could not record the outcome of %d task(s): %s. They stay "
-                "RUNNING and are recovered as lost (WorkerLost) once the queue file works; "
-                "their outcomes are not recorded.",
-                self.worker_id,
-                len(unrecorded),
-                ", ".join(unrecorded),
-            )
-            return
-        try:
-            released = store.unregister_worker(self.worker_id)
-        except StoreError as exc:
-            self._tx.note_failure(exc)
-            logger.error(
-                "Worker id=%s could not put its running tasks back to READY: %s They are "
-                "recovered as lost (WorkerLost) once the queue file works.",
-                self.worker_id,
-                exc,
-            )
-            return
-        if released:
-            logger.warning(
-                "Grace period over: %d task(s) still running were put back to READY: %s",
-                len(released),
-                ", ".join(released),
-            )
 
     def _record(self) -> WorkerRecord:
         return WorkerRecord(
@@ -344,35 +316,11 @@ class WorkerPool:
     def _stuck(self, job: JobRecord, exc: TaskInterrupted) -> None:
         """A task ignored its interrupt (on the interrupter's thread)."""
         grace_s = self.config.interrupt_grace_s
-        if not self._can_exit:
-            logger.error(
-                "Task id=%s ignored its interrupt (%s) for %.1f s and keeps running: a thread "
-                "cannot be killed in an in-process pool (litetasks run replaces the process)",
-                job.job_id,
-                type(exc).__name__,
-                grace_s,
-            )
-            return
-        logger.error(
-            "Task id=%s ignored its interrupt (%s) for %.1f s: recording it and replacing "
-            "worker process pid=%d",
-            job.job_id,
-            type(exc).__name__,
-            grace_s,
-            os.getpid(),
-        )
-        outcome, finish = self._runner.interrupted(job, exc)
-        counted = False
-        try:
-            [counted] = self._store_factory().record([outcome])
-        except StoreError:
-            logger.exception("Could not record task id=%s; it will be recovered", job.job_id)
-        try:
-            finish(counted)
-        except Exception:
-            logger.exception("Finishing task id=%s failed", job.job_id)
-        self.must_be_replaced = True
-        self.stop(force=True)
+        if _record_stuck(
+            self._runner, self._store_factory, job, exc, can_exit=self._can_exit, grace_s=grace_s
+        ):
+            self.must_be_replaced = True
+            self.stop(force=True)
 
     # -- in the calling thread (tests, litetasks.testing.drain) -------------------------------
 
@@ -385,17 +333,91 @@ class WorkerPool:
             done = self._executors.run(job)
             while True:
                 try:
-                    [done.settled] = store.record([done.outcome])
+                    [done.counted] = store.record([done.outcome])
                     break
                 except StoreError:
                     logger.exception("Recording task id=%s failed; retrying", job.job_id)
                     time.sleep(_BUSY_BACKOFF_S)
-            done.finish(done.settled)
+            done.finish(done.counted)
         return bool(jobs)
 
     def wait_timeout(self, store: Store, *, idle: bool) -> float:
         """How long the dispatcher would sleep now with no transaction due."""
         return self._dispatcher.wait_timeout(store, idle=idle)
+
+
+def _unregister(store: Store, worker_id: str, transactions: Transactions) -> None:
+    """Put what still runs back to READY and unregister, unless outcomes are unrecorded."""
+    if unrecorded := transactions.unrecorded:
+        # Not released: they ran. They stay RUNNING under this worker, which is gone once
+        # this process exits, so the next recovery records them as lost (WorkerLost).
+        logger.error(
+            "Worker id=%s could not record the outcome of %d task(s): %s. They stay "
+            "RUNNING and are recovered as lost (WorkerLost) once the queue file works; "
+            "their outcomes are not recorded.",
+            worker_id,
+            len(unrecorded),
+            ", ".join(unrecorded),
+        )
+        return
+    try:
+        released = store.unregister_worker(worker_id)
+    except StoreError as exc:
+        transactions.note_failure(exc)
+        logger.error(
+            "Worker id=%s could not put its running tasks back to READY: %s They are "
+            "recovered as lost (WorkerLost) once the queue file works.",
+            worker_id,
+            exc,
+        )
+        return
+    if released:
+        logger.warning(
+            "Grace period over: %d task(s) still running were put back to READY: %s",
+            len(released),
+            ", ".join(released),
+        )
+
+
+def _record_stuck(
+    runner: Runner,
+    store_factory: Callable[[], Store],
+    job: JobRecord,
+    exc: TaskInterrupted,
+    *,
+    can_exit: bool,
+    grace_s: float,
+) -> bool:
+    """Log a task that ignored its interrupt; in a process that may exit, record it and
+    return True (the process must be replaced)."""
+    if not can_exit:
+        logger.error(
+            "Task id=%s ignored its interrupt (%s) for %.1f s and keeps running: a thread "
+            "cannot be killed in an in-process pool (litetasks run replaces the process)",
+            job.job_id,
+            type(exc).__name__,
+            grace_s,
+        )
+        return False
+    logger.error(
+        "Task id=%s ignored its interrupt (%s) for %.1f s: recording it and replacing "
+        "worker process pid=%d",
+        job.job_id,
+        type(exc).__name__,
+        grace_s,
+        os.getpid(),
+    )
+    outcome, finish = runner.interrupted(job, exc)
+    counted = False
+    try:
+        [counted] = store_factory().record([outcome])
+    except StoreError:
+        logger.exception("Could not record task id=%s; it will be recovered", job.job_id)
+    try:
+        finish(counted)
+    except Exception:
+        logger.exception("Finishing task id=%s failed", job.job_id)
+    return True
 
 
 def _rss_mb() -> float:

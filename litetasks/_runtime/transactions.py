@@ -159,7 +159,7 @@ class Transactions:
                     "Task id=%s finished after its worker was declared lost; outcome discarded",
                     item.outcome.job_id,
                 )
-            item.settled = ok
+            item.counted = ok
             item.recorded.set()
             if item.on_recorded is not None:
                 item.on_recorded()
