@@ -85,8 +85,12 @@ class WorkerPool:
         self.config = config
         self.worker_id = worker_id
         self.identity = identity or this_process()
-        # How the pool ended, for the supervisor: recycled, forced, failed, a task ignored its
-        # interrupt (this process must be replaced, see interrupts.py).
+        # How the pool ended, for the supervisor: recycled, failed, a task ignored its interrupt
+        # (this process must be replaced, see interrupts.py). Flags set once, by one
+        # assignment, from any thread; read once run() has returned. Every other field shared
+        # between threads lives in a collaborator, under its lock: GroupCommit._lock (outcomes
+        # waiting), Capacity._lock (counts), Transactions._lock (one transaction at a time,
+        # the last failure), Maintenance._lock (what to checkpoint), WorkerStats.lock.
         self.recycled = False
         self.failure: BaseException | None = None
         self.must_be_replaced = False
