@@ -20,8 +20,9 @@ ACTIONS = ("enqueue", "bulk", "bulk-many", "drain-window", "latency")
 
 def bulk_litetasks(n: int, workdir: Path) -> dict[str, Any]:
     """Enqueue ``n`` no-op jobs in one store-level call, into a file of their own."""
+    from litetasks._store.enqueueing import new_job_ids
     from litetasks._store.records import NewJob
-    from litetasks._store.store import Store, new_job_ids
+    from litetasks._store.store import Store
 
     with Store(workdir / "bulk.sqlite3") as store:
         begin = time.perf_counter_ns()

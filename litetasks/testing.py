@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Collection
 
-from ._django.backend import SQLiteBackend, new_job_id
+from ._django.backend import SQLiteBackend
 from ._django.compat import task_backends
 from ._runtime.execution import TaskRunner
 from ._runtime.pool import WorkerPool
 from ._store.config import WorkerConfig
+from ._store.enqueueing import new_job_id
 from .exceptions import ConfigurationError
 
 __all__ = ["drain"]
@@ -28,7 +29,9 @@ def drain(alias: str = "default", queues: Collection[str] | None = None) -> int:
         )
     pool = WorkerPool(
         store_factory=lambda: backend.store,
-        runner_factory=lambda worker_id: TaskRunner(backend, worker_id),
+        runner_factory=lambda worker_id, translate: TaskRunner(
+            backend, worker_id, translate=translate
+        ),
         config=WorkerConfig(queues=None if queues is None else tuple(queues), burst=True),
         worker_id=f"drain-{new_job_id()[-12:]}",
     )

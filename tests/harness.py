@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 
 from typer.testing import CliRunner
 
-from litetasks._django.backend import new_job_id
+from litetasks._store.enqueueing import new_job_id
 from litetasks._store.records import JobRecord, JobState, NewJob
 from litetasks.cli import app
 from tests import tasks

@@ -36,10 +36,11 @@ from rich.markup import escape
 from rich.table import Column, Table
 
 from .. import __version__
-from .._django.backend import SQLiteBackend, new_job_ids
+from .._django.backend import SQLiteBackend
 from .._django.compat import FRAMEWORK
 from .._store.connection import immediate, mount_of, open_connection
 from .._store.doorbell import doorbell_path
+from .._store.enqueueing import new_job_ids
 from .._store.records import JobState, NewJob
 from .._store.store import Store
 from ..exceptions import ConfigurationError, LiteTasksError

@@ -47,16 +47,7 @@ from .task import LiteTask, check_options, hooks_of, unique_key
 from .testqueue import in_test_environment, queue_path_for_tests
 from .values import normalized_arguments
 
-# new_job_id and new_job_ids (litetasks._store.enqueueing) are imported from here too, by the
-# runtime, the tests and the command line.
-__all__ = [
-    "Call",
-    "SQLiteBackend",
-    "call_arguments",
-    "default_queue_path",
-    "new_job_id",
-    "new_job_ids",
-]
+__all__ = ["Call", "SQLiteBackend", "call_arguments", "default_queue_path"]
 
 
 def _base_dir() -> Path | None:

@@ -5,10 +5,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 
-from .._store.records import JobRecord, Outcome
-from .attempts import Done, Finish, interrupted, reraise
+from .._store.records import JobRecord
+from .attempts import Attempts, Done
 
 __all__ = ["AsyncLane"]
 
@@ -25,26 +25,18 @@ class AsyncLane:
     def __init__(
         self,
         *,
-        worker_id: str,
-        arun: Callable[[JobRecord], Awaitable[tuple[Outcome, Finish]]],
+        attempts: Attempts,
         hand_off: Callable[[Done | None, str | None], None],
         is_stopping: Callable[[], bool],
         on_failure: Callable[[BaseException], None],
-        watch: Callable[[JobRecord, Callable[[], None]], BaseException | None],
-        unwatch: Callable[[str], None],
-        interrupted: Callable[[JobRecord, BaseException], tuple[Outcome, Finish]],
     ) -> None:
-        self._worker_id = worker_id
-        self._arun = arun
+        self._worker_id = attempts.worker_id
+        self._attempts = attempts
         self._hand_off = hand_off
         self._is_stopping = is_stopping
         self._on_failure = on_failure
-        self._watch = watch
-        self._unwatch = unwatch
-        self._interrupted = interrupted
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
-        self.in_flight = 0  # updated on the dispatcher thread only
 
     def submit(self, job: JobRecord) -> None:
         if self._loop is None:
@@ -53,11 +45,7 @@ class AsyncLane:
                 target=self._serve, name="litetasks-event-loop", daemon=True
             )
             self._thread.start()
-        self.in_flight += 1
         asyncio.run_coroutine_threadsafe(self._run(job), self._loop)
-
-    def settled(self, count: int) -> None:
-        self.in_flight -= count
 
     def close(self) -> None:
         """Stop the loop and close it; coroutines still running (grace over) are dropped."""
@@ -92,22 +80,12 @@ class AsyncLane:
         def cancel() -> None:
             loop.call_soon_threadsafe(task.cancel)
 
-        cancelled = self._watch(job, cancel)
-        try:
-            if cancelled is not None:
-                outcome, finish = self._interrupted(job, cancelled)
-            else:
-                outcome, finish = await self._arun(job)
-        except KeyboardInterrupt as exc:  # raised around the task, not by it
-            outcome, finish = interrupted(job, self._worker_id, exc), reraise(exc)
-        finally:
-            self._unwatch(job.job_id)
         recorded: asyncio.Future[None] = loop.create_future()
 
         def wake() -> None:
             loop.call_soon_threadsafe(recorded.set_result, None)
 
-        done = Done(outcome, finish, on_recorded=wake)
+        done = await self._attempts.arun(job, cancel, wake)
         self._hand_off(done, None)
         await recorded
-        done.finish(done.settled)
+        done.finish(done.counted)

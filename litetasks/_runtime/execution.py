@@ -23,18 +23,16 @@ from typing import TYPE_CHECKING, Any
 from .._django.compat import (
     InvalidTask,
     TaskContext,
-    TaskError,
     TaskResult,
-    TaskResultStatus,
     task_finished,
     task_started,
 )
-from .._django.results import copy_result, from_us, set_return_value, task_result
+from .._django.results import finished_result, running_result
 from .._django.task import DEFAULT_BACKOFF, LiteTask
 from .._django.values import load_json, normalized_json
+from .._store.clock import wall_clock_us
 from .._store.records import ErrorRecord, JobRecord, Outcome
 from .._store.rowlimits import ROW_MARGIN_BYTES
-from .._store.store import wall_clock_us
 from ..exceptions import TaskCancelled, TaskNotAllowed, TaskNotFound, TaskTimeout
 from .attempts import Finish
 
@@ -64,14 +62,20 @@ class _Started:
 class TaskRunner:
     """Run claimed jobs of one backend; safe to share between threads."""
 
-    def __init__(self, backend: SQLiteBackend, worker_id: str) -> None:
+    def __init__(
+        self,
+        backend: SQLiteBackend,
+        worker_id: str,
+        *,
+        translate: Callable[[str, BaseException], BaseException] | None = None,
+    ) -> None:
         self.backend = backend
         self.worker_id = worker_id
         self._sender = type(backend)
         self._is_async: dict[str, bool] = {}  # by task path
         # Maps what an interrupt raised in a task (a bare TaskTimeout class, a CancelledError)
-        # to the exception to record; the worker pool sets it (``Interrupter.take``).
-        self.translate: Callable[[str, BaseException], BaseException] = _same
+        # to the exception to record: the worker pool's ``Interrupter.take``.
+        self.translate = translate or _same
         # Task paths this worker did not find in its code lately, and until when (monotonic) it
         # leaves them to other workers: a worker that cannot run a task is always idle, and
         # would otherwise win every claim of it from the workers that can.
@@ -106,7 +110,7 @@ class TaskRunner:
             args, kwargs = _load_arguments(job)
         except (TaskNotAllowed, InvalidTask, ValueError):
             return self._outcome(job, started_us, error=self._error(job, exc)), _nothing
-        result = self._running_result(task, job, args, kwargs, started_us)
+        result = running_result(task, job, args, kwargs, started_us, self.backend.alias)
         return self._complete(_Started(job, task, args, kwargs, result, started_us), exc=exc)
 
     def is_async(self, job: JobRecord) -> bool:
@@ -165,7 +169,7 @@ class TaskRunner:
             # The task cannot even start: FAILED with no signals, as no TaskResult can exist.
             logger.error("Task id=%s path=%s cannot run: %s", job.job_id, job.task_path, exc)
             return self._outcome(job, started_us, error=self._error(job, exc)), _nothing
-        result = self._running_result(task, job, args, kwargs, started_us)
+        result = running_result(task, job, args, kwargs, started_us, self.backend.alias)
         _send(task_started, self._sender, result)
         call_args = [TaskContext(task_result=result), *args] if task.takes_context else args
         return _Started(job, task, call_args, kwargs, result, started_us)
@@ -236,20 +240,12 @@ class TaskRunner:
             outcome = self._outcome(job, started_us, error=error, retry_at_us=retry_at_us)
             if retry_at_us is not None:
                 # Not finished: READY again (unless cancelled meanwhile), so no task_finished.
-                logger.warning(
-                    "Task id=%s path=%s attempt %d of %d failed (%s); retrying in %.1f s",
-                    job.job_id,
-                    job.task_path,
-                    job.attempts,
-                    job.max_attempts,
-                    error.exception_class_path,
-                    (retry_at_us - outcome.finished_at_us) / 1e6,
-                )
+                _log_retry(job, error, retry_at_us - outcome.finished_at_us)
                 return outcome, _nothing
-            failed = self._finished_result(started.result, outcome, error=error)
+            failed = finished_result(started.result, outcome, error=error)
             return outcome, functools.partial(_send_failed, self._sender, failed, exc)
         outcome = self._outcome(job, started_us, return_json=return_json)
-        done = self._finished_result(started.result, outcome, value=value)
+        done = finished_result(started.result, outcome, value=value)
         return outcome, functools.partial(_send_finished, self._sender, done)
 
     def _retry_at(self, started: _Started, exc: BaseException) -> int | None:
@@ -319,52 +315,17 @@ class TaskRunner:
             **fields,
         )
 
-    def _running_result(
-        self, task: Any, job: JobRecord, args: Any, kwargs: Any, started_us: int
-    ) -> TaskResult:
-        first_start = started_us if job.attempts <= 1 else job.started_at_us
-        return task_result(
-            task=task,
-            id=job.job_id,
-            status=TaskResultStatus.RUNNING,
-            enqueued_at=from_us(job.enqueued_at_us),
-            started_at=from_us(first_start),
-            last_attempted_at=from_us(started_us),
-            finished_at=None,
-            args=args,
-            kwargs=kwargs,
-            backend=self.backend.alias,
-            errors=[
-                TaskError(exception_class_path=e.exception_class_path, traceback=e.traceback)
-                for e in job.errors
-            ],
-            worker_ids=list(job.worker_ids),
-        )
 
-    def _finished_result(
-        self,
-        result: TaskResult,
-        outcome: Outcome,
-        *,
-        error: ErrorRecord | None = None,
-        value: Any = None,
-    ) -> TaskResult:
-        errors = list(result.errors)
-        if error is not None:
-            errors.append(
-                TaskError(
-                    exception_class_path=error.exception_class_path, traceback=error.traceback
-                )
-            )
-        finished = copy_result(result)
-        object.__setattr__(
-            finished, "status", TaskResultStatus.FAILED if error else TaskResultStatus.SUCCESSFUL
-        )
-        object.__setattr__(finished, "finished_at", from_us(outcome.finished_at_us))
-        object.__setattr__(finished, "errors", errors)
-        if error is None:
-            set_return_value(finished, value)
-        return finished
+def _log_retry(job: JobRecord, error: ErrorRecord, delay_us: int) -> None:
+    logger.warning(
+        "Task id=%s path=%s attempt %d of %d failed (%s); retrying in %.1f s",
+        job.job_id,
+        job.task_path,
+        job.attempts,
+        job.max_attempts,
+        error.exception_class_path,
+        delay_us / 1e6,
+    )
 
 
 def _end_forked_child(pid: int, job: JobRecord, exc: BaseException | None = None) -> None:
@@ -483,8 +444,8 @@ def _same(job_id: str, exc: BaseException) -> BaseException:
     return exc
 
 
-def _nothing(settled: bool) -> None:
-    del settled
+def _nothing(counted: bool) -> None:
+    del counted
 
 
 def _send(signal: Any, sender: type, result: TaskResult) -> None:
@@ -499,18 +460,18 @@ def _send(signal: Any, sender: type, result: TaskResult) -> None:
             )
 
 
-def _reraise(exc: BaseException, settled: bool) -> None:
-    del settled
+def _reraise(exc: BaseException, counted: bool) -> None:
+    del counted
     raise exc
 
 
-def _send_finished(sender: type, result: TaskResult, settled: bool) -> None:
-    if settled:
+def _send_finished(sender: type, result: TaskResult, counted: bool) -> None:
+    if counted:
         _send(task_finished, sender, result)
 
 
-def _send_failed(sender: type, result: TaskResult, exc: BaseException, settled: bool) -> None:
-    if not settled:
+def _send_failed(sender: type, result: TaskResult, exc: BaseException, counted: bool) -> None:
+    if not counted:
         return
     # Django sends task_finished for a failure inside the ``except`` block, so receivers (and
     # its logging) see the exception in sys.exc_info(); raising it again recreates that.

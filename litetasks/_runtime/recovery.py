@@ -37,12 +37,12 @@ def recover_lost(
     """
     here = here or this_process()
     dead, alive = classify_workers(store.get_workers(), here)
-    settled = store.recover_lost(
+    recovered = store.recover_lost(
         stale_before_us=store.now_us() - int(lease_s * 1_000_000),
         error=lost_worker_error(),
         known_dead=[*dead, *known_dead],
         known_alive=alive,
     )
-    for job_id, state in settled:
+    for job_id, state in recovered:
         logger.warning("Task id=%s was running under a lost worker; now %s", job_id, state)
-    return len(settled)
+    return len(recovered)

@@ -1,4 +1,4 @@
-"""Own the worker processes: fork them, restart the dead, settle their tasks, stop them cleanly.
+"""Own the worker processes: fork them, restart the dead, recover their tasks, stop them cleanly.
 
 ``Supervisor`` is what ``litetasks run`` runs. The parent stays single-threaded (forking a
 threaded process can deadlock the child) and holds no SQLite connection across ``fork()``:
@@ -52,7 +52,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 EXIT_RECYCLE = 75  # a child that reached its task or memory limit; replace it at once
-# A child the queue file failed: its tasks may have run, so they are settled as lost (never put
+# A child the queue file failed: its tasks may have run, so they are recovered as lost (never put
 # back to READY as if they had not started); it is restarted with back-off.
 EXIT_STORE_FAILED = 73
 # A child that found the queue file damaged (corrupt, not a database): the whole pool stops.
@@ -91,7 +91,7 @@ def build_pool(
     """
     return WorkerPool(
         store_factory=lambda: backend.store,
-        runner_factory=lambda wid: TaskRunner(backend, wid),
+        runner_factory=lambda wid, translate: TaskRunner(backend, wid, translate=translate),
         config=config,
         worker_id=worker_id or new_worker_id(),
         can_exit=can_exit,
@@ -120,7 +120,7 @@ def run_pool(backend: SQLiteBackend, config: WorkerConfig) -> int:
     exit code.
 
     The first signal stops claiming and lets running tasks finish within ``grace_s``; a second
-    one (not a second SIGHUP) exits at once (the next pool to start settles what was running).
+    one (not a second SIGHUP) exits at once (the next pool to start recovers what was running).
     """
     pool = build_pool(backend, config)
     if threading.current_thread() is threading.main_thread():
@@ -213,24 +213,7 @@ class Supervisor:
         As PID 1 (a container's entry point) it also does init's job: it reaps every process
         handed to it, and its signals work because it has a handler for each.
         """
-        self._install_signals()
-        set_process_title(
-            f"litetasks supervisor [{self.config.process_count} processes, "
-            f"{self.config.threads} threads each] {self.backend.config.store.path}",
-            "lt-supervisor",
-        )
-        self._close_django_connections()
-        self._recover(())
-        logger.info(
-            "Starting supervisor pid=%d path=%s processes=%d threads=%d queues=%s",
-            os.getpid(),
-            self.backend.config.store.path,
-            self.config.process_count,
-            self.config.threads,
-            ",".join(self.config.queues or ("*",)),
-        )
-        for _ in range(self.config.process_count):
-            self._spawn(restarts=0)
+        self._begin()
         failed = False
         next_sweep = time.monotonic() + self.config.lease_s / 4
         while self.slots.by_pid or (self.slots.pending and not self._signals):
@@ -263,6 +246,27 @@ class Supervisor:
         logger.info("Supervisor pid=%d stopped", os.getpid())
         return self._final_code(failed)
 
+    def _begin(self) -> None:
+        """Take the signals, name the process, recover lost workers, start the workers."""
+        self._install_signals()
+        set_process_title(
+            f"litetasks supervisor [{self.config.process_count} processes, "
+            f"{self.config.threads} threads each] {self.backend.config.store.path}",
+            "lt-supervisor",
+        )
+        self._close_django_connections()
+        self._recover(())
+        logger.info(
+            "Starting supervisor pid=%d path=%s processes=%d threads=%d queues=%s",
+            os.getpid(),
+            self.backend.config.store.path,
+            self.config.process_count,
+            self.config.threads,
+            ",".join(self.config.queues or ("*",)),
+        )
+        for _ in range(self.config.process_count):
+            self._spawn(restarts=0)
+
     def _final_code(self, failed: bool) -> int:
         if self._damage is not None:
             logger.error("%s", stop_message(self._damage, self.backend.store))
@@ -270,7 +274,7 @@ class Supervisor:
         if self._unrecorded:
             logger.error(
                 "Stopped without recording the outcome of some tasks: the queue file failed "
-                "(see above). They are settled as lost (WorkerLost) once it works again."
+                "(see above). They are recovered as lost (WorkerLost) once it works again."
             )
             return 1
         return 1 if failed and self.config.burst else 0
@@ -350,7 +354,7 @@ class Supervisor:
         return code
 
     def _reap(self) -> bool:
-        """Collect dead children, settle their tasks, schedule replacements; True on failure."""
+        """Collect dead children, recover their tasks, schedule replacements; True on failure."""
         failed = False
         while True:
             try:
@@ -364,13 +368,11 @@ class Supervisor:
                 continue
             code = os.waitstatus_to_exitcode(status)
             failed |= code not in (0, EXIT_RECYCLE)
-            self._settle(child, pid, code)
+            self._after_exit(child, pid, code)
 
-    def _settle(self, child: _Child, pid: int, code: int) -> None:
-        self._settle_tasks(child, code)
-        if self._signals:
-            return
-        if code == 0 and self.config.burst:
+    def _after_exit(self, child: _Child, pid: int, code: int) -> None:
+        self._recover_tasks(child, code)
+        if self._signals or (code == 0 and self.config.burst):
             return
         if self.config.burst and child.restarts >= _MAX_BURST_RESTARTS:
             logger.error("Worker pid=%d failed %d times in a burst; giving up", pid, child.restarts)
@@ -388,8 +390,8 @@ class Supervisor:
             logger.info("Worker pid=%d %s; starting a new one", pid, _ended(code))
         self.slots.pending.append((when, crashes))
 
-    def _settle_tasks(self, child: _Child, code: int) -> None:
-        """Settle a dead child's tasks: put back to READY when it stopped as asked, else lost."""
+    def _recover_tasks(self, child: _Child, code: int) -> None:
+        """Put a dead child's tasks back to READY when it stopped as asked, else recover them."""
         try:
             store = self.backend.store
             if code in (EXIT_STORE_FAILED, EXIT_DAMAGED):
@@ -401,7 +403,7 @@ class Supervisor:
             elif code not in (0, EXIT_RECYCLE):
                 self._recover((child.worker_id,))
         except StoreError as exc:
-            logger.error("Could not settle the tasks of worker %s: %s", child.worker_id, exc)
+            logger.error("Could not recover the tasks of worker %s: %s", child.worker_id, exc)
         if code == EXIT_DAMAGED:
             path = self.backend.config.store.path
             self._stop_for(Damage(reason=f"A worker found the queue file {str(path)!r} damaged."))
@@ -439,7 +441,7 @@ class Supervisor:
         for pid, child in list(self.slots.by_pid.items()):
             with contextlib.suppress(ChildProcessError):
                 os.waitpid(pid, 0)
-            self._settle(child, pid, -signal.SIGKILL)
+            self._after_exit(child, pid, -signal.SIGKILL)
         self.slots.by_pid.clear()
 
     # -- signals -----------------------------------------------------------------------------

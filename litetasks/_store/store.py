@@ -20,14 +20,11 @@ import apsw
 from . import actions, enqueueing, maintenance, reading, recording, workers
 from .actions import CANCELLED_ERROR, CancelResult
 from .clock import Clock, wall_clock_us
-from .enqueueing import new_job_id, new_job_ids
 from .forwarding import Forwarding
 from .handle import Handle
 from .records import ErrorRecord, JobRecord, JobState, NewJob, Outcome, WorkerRecord
 
-# wall_clock_us (clock.py) and new_job_id(s) (enqueueing.py) are imported from here too, by the
-# runtime and its tests, until their imports move.
-__all__ = ["CancelResult", "Clock", "Store", "new_job_id", "new_job_ids", "wall_clock_us"]
+__all__ = ["CancelResult", "Clock", "Store"]
 
 _FINISHED = (JobState.SUCCESSFUL, JobState.FAILED)
 

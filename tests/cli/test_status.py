@@ -6,9 +6,9 @@ import subprocess
 import sys
 
 from litetasks._cli.status import status_data
+from litetasks._store.clock import wall_clock_us
 from litetasks._store.liveness import process_start, this_process
 from litetasks._store.records import WorkerRecord
-from litetasks._store.store import wall_clock_us
 from tests import tasks
 
 

@@ -32,7 +32,7 @@ from django.utils import timezone
 
 from litetasks import enqueue_many
 from litetasks._django import checks as checks_module
-from litetasks._django.backend import SQLiteBackend, new_job_id, new_job_ids
+from litetasks._django.backend import SQLiteBackend
 from litetasks._django.compat import (
     InvalidTask,
     InvalidTaskBackend,
@@ -43,6 +43,7 @@ from litetasks._django.compat import (
 )
 from litetasks._store.config import OPTION_NAMES
 from litetasks._store.connection import filesystem_type
+from litetasks._store.enqueueing import new_job_id, new_job_ids
 from litetasks.testing import drain
 from tests import tasks
 

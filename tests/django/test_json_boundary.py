@@ -47,7 +47,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from litetasks._django.backend import SQLiteBackend, new_job_id
+from litetasks._django.backend import SQLiteBackend
 from litetasks._django.compat import (
     InvalidTask,
     TaskResultStatus,
@@ -55,6 +55,7 @@ from litetasks._django.compat import (
     task_enqueued,
 )
 from litetasks._django.values import MAX_JSON_DEPTH
+from litetasks._store.enqueueing import new_job_id
 from litetasks._store.records import JobState, NewJob
 from litetasks.exceptions import StoreError
 from litetasks.testing import drain

@@ -19,8 +19,8 @@ from django.test import override_settings
 
 from litetasks._django.backend import SQLiteBackend
 from litetasks._django.compat import InvalidTaskBackend, TaskResultStatus, task_backends
+from litetasks._store.enqueueing import new_job_id
 from litetasks._store.records import JobState, NewJob
-from litetasks._store.store import new_job_id
 from litetasks.testing import drain
 from tests import tasks
 
@@ -187,7 +187,7 @@ def test_a_worker_leaves_tasks_it_did_not_find_to_other_workers_for_twice_the_de
     runner = TaskRunner(backend, "w1")
     pool = WorkerPool(
         store_factory=lambda: backend.store,
-        runner_factory=lambda worker_id: runner,
+        runner_factory=lambda worker_id, translate: runner,
         config=WorkerConfig(burst=True),
         worker_id="w1",
     )
@@ -219,7 +219,7 @@ def test_a_worker_does_not_spin_on_due_tasks_it_leaves_to_other_workers(
     config = WorkerConfig(poll_interval_s=0.5)
     pool = WorkerPool(
         store_factory=lambda: backend.store,
-        runner_factory=lambda worker_id: runner,
+        runner_factory=lambda worker_id, translate: runner,
         config=config,
         worker_id="w1",
     )
@@ -228,7 +228,7 @@ def test_a_worker_does_not_spin_on_due_tasks_it_leaves_to_other_workers(
 
     assert not pool.run_once(backend.store)
     # It sleeps until its next fallback poll, not 0 s (which would claim nothing, forever).
-    assert pool._wait_timeout(backend.store, idle=True) == config.poll_interval_s
+    assert pool.wait_timeout(backend.store, idle=True) == config.poll_interval_s
 
 
 def test_claims_that_skip_task_paths_read_no_more_than_the_ready_index(tmp_path: Any) -> None:

@@ -20,7 +20,8 @@ from typing import Any
 import pytest
 
 import litetasks
-from litetasks._django.backend import SQLiteBackend, new_job_id
+from litetasks._django.backend import SQLiteBackend
+from litetasks._store.enqueueing import new_job_id
 from litetasks._store.records import JobRecord, JobState, NewJob
 from litetasks.testing import drain
 from tests import tasks
@@ -378,7 +379,7 @@ watched = {watched!r}
 before = sorted(m for m in watched if m in sys.modules)
 from litetasks._django.compat import task_backends
 from litetasks._store.records import NewJob
-from litetasks._store.store import new_job_id
+from litetasks._store.enqueueing import new_job_id
 from litetasks.testing import drain
 backend = task_backends["default"]
 ids = {{}}

@@ -7,7 +7,7 @@ or recovery; never a hang, a silent loss or a traceback per retry.
 - full (``PRAGMA max_page_count`` lowered on the worker's connection by the ``full`` fault):
   the pool logs that the disk is full, backs off, and records everything once space is freed;
   SIGTERM while it is still full exits within the grace period (code 1), and the tasks whose
-  outcomes could not be recorded are settled as lost, never as done.
+  outcomes could not be recorded are recovered as lost, never as done.
 - read-only: processes that have the file open keep working (Unix checks permissions at open);
   a worker process starting meanwhile logs one line and is retried with back-off until the
   permission is back; ``litetasks run`` on a read-only file exits 2 with one line.
@@ -27,7 +27,7 @@ from pathlib import Path
 import apsw
 import pytest
 
-from litetasks._django.backend import new_job_id
+from litetasks._store.enqueueing import new_job_id
 from litetasks._store.records import JobState, NewJob
 from litetasks._store.store import Store
 from tests import tasks

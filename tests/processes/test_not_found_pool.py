@@ -20,8 +20,9 @@ from pathlib import Path
 
 import pytest
 
+from litetasks._store.enqueueing import new_job_id
 from litetasks._store.records import JobState, NewJob
-from litetasks._store.store import Store, new_job_id
+from litetasks._store.store import Store
 from tests.harness import REPO, ProcessGroup, Started, litetasks_argv, subprocess_env, wait_for
 
 pytestmark = pytest.mark.slow

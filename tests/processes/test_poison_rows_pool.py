@@ -9,12 +9,14 @@ with an error naming its column, and no worker process dies.
 
 from __future__ import annotations
 
+import datetime
 import signal
 import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
+from django.utils import timezone
 
 from litetasks._django.compat import TaskResultStatus
 from litetasks._store.clock import EARLIEST_US, LATEST_US
@@ -41,16 +43,25 @@ POISON = [
 
 
 def enqueue_mix(backend: Any) -> tuple[list[str], dict[str, str]]:
-    """Enqueue 20 innocent tasks around the poison rows; return their ids (poison: by column)."""
+    """Enqueue 20 innocent tasks around the poison rows; return their ids (poison: by column).
+
+    A running pool must never see a poison row before it is poisoned: each is enqueued for
+    next year, then poisoned and made due (as if enqueued now) in one statement.
+    """
     innocent: list[str] = []
     poison: dict[str, str] = {}
+    next_year = timezone.now() + datetime.timedelta(days=365)
     for index, (column, value) in enumerate(POISON):
         innocent += [tasks.noop.enqueue().id for _ in range(2)]
-        job_id = tasks.noop.using(priority=index % 3).enqueue().id
-        db = backend.store._db
-        if column == "due_at":
-            db.execute("UPDATE jobs SET run_after = due_at WHERE job_id = ?", (job_id,))
-        db.execute(f"UPDATE jobs SET {column} = {value} WHERE job_id = ?", (job_id,))
+        job_id = tasks.noop.using(priority=index % 3, run_after=next_year).enqueue().id
+        # The rightmost assignment to a column wins: the poison where it is run_after or
+        # due_at. A bad due_at comes with a run_after, as due_at is run_after when set.
+        run_after = "enqueued_at" if column == "due_at" else "NULL"
+        backend.store._db.execute(
+            f"UPDATE jobs SET run_after = {run_after}, due_at = enqueued_at, {column} = {value} "
+            "WHERE job_id = ?",
+            (job_id,),
+        )
         poison[f"{column}={value}"] = job_id
     assert len(innocent) == 20
     return innocent, poison

@@ -43,7 +43,8 @@ from pathlib import Path
 
 import pytest
 
-from litetasks._django.backend import SQLiteBackend, new_job_id
+from litetasks._django.backend import SQLiteBackend
+from litetasks._store.enqueueing import new_job_id
 from litetasks._store.records import JobState, NewJob
 from tests.harness import (
     ProcessGroup,

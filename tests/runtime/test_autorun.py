@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from litetasks._django.backend import new_job_id
 from litetasks._runtime.autorun import should_autorun
+from litetasks._store.enqueueing import new_job_id
 from litetasks._store.records import JobRecord, JobState, NewJob
 from litetasks._store.store import Store
 from tests.harness import ProcessGroup, Started, is_alive, litetasks_argv, subprocess_env, wait_for

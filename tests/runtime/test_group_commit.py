@@ -8,10 +8,21 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from litetasks._django.compat import TaskResultStatus
+from litetasks._runtime.attempts import Done
+from litetasks._runtime.groupcommit import (
+    BACKSTOP_S,
+    GROUP_MAX,
+    GROUP_WINDOW_S,
+    GroupCommit,
+    Handed,
+)
 from litetasks._runtime.supervisor import build_pool
 from tests import tasks
 from tests.harness import wait_for
+from tests.runtime.fakes import Clock, done
 
 
 def test_outcomes_are_written_while_a_long_task_runs_behind_them(
@@ -50,3 +61,100 @@ def test_outcomes_are_written_while_a_long_task_runs_behind_them(
     for result in behind:
         stored = backend.get_result(result.id)
         assert (stored.status, stored.attempts) == (TaskResultStatus.READY, 0)
+
+
+# -- the group's rules, alone, on a fake clock ----------------------------------------------
+
+
+def _never_hungry(waiting: list[Done]) -> bool:
+    return False
+
+
+def test_an_outcome_an_executor_will_write_waits_the_group_window_and_no_longer() -> None:
+    clock = Clock()
+    group = GroupCommit(clock=clock)
+    handed = group.add(done=done())
+    assert handed == Handed(first=True, due=False)
+    assert group.due_in(stopping=False, inline=True, hungry=_never_hungry) == pytest.approx(
+        GROUP_WINDOW_S
+    )
+    clock.advance(GROUP_WINDOW_S / 2)
+    assert group.due_in(stopping=False, inline=True, hungry=_never_hungry) == pytest.approx(
+        GROUP_WINDOW_S / 2
+    )
+    clock.advance(GROUP_WINDOW_S / 2)
+    assert group.due_in(stopping=False, inline=True, hungry=_never_hungry) == 0.0
+    # The next outcome finds the group due: its executor writes the transaction.
+    assert group.add(done=done("k")) == Handed(first=False, due=True)
+
+
+def test_the_dispatcher_leaves_executors_outcomes_to_them_until_the_backstop() -> None:
+    clock = Clock()
+    group = GroupCommit(clock=clock)
+    group.add(done=done())
+    assert group.due_in(stopping=False, inline=False, hungry=_never_hungry) == pytest.approx(
+        BACKSTOP_S
+    )
+    clock.advance(BACKSTOP_S)
+    assert group.due_in(stopping=False, inline=False, hungry=_never_hungry) == 0.0
+
+
+def test_a_coroutine_s_outcome_waits_only_the_group_window_for_the_dispatcher() -> None:
+    clock = Clock()
+    group = GroupCommit(clock=clock)
+    group.add(done=done(coroutine=True))
+    assert group.due_in(stopping=False, inline=False, hungry=_never_hungry) == pytest.approx(
+        GROUP_WINDOW_S
+    )
+
+
+def test_a_full_group_is_written_at_once() -> None:
+    group = GroupCommit(clock=Clock())
+    for index in range(GROUP_MAX - 1):
+        assert not group.add(done=done(str(index))).due
+    assert group.add(done=done("last")).due
+    assert group.due_in(stopping=False, inline=True, hungry=_never_hungry) == 0.0
+
+
+def test_executors_short_of_work_make_a_transaction_due_unless_the_pool_stops() -> None:
+    group = GroupCommit(clock=Clock())
+    assert group.due_in(stopping=False, inline=False, hungry=_never_hungry) is None
+    asked: list[list[Done]] = []
+
+    def hungry(waiting: list[Done]) -> bool:
+        asked.append(waiting)
+        return True
+
+    assert group.due_in(stopping=False, inline=False, hungry=hungry) == 0.0
+    assert asked == [[]]
+    assert group.due_in(stopping=True, inline=False, hungry=hungry) is None
+    assert len(asked) == 1  # a stopping pool claims nothing
+
+
+def test_a_stopping_pool_writes_waiting_outcomes_at_once() -> None:
+    group = GroupCommit(clock=Clock())
+    group.add(done=done())
+    assert group.due_in(stopping=True, inline=False, hungry=_never_hungry) == 0.0
+
+
+def test_a_job_to_put_back_is_due_at_once() -> None:
+    group = GroupCommit(clock=Clock())
+    assert group.add(returned="j1") == Handed(first=True, due=True)
+    assert group.due_in(stopping=True, inline=False, hungry=_never_hungry) == 0.0
+    assert group.count() == 1
+    assert group.take() == ([], ["j1"])
+    assert group.count() == 0
+
+
+def test_what_could_not_be_written_is_kept_once_in_order_and_not_if_recorded() -> None:
+    group = GroupCommit(clock=Clock())
+    first, second, recorded = done("a"), done("b"), done("c")
+    group.add(done=first)
+    group.add(done=second)
+    assert group.take() == ([first, second], [])
+    later = done("d")
+    group.add(done=later)
+    recorded.recorded.set()
+    group.give_back([first, second, recorded], ["j1"])
+    group.give_back([first, second], ["j1"])  # the caller gives back again: idempotent
+    assert group.take() == ([first, second, later], ["j1"])

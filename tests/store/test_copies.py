@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from litetasks._django.backend import SQLiteBackend, new_job_id
+from litetasks._django.backend import SQLiteBackend
 from litetasks._store.copies import merge
+from litetasks._store.enqueueing import new_job_id
 from litetasks._store.records import JobState, NewJob
 from litetasks._store.store import Store
 from litetasks.exceptions import JobNotFound

@@ -14,10 +14,11 @@ import apsw
 import pytest
 
 from litetasks._runtime.recovery import recover_lost
+from litetasks._store.clock import wall_clock_us
 from litetasks._store.liveness import classify_workers, this_process
 from litetasks._store.records import JobState, NewJob, WorkerRecord
 from litetasks._store.schema import MIGRATIONS
-from litetasks._store.store import Store, wall_clock_us
+from litetasks._store.store import Store
 from tests.harness import REPO
 
 OTHER_NAMESPACE = "pid:[1]"  # no real namespace has this inode

@@ -15,8 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from litetasks._django.backend import SQLiteBackend, new_job_id
+from litetasks._django.backend import SQLiteBackend
 from litetasks._store import producer
+from litetasks._store.enqueueing import new_job_id
 from litetasks._store.records import JobState, NewJob
 from litetasks._store.store import Store
 from litetasks.exceptions import JobNotFound, StoreError
