@@ -17,11 +17,12 @@ from pathlib import Path
 
 import apsw
 
-from . import actions, enqueueing, maintenance, reading, recording, workers
+from . import actions, console, enqueueing, maintenance, reading, recording, workers
 from .actions import CANCELLED_ERROR, CancelResult
 from .clock import Clock, wall_clock_us
 from .enqueueing import new_job_id, new_job_ids
 from .handle import Handle
+from .overview import ConsoleReads
 from .records import ErrorRecord, JobRecord, JobState, NewJob, Outcome, WorkerRecord
 
 # wall_clock_us (clock.py) and new_job_id(s) (enqueueing.py) are imported from here too, by the
@@ -242,6 +243,15 @@ class Store:
             after=after,
             batch=batch,
         )
+
+    def delete(self, job_ids: Collection[str]) -> dict[str, str]:
+        """Delete jobs that are not RUNNING; see ``console.delete``."""
+        return console.delete(self._handle, job_ids)
+
+    @property
+    def console(self) -> ConsoleReads:
+        """The operator's console's queries (console.py, overview.py) on this connection."""
+        return ConsoleReads(self._handle)
 
     # -- reading (reading.py) ------------------------------------------------------------------
 
