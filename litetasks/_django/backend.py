@@ -37,6 +37,7 @@ from .compat import (
     TaskResultDoesNotExist,
     task_enqueued,
 )
+from .console.checks import redact_checks
 from .modules import TaskModules
 from .task import LiteTask, check_options, hooks_of, unique_key
 from .values import normalized_json
@@ -248,6 +249,7 @@ class SQLiteBackend(BaseTaskBackend):
         """Report a queue file that cannot work: unwritable folder, network filesystem."""
         yield from super().check(**kwargs)
         yield from queue_file_checks(self.config.store.path, self.alias)
+        yield from redact_checks(self.config.redact, self.alias)
 
     # -- beyond DEP 0014: operator actions ----------------------------------------------------
 
