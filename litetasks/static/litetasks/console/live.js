@@ -1,7 +1,8 @@
 /*
  * litetasks console: refresh the page's live part (#lt-live) every few seconds while the tab
  * is visible; stop while it is hidden, while a box in it is ticked, or while it has focus.
- * Without JavaScript the page is complete as served. Part of litetasks (BSD-3-Clause, see
+ * Inputs marked data-live-keep (a bulk action's snapshot) keep the values the page was loaded
+ * with. Without JavaScript the page is complete as served. Part of litetasks (BSD-3-Clause, see
  * LICENSE in this folder); no third-party code.
  */
 (function () {
@@ -37,7 +38,16 @@
         if (html === null || isBusy()) { return; }
         var fresh = new DOMParser().parseFromString(html, "text/html").getElementById("lt-live");
         if (fresh) {
+          var kept = {};
+          root.querySelectorAll("input[data-live-keep]").forEach(function (input) {
+            kept[input.name] = input.value;
+          });
           root.innerHTML = fresh.innerHTML;
+          root.querySelectorAll("input[data-live-keep]").forEach(function (input) {
+            if (Object.prototype.hasOwnProperty.call(kept, input.name)) {
+              input.value = kept[input.name];
+            }
+          });
           root.setAttribute("data-refreshed", String(Date.now()));
         }
       })
