@@ -97,7 +97,9 @@ ORDER BY seq DESC
 LIMIT :limit
 """
 _SEQ_OF = "SELECT seq FROM jobs WHERE job_id = ?"
-_BOUNDS = "SELECT min(seq), max(seq) FROM jobs"
+# Two subqueries: SQLite reads min() and max() of the rowid from the b-tree only when each is
+# alone in its query (together, they scan the table).
+_BOUNDS = "SELECT (SELECT min(seq) FROM jobs), (SELECT max(seq) FROM jobs)"
 
 
 def newest_seq(handle: Handle) -> int:

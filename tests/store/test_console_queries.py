@@ -181,7 +181,6 @@ def test_finished_per_minute_counts_successes_and_failures_by_minute(store: Stor
         overview._RUNNING,
         overview._FINISHED,
         overview._OLDEST_DUE,
-        overview._PER_MINUTE,
     ],
 )
 def test_console_statements_read_a_rowid_range_or_an_index_never_the_whole_table(

@@ -11,6 +11,7 @@ from django.utils import timezone
 
 from ..._store.console import JobFilter
 from ..._store.liveness import classify_workers, this_process
+from ..._store.overview import Counts
 from ..._store.records import JobRecord, JobState, WorkerRecord
 from ...exceptions import ConfigurationError, JobNotFound
 from ..backend import SQLiteBackend
@@ -47,9 +48,8 @@ def lost_workers(backend: SQLiteBackend, workers: list[WorkerRecord], now_us: in
     return set(dead) | (stale - set(alive))
 
 
-def _queue_rows(backend: SQLiteBackend) -> tuple[list[dict[str, Any]], bool]:
+def _queue_rows(backend: SQLiteBackend, counts: Counts) -> list[dict[str, Any]]:
     store = backend.store
-    counts = store.console.counts()
     oldest = store.console.oldest_due()
     now = store.now_us()
     names = sorted(set(backend.queues or ()) | {queue for queue, _ in counts.by_queue})
@@ -61,11 +61,10 @@ def _queue_rows(backend: SQLiteBackend) -> tuple[list[dict[str, Any]], bool]:
             for state, n in by_state.items()
         }
         rows.append({"name": name, "counts": shown, "latency": age(oldest.get(name), now)})
-    return rows, counts.is_capped
+    return rows
 
 
-def _throughput(backend: SQLiteBackend, now_us: int) -> dict[str, Any]:
-    minutes = backend.store.console.finished_per_minute(since_us=now_us - DAY_US, until_us=now_us)
+def _throughput(minutes: list[tuple[int, int, int]]) -> dict[str, Any]:
     hour = minutes[-60:]
     hours = [
         (chunk[0][0], sum(ok for _, ok, _ in chunk), sum(f for _, _, f in chunk))
@@ -114,7 +113,7 @@ def overview(admin: TaskAdmin, request: HttpRequest) -> HttpResponse:
     backend = admin.backend_of(request)
     store = backend.store
     now = store.now_us()
-    queue_rows, is_capped = _queue_rows(backend)
+    counts = store.console.counts(since_us=now - DAY_US, until_us=now)
     all_workers = store.get_workers()
     lost = lost_workers(backend, all_workers, now)
     registered = {w.worker_id for w in all_workers}
@@ -128,9 +127,9 @@ def overview(admin: TaskAdmin, request: HttpRequest) -> HttpResponse:
         "overview.html",
         backend,
         "Tasks: overview",
-        queues=queue_rows,
-        is_capped=is_capped,
-        throughput=_throughput(backend, now),
+        queues=_queue_rows(backend, counts),
+        is_capped=counts.is_capped,
+        throughput=_throughput(counts.per_minute),
         live_workers=len(registered - lost),
         lost_workers=len(lost),
         stranded=stranded,
@@ -265,15 +264,15 @@ def workers(admin: TaskAdmin, request: HttpRequest) -> HttpResponse:
 
 def queues(admin: TaskAdmin, request: HttpRequest) -> HttpResponse:
     backend = admin.backend_of(request)
-    rows, is_capped = _queue_rows(backend)
+    counts = backend.store.console.counts()
     return _render(
         admin,
         request,
         "queues.html",
         backend,
         "Tasks: queues",
-        queues=rows,
-        is_capped=is_capped,
+        queues=_queue_rows(backend, counts),
+        is_capped=counts.is_capped,
         states=STATES,
         live=True,
     )

@@ -16,6 +16,7 @@ from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse
 from django.urls import URLPattern, path, reverse
 
+from ..._store.overview import OVERVIEW_ROWS
 from ..backend import SQLiteBackend
 from ..compat import task_backends
 
@@ -111,6 +112,7 @@ class TaskAdmin(admin.ModelAdmin):
             "can_act": self.can_act(request),
             "can_delete": self.has_delete_permission(request),
             "live_seconds": LIVE_SECONDS,
+            "overview_rows": OVERVIEW_ROWS,
             **extra,
         }
 
