@@ -92,8 +92,19 @@ ALTER TABLE jobs ADD COLUMN put_backs INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE jobs ADD COLUMN first_put_back_at INTEGER;
 """
 
+# Pausing (issue 15): a paused queue is claimed by no worker, a paused periodic schedule
+# enqueues no slots, until resumed (pausing.py). A row per paused thing: none costs nothing.
+_PAUSING = """
+CREATE TABLE paused (
+    kind TEXT NOT NULL,  -- 'queue' or 'schedule'
+    name TEXT NOT NULL,
+    paused_at INTEGER NOT NULL,
+    PRIMARY KEY (kind, name)
+) WITHOUT ROWID;
+"""
+
 # MIGRATIONS[n] takes a file from version n to n + 1. Append only; never edit a released one.
-MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3)
+MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _PAUSING)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -6,8 +6,8 @@ statement, so two workers can never claim the same job.
 
 ``Store`` is the one API of the storage layer; each of its parts is a module of functions of
 the connection's ``Handle``: ``enqueueing``, ``claiming`` and ``recording`` (the hot paths),
-``workers`` (registry and recovery), ``actions`` (cancel, retry, prune), ``reading`` and
-``maintenance``.
+``workers`` (registry and recovery), ``actions`` (cancel, retry, prune), ``pausing``,
+``reading`` and ``maintenance``.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from pathlib import Path
 
 import apsw
 
-from . import actions, enqueueing, maintenance, reading, recording, workers
+from . import actions, enqueueing, maintenance, pausing, reading, recording, workers
 from .actions import CANCELLED_ERROR, CancelResult
 from .clock import Clock, wall_clock_us
 from .enqueueing import new_job_id, new_job_ids
@@ -242,6 +242,35 @@ class Store:
             after=after,
             batch=batch,
         )
+
+    # -- pausing (pausing.py) ------------------------------------------------------------------
+
+    def pause_queue(self, name: str) -> bool:
+        """Pause the queue ``name``: no worker claims its tasks until it is resumed (workers
+        notice within about a second). False if it was paused already."""
+        return pausing.pause(self._handle, pausing.QUEUE, name)
+
+    def resume_queue(self, name: str) -> bool:
+        """Resume the paused queue ``name``; False if it was not paused."""
+        return pausing.resume(self._handle, pausing.QUEUE, name)
+
+    def paused_queues(self) -> set[str]:
+        """Return the names of the paused queues."""
+        return pausing.paused(self._handle, pausing.QUEUE)
+
+    def pause_schedule(self, name: str) -> bool:
+        """Pause the periodic schedule ``name``: its slots are skipped until it is resumed.
+        False if it was paused already."""
+        return pausing.pause(self._handle, pausing.SCHEDULE, name)
+
+    def resume_schedule(self, name: str) -> bool:
+        """Resume the paused periodic schedule ``name`` from its next slot; False if it was
+        not paused."""
+        return pausing.resume(self._handle, pausing.SCHEDULE, name)
+
+    def paused_schedules(self) -> set[str]:
+        """Return the names of the paused periodic schedules."""
+        return pausing.paused(self._handle, pausing.SCHEDULE)
 
     # -- reading (reading.py) ------------------------------------------------------------------
 
