@@ -22,6 +22,7 @@ from .pausing import paused_queues_for_claim
 from .records import JobRecord, JobState
 from .rowlimits import TooBigToClaim, claim_one_by_one
 from .rows import decode_job, decode_rows
+from .stats import count_finished
 
 __all__ = ["claim_due"]
 
@@ -67,6 +68,7 @@ def _claimed(
         if job.malformed:
             hooks = fail_malformed(db, job, seq, worker_id, handle.now())
             enqueue_hooks(handle, db, job.job_id, JobState.FAILED, hooks)
+            count_finished(handle, db, [job.job_id])
             continue
         keyed.append((-job.priority, due_at, seq, job))  # seq is unique: jobs never compare
     keyed.sort()
@@ -98,6 +100,7 @@ def _claim_rows(
     for job_id, hooks in failed:
         if hooks is not None:
             enqueue_hooks(handle, db, job_id, JobState.FAILED, hooks)
+    count_finished(handle, db, [job_id for job_id, _ in failed])
     return rows
 
 

@@ -103,8 +103,26 @@ CREATE TABLE paused (
 ) WITHOUT ROWID;
 """
 
+# Counters of finished tasks (issue 15): per minute, queue, task path, final state and
+# histogram buckets of duration and queue wait, written by the transaction that finishes the
+# tasks (stats.py). They start at zero when a file is migrated.
+_STATS = """
+CREATE TABLE finished_stats (
+    minute INTEGER NOT NULL,  -- its start (µs); 0: folded, older than a day
+    queue_name TEXT NOT NULL,
+    task_path TEXT NOT NULL,
+    state TEXT NOT NULL,
+    duration_le INTEGER NOT NULL,  -- bucket index (stats.BUCKETS_S); -1: never started
+    wait_le INTEGER NOT NULL,
+    tasks INTEGER NOT NULL,
+    duration_us INTEGER NOT NULL,
+    wait_us INTEGER NOT NULL,
+    PRIMARY KEY (minute, queue_name, task_path, state, duration_le, wait_le)
+) WITHOUT ROWID;
+"""
+
 # MIGRATIONS[n] takes a file from version n to n + 1. Append only; never edit a released one.
-MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _PAUSING)
+MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _PAUSING, _STATS)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import apsw
 
-from . import actions, enqueueing, maintenance, pausing, reading, recording, workers
+from . import actions, enqueueing, maintenance, pausing, reading, recording, stats, workers
 from .actions import CANCELLED_ERROR, CancelResult
 from .clock import Clock, wall_clock_us
 from .enqueueing import new_job_id, new_job_ids
@@ -288,6 +288,21 @@ class Store:
         """Return the earliest ``due_at`` of a READY job in ``queues`` (None: no READY job),
         leaving out jobs whose task path is in ``skip`` (as the claim does)."""
         return reading.next_due_at(self._handle, queues, skip)
+
+    def finished_stats(self) -> stats.FinishedStats:
+        """Return the counts of finished tasks kept in the file (they outlast pruning): per
+        queue, task path and state, and the histograms of durations and queue waits."""
+        return stats.finished_stats(self._handle)
+
+    def live_counts(self) -> stats.LiveCounts:
+        """Return the READY and RUNNING jobs per queue, and the oldest due READY one; reads
+        only their indexes, so it costs the same with a million finished rows."""
+        return stats.live_counts(self._handle)
+
+    def finished_per_minute(self, since_us: int) -> list[tuple[int, int, int]]:
+        """Return ``(minute, successful, failed)`` per minute since ``since_us`` (the last day
+        at most); see ``stats.finished_per_minute``."""
+        return stats.finished_per_minute(self._handle, since_us)
 
     def max_row_bytes(self) -> int:
         """Return the most bytes one row may take (SQLite's ``SQLITE_LIMIT_LENGTH``)."""
