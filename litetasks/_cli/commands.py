@@ -291,7 +291,7 @@ def bench(
     raise typer.Exit(code)
 
 
-from . import pausing  # noqa: E402, F401  (its commands join app)
+from . import metrics, pausing  # noqa: E402, F401  (their commands join app)
 
 
 def main(argv: list[str] | None = None) -> None:

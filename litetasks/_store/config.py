@@ -77,6 +77,7 @@ class BackendConfig:
     task_modules: tuple[str, ...] = ()
     periodic: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # see periodic.py
     not_found_delays_s: tuple[float, ...] = DEFAULT_NOT_FOUND_DELAYS_S
+    metrics_token: str | None = None  # lets a scraper read litetasks.metrics.view
 
 
 # name -> (type, check, rule text). The rule text completes "... must be ...".
@@ -113,6 +114,7 @@ _OPTIONS: dict[str, tuple[type | tuple[type, ...], Any, str]] = {
         lambda v: all(isinstance(m, str) and m for m in v),
         "a list of module names",
     ),
+    "metrics_token": (str, lambda v: len(v) >= 16, "a string of 16 characters or more"),
     "not_found_delays": (
         (list, tuple),
         lambda v: len(v) <= 100 and all(_is_delay(d) for d in v),
@@ -143,6 +145,7 @@ def from_options(alias: str, options: Mapping[str, Any], *, default_path: Path) 
     periodic = dict(values.pop("periodic", {}))
     delays = values.pop("not_found_delays", DEFAULT_NOT_FOUND_DELAYS_S)
     not_found_delays_s = tuple(float(delay) for delay in delays)
+    metrics_token = values.pop("metrics_token", None)
     worker_values = {k: v for k, v in values.items() if k in _WORKER_FIELDS}
     try:
         worker = WorkerConfig(**worker_values)
@@ -155,6 +158,7 @@ def from_options(alias: str, options: Mapping[str, Any], *, default_path: Path) 
         task_modules=task_modules,
         periodic=periodic,
         not_found_delays_s=not_found_delays_s,
+        metrics_token=metrics_token,
     )
 
 

@@ -103,21 +103,21 @@ CREATE TABLE paused (
 ) WITHOUT ROWID;
 """
 
-# Counters of finished tasks (issue 15): per minute, queue, task path, final state and
-# histogram buckets of duration and queue wait, written by the transaction that finishes the
-# tasks (stats.py). They start at zero when a file is migrated.
+# Counters of finished tasks (issue 15), written by the transaction that finishes the tasks
+# (stats.py): per queue, task path and final state, a bucket of the duration and of the
+# queue-wait histograms; and per minute and state, for charts. They start at zero when a file
+# is migrated.
 _STATS = """
 CREATE TABLE finished_stats (
-    minute INTEGER NOT NULL,  -- its start (µs); 0: folded, older than a day
-    queue_name TEXT NOT NULL,
-    task_path TEXT NOT NULL,
+    kind TEXT NOT NULL,  -- 'duration' or 'wait' (a histogram bucket), or 'minute'
+    minute INTEGER NOT NULL,  -- 'minute': its start (µs); else 0
+    queue_name TEXT NOT NULL,  -- '' for 'minute'
+    task_path TEXT NOT NULL,  -- '' for 'minute'
     state TEXT NOT NULL,
-    duration_le INTEGER NOT NULL,  -- bucket index (stats.BUCKETS_S); -1: never started
-    wait_le INTEGER NOT NULL,
+    le INTEGER NOT NULL,  -- bucket index (stats.BUCKETS_S); -1: never started; 0 for 'minute'
     tasks INTEGER NOT NULL,
-    duration_us INTEGER NOT NULL,
-    wait_us INTEGER NOT NULL,
-    PRIMARY KEY (minute, queue_name, task_path, state, duration_le, wait_le)
+    total_us INTEGER NOT NULL,  -- the sum of the durations or waits counted here
+    PRIMARY KEY (kind, minute, queue_name, task_path, state, le)
 ) WITHOUT ROWID;
 """
 

@@ -3,12 +3,13 @@
 Every task that finishes (SUCCESSFUL or FAILED, by a worker's outcome, a cancel or a recovery)
 is counted in ``finished_stats`` in the transaction that finishes it: one statement per
 transaction, not per task (``count_finished``), which reads the finished rows by id and adds
-them up per (minute, queue, task path, state, duration bucket, queue-wait bucket). So the
-counts survive pruning and restarts, and any process reads the same numbers.
+them up: per (queue, task path, state) into a bucket of the duration histogram and one of the
+queue-wait histogram, and per (minute, state) for the charts. So the counts survive pruning and
+restarts, and any process reads the same numbers.
 
-Rows of minutes older than ``KEEP_MINUTES_S`` are folded into minute 0 (``fold``, hourly):
-the table stays small (per queue, task path and state: a day of minutes, plus the buckets),
-and the totals never change by it.
+The histogram rows are bounded (queues x task paths x states x buckets, whatever the age of
+the file): a scrape reads only them. Minute rows older than ``KEEP_MINUTES_S`` are dropped
+(``fold``, hourly): at most two a minute for a day.
 
 The duration of a finished task is its last attempt's (``finished_at - last_attempted_at``);
 its queue wait is how long that attempt waited once due (``last_attempted_at - due_at``). A
@@ -65,10 +66,11 @@ _TIMES_OK = (
     "typeof(finished_at) = 'integer' AND (last_attempted_at IS NULL"
     " OR (typeof(last_attempted_at) = 'integer' AND typeof(due_at) = 'integer'))"
 )
-# Adds the rows :ids that are finished (the caller's transaction finished them) to the counts.
+# Adds the rows :ids that are finished (the caller's transaction finished them) to the counts:
+# a bucket of each histogram per (queue, task path, state), and the minute's tasks per state.
 # Each time is worked out once (MATERIALIZED: SQLite would otherwise copy its expression into
-# every WHEN of the buckets). Rows whose times are not integers (written by other code) count
-# in minute 0, unbucketed.
+# every WHEN of the buckets). Rows whose times are not integers (written by other code) are
+# counted, in no bucket and no minute.
 _COUNT = f"""
 WITH finished AS MATERIALIZED (
     SELECT CAST(queue_name AS TEXT) AS queue_name, CAST(task_path AS TEXT) AS task_path, state,
@@ -79,47 +81,32 @@ WITH finished AS MATERIALIZED (
     FROM jobs
     WHERE job_id IN (SELECT value FROM json_each(:ids)) AND state IN ('SUCCESSFUL', 'FAILED')
 )
-INSERT INTO finished_stats (minute, queue_name, task_path, state, duration_le, wait_le,
-                            tasks, duration_us, wait_us)
-SELECT minute, queue_name, task_path, state, {_bucket("duration")}, {_bucket("wait")},
-       count(*), coalesce(sum(duration), 0), coalesce(sum(wait), 0)
-FROM finished
-WHERE true
-GROUP BY 1, 2, 3, 4, 5, 6
-ON CONFLICT (minute, queue_name, task_path, state, duration_le, wait_le) DO UPDATE
-SET tasks = tasks + excluded.tasks,
-    duration_us = duration_us + excluded.duration_us,
-    wait_us = wait_us + excluded.wait_us
+INSERT INTO finished_stats (kind, minute, queue_name, task_path, state, le, tasks, total_us)
+SELECT 'duration', 0, queue_name, task_path, state, {_bucket("duration")}, count(*),
+       coalesce(sum(duration), 0)
+FROM finished WHERE true GROUP BY 3, 4, 5, 6
+UNION ALL
+SELECT 'wait', 0, queue_name, task_path, state, {_bucket("wait")}, count(*),
+       coalesce(sum(wait), 0)
+FROM finished WHERE true GROUP BY 3, 4, 5, 6
+UNION ALL
+SELECT 'minute', minute, '', '', state, 0, count(*), 0
+FROM finished WHERE minute > 0 GROUP BY 2, 5
+ON CONFLICT (kind, minute, queue_name, task_path, state, le) DO UPDATE
+SET tasks = tasks + excluded.tasks, total_us = total_us + excluded.total_us
 """
-
-_FOLD_SELECT = """
-SELECT 0, queue_name, task_path, state, duration_le, wait_le,
-       sum(tasks), sum(duration_us), sum(wait_us)
-FROM finished_stats WHERE minute > 0 AND minute < :before
-GROUP BY queue_name, task_path, state, duration_le, wait_le
-"""
-_FOLD = f"""
-INSERT INTO finished_stats (minute, queue_name, task_path, state, duration_le, wait_le,
-                            tasks, duration_us, wait_us)
-{_FOLD_SELECT}
-ON CONFLICT (minute, queue_name, task_path, state, duration_le, wait_le) DO UPDATE
-SET tasks = tasks + excluded.tasks,
-    duration_us = duration_us + excluded.duration_us,
-    wait_us = wait_us + excluded.wait_us
-"""
-_FOLDED = "DELETE FROM finished_stats WHERE minute > 0 AND minute < :before"
+_FOLD = "DELETE FROM finished_stats WHERE kind = 'minute' AND minute < :before"
 
 _PER_MINUTE = """
 SELECT minute, sum(CASE WHEN state = 'SUCCESSFUL' THEN tasks ELSE 0 END),
        sum(CASE WHEN state = 'FAILED' THEN tasks ELSE 0 END)
-FROM finished_stats WHERE minute >= :since
+FROM finished_stats WHERE kind = 'minute' AND minute >= :since
 GROUP BY minute ORDER BY minute
 """
+# Every task counted has one 'duration' row (le -1 when it never started): the totals.
 _TOTALS = """
-SELECT queue_name, task_path, state, duration_le, wait_le,
-       sum(tasks), sum(duration_us), sum(wait_us)
-FROM finished_stats
-GROUP BY queue_name, task_path, state, duration_le, wait_le
+SELECT kind, queue_name, task_path, state, le, tasks, total_us
+FROM finished_stats WHERE kind IN ('duration', 'wait')
 """
 
 
@@ -137,10 +124,9 @@ def count_finished(handle: Handle, db: apsw.Connection, job_ids: Collection[str]
 
 
 def fold(db: apsw.Connection, before_us: int) -> None:
-    """Fold the counts of minutes before ``before_us`` into minute 0, in the caller's
-    transaction; the totals stay the same."""
+    """Forget the per-minute counts of minutes before ``before_us``, in the caller's
+    transaction (the totals and histograms are kept apart: they never change by it)."""
     db.execute(_FOLD, {"before": before_us})
-    db.execute(_FOLDED, {"before": before_us})
 
 
 def finished_per_minute(handle: Handle, since_us: int) -> list[tuple[int, int, int]]:
@@ -181,17 +167,16 @@ def finished_stats(handle: Handle) -> FinishedStats:
 
 def _summed(rows: Iterable[Any]) -> FinishedStats:
     stats = FinishedStats()
-    for queue, task, state, duration_le, wait_le, tasks, duration_us, wait_us in rows:
+    for kind, queue, task, state, le, tasks, total_us in rows:
         key = (str(queue), str(task))
-        stats.totals[(*key, str(state))] = stats.totals.get((*key, str(state)), 0) + tasks
-        if duration_le != NO_ATTEMPT:
-            histogram = stats.durations.setdefault(key, Histogram())
-            histogram.counts[duration_le] += tasks
-            histogram.sum_us += duration_us
-        if wait_le != NO_ATTEMPT:
-            histogram = stats.waits.setdefault(key, Histogram())
-            histogram.counts[wait_le] += tasks
-            histogram.sum_us += wait_us
+        if kind == "duration":
+            stats.totals[(*key, str(state))] = stats.totals.get((*key, str(state)), 0) + tasks
+        if le == NO_ATTEMPT:
+            continue
+        histograms = stats.durations if kind == "duration" else stats.waits
+        histogram = histograms.setdefault(key, Histogram())
+        histogram.counts[le] += tasks
+        histogram.sum_us += total_us
     return stats
 
 
