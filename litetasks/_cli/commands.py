@@ -291,7 +291,7 @@ def bench(
     raise typer.Exit(code)
 
 
-from . import console  # noqa: E402, F401  (registers ``litetasks delete``)
+from . import console, metrics, pausing  # noqa: E402, F401  (their commands join app)
 
 
 def main(argv: list[str] | None = None) -> None:

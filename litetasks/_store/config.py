@@ -80,6 +80,7 @@ class BackendConfig:
     # OPTIONS["redact"] as given (None: the defaults); its entries are checked by a system
     # check (litetasks.E020), shown with redaction.redaction_keys().
     redact: tuple[Any, ...] | None = None
+    metrics_token: str | None = None  # lets a scraper read litetasks.metrics.view
 
 
 # name -> (type, check, rule text). The rule text completes "... must be ...".
@@ -116,6 +117,7 @@ _OPTIONS: dict[str, tuple[type | tuple[type, ...], Any, str]] = {
         lambda v: all(isinstance(m, str) and m for m in v),
         "a list of module names",
     ),
+    "metrics_token": (str, lambda v: len(v) >= 16, "a string of 16 characters or more"),
     "not_found_delays": (
         (list, tuple),
         lambda v: len(v) <= 100 and all(_is_delay(d) for d in v),
@@ -148,6 +150,7 @@ def from_options(alias: str, options: Mapping[str, Any], *, default_path: Path) 
     delays = values.pop("not_found_delays", DEFAULT_NOT_FOUND_DELAYS_S)
     not_found_delays_s = tuple(float(delay) for delay in delays)
     redact = values.pop("redact", None)
+    metrics_token = values.pop("metrics_token", None)
     worker_values = {k: v for k, v in values.items() if k in _WORKER_FIELDS}
     try:
         worker = WorkerConfig(**worker_values)
@@ -161,6 +164,7 @@ def from_options(alias: str, options: Mapping[str, Any], *, default_path: Path) 
         periodic=periodic,
         not_found_delays_s=not_found_delays_s,
         redact=None if redact is None else tuple(redact),
+        metrics_token=metrics_token,
     )
 
 
