@@ -115,6 +115,23 @@ def test_a_bulk_retry_touches_the_failures_the_page_showed_not_those_after(
         assert site.backend.store.get(job_id).attempts == 1
 
 
+def test_a_paused_queue_is_left_by_the_pool_until_resumed(browser: Any, site: ConsoleSite):
+    page = logged_in(browser, site, "admin")
+    page.goto(f"{site.url}/admin/litetasks/task/queues/")
+    page.click('form:has(input[name="name"][value="emails"]) button[value="pause"]')
+    page.locator(".messagelist").wait_for()
+    assert site.backend.store.paused_queues() == {"emails"}
+    page.wait_for_timeout(1_500)  # workers notice a pause within about a second
+    job_id = console_tasks.always_fails.using(queue_name="emails").enqueue("paused").id
+
+    page.wait_for_timeout(2_000)
+    left = site.backend.store.get(job_id).state
+    page.click('form:has(input[name="name"][value="emails"]) button[value="resume"]')
+
+    assert left is JobState.READY
+    site.wait_state(job_id, JobState.FAILED)
+
+
 def test_a_view_only_user_sees_no_action_and_a_forged_post_is_refused(
     browser: Any, site: ConsoleSite
 ):

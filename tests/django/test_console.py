@@ -300,3 +300,43 @@ def test_run_now_enqueues_the_schedules_task(tmp_path: Path):
     assert "0 3 * * *" in listed and "Run now" in listed
     assert response.status_code == 303
     assert counts.total(JobState.READY) == 1
+
+
+def test_pausing_a_queue_from_the_queues_page_keeps_it_paused_until_resumed(backend: Any):
+    actor = user("actor", "view_task", "act_on_task")
+    viewer = user("viewer", "view_task")
+    data = {"kind": "queue", "verb": "pause", "name": "emails"}
+
+    refused = csrf_post(viewer, CONSOLE + "pause/", data)
+    paused = csrf_post(actor, CONSOLE + "pause/", data)
+    page = actor.get(CONSOLE + "queues/").content.decode()
+    stored = backend.store.paused_queues()
+    resumed = csrf_post(actor, CONSOLE + "pause/", {**data, "verb": "resume"})
+
+    assert (refused.status_code, paused.status_code, resumed.status_code) == (403, 303, 303)
+    assert stored == {"emails"}
+    assert "paused</span>" in page and 'value="resume"' in page
+    assert backend.store.paused_queues() == set()
+    assert LogEntry.objects.filter(object_id="emails").count() == 2
+
+
+def test_pausing_a_schedule_from_the_periodic_page(tmp_path: Path):
+    tasks_setting = {
+        "default": {
+            "BACKEND": "litetasks.backend.SQLiteBackend",
+            "OPTIONS": {
+                "path": str(tmp_path / "tasks.sqlite3"),
+                "periodic": {"nightly": {"task": "tests.tasks.noop", "cron": "0 3 * * *"}},
+            },
+        }
+    }
+    with override_settings(TASKS=tasks_setting):
+        client = user("actor", "view_task", "act_on_task")
+        data = {"kind": "schedule", "verb": "pause", "name": "nightly"}
+        response = csrf_post(client, CONSOLE + "pause/", data)
+        listed = client.get(CONSOLE + "periodic/").content.decode()
+        paused = task_backends["default"].store.paused_schedules()
+
+    assert response.status_code == 303
+    assert paused == {"nightly"}
+    assert "paused</span>" in listed

@@ -33,12 +33,11 @@ from .site import ACT, DELETE
 if TYPE_CHECKING:
     from .site import TaskAdmin
 
-__all__ = ["act", "run_now"]
+__all__ = ["act", "pause", "run_now"]
 
 logger = logging.getLogger("litetasks.console")
 
-# action -> (verb shown, permission, the state a filter-wide action takes, whether it asks
-# for confirmation).
+# action -> (verb shown, permission, the state a filter-wide action takes).
 ACTIONS: dict[str, tuple[str, str, JobState | None]] = {
     "retry": ("retry", ACT, None),
     "cancel": ("cancel", ACT, None),
@@ -178,4 +177,29 @@ def run_now(admin: TaskAdmin, request: HttpRequest) -> HttpResponse:
     result = task.enqueue(*schedule.args, **dict(schedule.kwargs))
     _record(request, backend, f"run {name} now", {result.id: "enqueued"})
     messages.success(request, f"Enqueued {schedule.task_path} as task {result.id}.")
+    return _back(admin, request, backend)
+
+
+def pause(admin: TaskAdmin, request: HttpRequest) -> HttpResponse:
+    """Pause or resume a queue or a periodic schedule (``Store.pause_queue`` and the rest)."""
+    if request.method != "POST":
+        return HttpResponseNotAllowed(["POST"])
+    if not request.user.has_perm(ACT):
+        raise PermissionDenied
+    backend = admin.backend_of(request)
+    kind, verb, name = (request.POST.get(k, "") for k in ("kind", "verb", "name"))
+    store = backend.store
+    operations = {
+        ("queue", "pause"): store.pause_queue,
+        ("queue", "resume"): store.resume_queue,
+        ("schedule", "pause"): store.pause_schedule,
+        ("schedule", "resume"): store.resume_schedule,
+    }
+    operation = operations.get((kind, verb))
+    if operation is None or not name:
+        return HttpResponse("Give kind (queue or schedule), verb (pause or resume), name.", 400)
+    changed = operation(name)
+    _record(request, backend, f"{verb} {kind}", {name: "done" if changed else "unchanged"})
+    state = f"{verb}d" if changed else f"already {verb}d"
+    messages.success(request, f"The {kind} {name!r} is {state}.")
     return _back(admin, request, backend)

@@ -52,7 +52,8 @@ def _queue_rows(backend: SQLiteBackend, counts: Counts) -> list[dict[str, Any]]:
     store = backend.store
     oldest = store.console.oldest_due()
     now = store.now_us()
-    names = sorted(set(backend.queues or ()) | {queue for queue, _ in counts.by_queue})
+    paused = store.paused_queues()
+    names = sorted(set(backend.queues or ()) | {queue for queue, _ in counts.by_queue} | paused)
     rows = []
     for name in names:
         by_state = {s.value: counts.by_queue.get((name, s), 0) for s in JobState}
@@ -60,7 +61,10 @@ def _queue_rows(backend: SQLiteBackend, counts: Counts) -> list[dict[str, Any]]:
             state: capped(n, counts.is_capped and JobState(state).is_finished)
             for state, n in by_state.items()
         }
-        rows.append({"name": name, "counts": shown, "latency": age(oldest.get(name), now)})
+        latency = age(oldest.get(name), now)
+        rows.append(
+            {"name": name, "counts": shown, "latency": latency, "is_paused": name in paused}
+        )
     return rows
 
 
@@ -92,6 +96,7 @@ def _schedules(backend: SQLiteBackend, now_us: int) -> tuple[list[dict[str, Any]
     except ConfigurationError as exc:
         return [], str(exc)
     recorded = backend.store.schedules()
+    paused = backend.store.paused_schedules()
     rows = []
     for name, schedule in sorted(schedules.items()):
         last_slot, last_job = recorded.get(name, (None, None))
@@ -104,6 +109,7 @@ def _schedules(backend: SQLiteBackend, now_us: int) -> tuple[list[dict[str, Any]
                 "last_slot": moment(last_slot),
                 "last_job_id": last_job,
                 "next_slot": moment(schedule.next_slot(now_us)),
+                "is_paused": name in paused,
             }
         )
     return rows, ""

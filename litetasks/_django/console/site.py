@@ -75,6 +75,7 @@ class TaskAdmin(admin.ModelAdmin):
             path("periodic/", self._page(pages.periodic), name=f"{name}_periodic"),
             path("act/", self._page(acting.act), name=f"{name}_act"),
             path("periodic/run/", self._page(acting.run_now), name=f"{name}_run_now"),
+            path("pause/", self._page(acting.pause), name=f"{name}_pause"),
         ]
 
     def _page(self, view: View) -> View:
