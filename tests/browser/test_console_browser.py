@@ -174,3 +174,34 @@ def test_every_page_works_with_javascript_off(browser: Any, site: ConsoleSite, p
 
     assert page.locator("#lt-live table").count() >= 1
     assert page.locator("h1").inner_text().startswith("Tasks")
+
+
+def _set_visibility(page: Any, state: str) -> None:
+    page.evaluate(
+        """state => {
+            Object.defineProperty(document, "visibilityState", {value: state, configurable: true});
+            document.dispatchEvent(new Event("visibilitychange"));
+        }""",
+        state,
+    )
+
+
+def test_live_pages_refresh_while_visible_and_stop_while_hidden(browser: Any, site: ConsoleSite):
+    page = logged_in(browser, site, "admin")
+    page.goto(f"{site.url}/admin/litetasks/task/workers/")
+    refreshes: list[str] = []
+    page.on("request", lambda request: refreshes.append(request.url))
+
+    page.wait_for_timeout(7_000)
+    while_visible = len(refreshes)
+    _set_visibility(page, "hidden")
+    page.wait_for_timeout(500)  # a refresh already under way may still land
+    before_hidden = len(refreshes)
+    page.wait_for_timeout(7_000)
+    while_hidden = len(refreshes) - before_hidden
+    _set_visibility(page, "visible")
+    page.wait_for_timeout(4_500)
+
+    assert while_visible >= 1
+    assert while_hidden == 0
+    assert len(refreshes) > before_hidden

@@ -340,3 +340,25 @@ def test_pausing_a_schedule_from_the_periodic_page(tmp_path: Path):
     assert response.status_code == 303
     assert paused == {"nightly"}
     assert "paused</span>" in listed
+
+
+def test_several_litetasks_backends_get_a_selector_and_their_own_pages(tmp_path: Path):
+    tasks_setting = {
+        alias: {
+            "BACKEND": "litetasks.backend.SQLiteBackend",
+            "OPTIONS": {"path": str(tmp_path / f"{alias}.sqlite3")},
+        }
+        for alias in ("default", "reports")
+    }
+    with override_settings(TASKS=tasks_setting):
+        default_id = tasks.noop.enqueue().id
+        reports_id = tasks.noop.using(backend="reports").enqueue().id
+        client = user("viewer", "view_task")
+        first = client.get(CONSOLE + "tasks/").content.decode()
+        second = client.get(CONSOLE + "tasks/", {"backend": "reports"}).content.decode()
+        missing = client.get(CONSOLE + "tasks/", {"backend": "nope"})
+
+    assert '<select name="backend"' in first
+    assert default_id in first and reports_id not in first
+    assert reports_id in second and default_id not in second
+    assert missing.status_code == 404
