@@ -197,6 +197,7 @@ def test_retrying_one_task_makes_it_ready_and_is_recorded_in_the_admin_history(b
     [entry] = LogEntry.objects.all()
     assert (entry.user.username, entry.object_id) == ("actor", job_id)
     assert "retry" in entry.object_repr
+    assert user("boss", superuser=True).get("/admin/").status_code == 200  # recent actions
 
 
 def test_deleting_needs_the_delete_permission(backend: Any):

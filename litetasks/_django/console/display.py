@@ -15,8 +15,6 @@ from ..backend import SQLiteBackend
 
 __all__ = ["age", "bar_chart", "capped", "moment", "shown_json", "summary_json"]
 
-CAP = 10_000
-
 
 def moment(us: int | None) -> datetime | None:
     """The aware UTC datetime of a stored time (None for none, or a time litetasks does not
@@ -38,9 +36,7 @@ def age(us: int | None, now_us: int) -> str:
 
 
 def capped(count: int, is_capped: bool) -> str:
-    """A count as shown: ``10,000+`` above the cap, ``n+`` when older rows were not counted."""
-    if count >= CAP:
-        return f"{CAP:,}+"
+    """A count as shown: ``n+`` when older rows were not counted (see overview.py)."""
     return f"{count:,}+" if is_capped else f"{count:,}"
 
 
