@@ -14,6 +14,9 @@ from django.db import models
 class Task(models.Model):
     """A task in a litetasks queue file; a placeholder for the console's permissions."""
 
+    # Named, so that no project's DEFAULT_AUTO_FIELD changes the migration.
+    id = models.AutoField(primary_key=True)
+
     class Meta:
         managed = False
         default_permissions = ("view", "delete")
