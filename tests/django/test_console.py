@@ -363,3 +363,35 @@ def test_several_litetasks_backends_get_a_selector_and_their_own_pages(tmp_path:
     assert default_id in first and reports_id not in first
     assert reports_id in second and default_id not in second
     assert missing.status_code == 404
+
+
+def test_the_overview_and_workers_page_show_a_lost_worker_and_its_stranded_task(backend: Any):
+    from litetasks._store.liveness import this_process
+    from litetasks._store.records import WorkerRecord
+
+    here = this_process()
+    gone = WorkerRecord(
+        worker_id="gone-worker",
+        pid=2**22 + 7,  # above pid_max's default: no such process
+        host=here.host,
+        boot_id=here.boot_id,
+        proc_start=1,
+        queues=None,
+        started_at_us=0,
+        heartbeat_at_us=0,
+        pid_namespace=here.pid_namespace,
+    )
+    backend.store.register_worker(gone)
+    stranded = tasks.noop.enqueue().id
+    backend.store.claim("gone-worker")
+    client = user("viewer", "view_task")
+
+    overview = client.get(CONSOLE).content.decode()
+    workers = client.get(CONSOLE + "workers/").content.decode()
+
+    assert re.search(
+        r"<strong class=\"lt-bad\">1</strong> task RUNNING under a lost worker", overview
+    )
+    assert "1 lost" in overview
+    assert "gone-worker" in workers and 'class="lt-bad">lost<' in workers
+    assert f"/tasks/{stranded}/" in workers
