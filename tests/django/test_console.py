@@ -395,3 +395,19 @@ def test_the_overview_and_workers_page_show_a_lost_worker_and_its_stranded_task(
     assert "1 lost" in overview
     assert "gone-worker" in workers and 'class="lt-bad">lost<' in workers
     assert f"/tasks/{stranded}/" in workers
+
+
+def test_a_task_page_links_its_hooks_to_the_tasks_they_enqueued(backend: Any):
+    from tests import feature_tasks
+
+    job_id = feature_tasks.with_success_hook.enqueue(7).id
+    drain()
+    client = user("viewer", "view_task")
+
+    detail = client.get(f"{CONSOLE}tasks/{job_id}/").content.decode()
+    link = re.search(r'href="([^"]*task=tests.feature_tasks.hook_record[^"]*)"', detail)
+    assert link is not None
+    listed = client.get(link.group(1).replace("&amp;", "&")).content.decode()
+
+    hook_rows = re.findall(r"<td>tests\.feature_tasks\.hook_record</td>", listed)
+    assert len(hook_rows) == 1 and "with_success_hook" not in listed.split("result_list")[1]
