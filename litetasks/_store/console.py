@@ -60,6 +60,7 @@ class JobFilter:
             "task_path": self.task_path,
             "since": self.since_us,
             "until": self.until_us,
+            "job_id": self.job_id,
             "text": self.text,
         }
         conditions = {
@@ -68,6 +69,7 @@ class JobFilter:
             "task_path": "task_path = :task_path",
             "since": "enqueued_at >= :since",
             "until": "enqueued_at < :until",
+            "job_id": "job_id = :job_id",
             "text": "(instr(args, :text) > 0 OR instr(kwargs, :text) > 0)",
         }
         used = {name: value for name, value in fields.items() if value not in (None, "")}
@@ -201,6 +203,7 @@ def matching_ids(
         task_path=job_filter.task_path,
         since_us=job_filter.since_us,
         until_us=job_filter.until_us,
+        job_id=job_filter.job_id,
         text=job_filter.text,
     )
     where, params = narrowed.where()

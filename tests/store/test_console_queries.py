@@ -119,6 +119,10 @@ def test_matching_ids_is_a_snapshot_of_what_the_page_showed(store: Store, clock:
     )
 
     assert sorted(ids) == sorted(before)
+    only = store.console.matching_ids(
+        JobFilter(job_id=before[0]), state=JobState.FAILED, upto_seq=upto
+    )
+    assert only == [before[0]]
 
 
 def test_delete_deletes_ready_and_finished_jobs_and_leaves_running_ones(store: Store, clock: Clock):
