@@ -117,6 +117,7 @@ def test_the_overview_counts_tasks_per_queue_and_state(backend: Any):
     assert re.search(r"state=FAILED\">1</a>", html)
     assert re.search(r"state=READY\">1</a>", html)
     assert "<svg" in html and "failure rate" in html
+    assert "0 successful, 1 failed</title>" in html  # the chart's bar of this minute
 
 
 def test_the_task_list_filters_by_state_and_finds_text_in_arguments(backend: Any):

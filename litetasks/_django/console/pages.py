@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from ..._store.console import JobFilter
 from ..._store.liveness import classify_workers, this_process
-from ..._store.overview import Counts
+from ..._store.overview import MINUTE_US, Counts
 from ..._store.records import JobRecord, JobState, WorkerRecord
 from ...exceptions import ConfigurationError, JobNotFound
 from ..backend import SQLiteBackend
@@ -68,6 +68,14 @@ def _queue_rows(backend: SQLiteBackend, counts: Counts) -> list[dict[str, Any]]:
     return rows
 
 
+def _every_minute(found: list[tuple[int, int, int]], now_us: int) -> list[tuple[int, int, int]]:
+    """``found`` (minutes with tasks) as every minute of the day up to ``now_us``."""
+    by_minute = {minute: (ok, failed) for minute, ok, failed in found}
+    last = now_us // MINUTE_US * MINUTE_US
+    starts = range(last - DAY_US + MINUTE_US, last + MINUTE_US, MINUTE_US)
+    return [(start, *by_minute.get(start, (0, 0))) for start in starts]
+
+
 def _throughput(minutes: list[tuple[int, int, int]]) -> dict[str, Any]:
     hour = minutes[-60:]
     hours = [
@@ -119,7 +127,10 @@ def overview(admin: TaskAdmin, request: HttpRequest) -> HttpResponse:
     backend = admin.backend_of(request)
     store = backend.store
     now = store.now_us()
-    counts = store.console.counts(since_us=now - DAY_US, until_us=now)
+    counts = store.console.counts()
+    # The chart from the counters kept in the file (stats.py: they survive pruning); the
+    # row-based overview.finished_per_minute() gives the same shape from the newest rows.
+    minutes = _every_minute(store.finished_per_minute(now - DAY_US), now)
     all_workers = store.get_workers()
     lost = lost_workers(backend, all_workers, now)
     registered = {w.worker_id for w in all_workers}
@@ -135,7 +146,7 @@ def overview(admin: TaskAdmin, request: HttpRequest) -> HttpResponse:
         "Tasks: overview",
         queues=_queue_rows(backend, counts),
         is_capped=counts.is_capped,
-        throughput=_throughput(counts.per_minute),
+        throughput=_throughput(minutes),
         live_workers=len(registered - lost),
         lost_workers=len(lost),
         stranded=stranded,
