@@ -230,8 +230,9 @@ def test_a_bulk_retry_confirms_the_snapshot_and_leaves_later_failures_alone(back
     )
     html = confirmation.content.decode()
     assert "Retry 3 tasks?" in html and later not in html
-    ids = re.findall(r'name="ids" value="([^"]+)"', html)
-    done = csrf_post(client, CONSOLE + "act/", {"action": "retry", "confirmed": "yes", "ids": ids})
+    [id_list] = re.findall(r'name="id_list" value="([^"]*)"', html)
+    data = {"action": "retry", "confirmed": "yes", "id_list": id_list}
+    done = csrf_post(client, CONSOLE + "act/", data)
 
     assert done.status_code == 303
     assert [backend.store.get(i).state for i in first] == [JobState.READY] * 3
@@ -412,3 +413,37 @@ def test_a_task_page_links_its_hooks_to_the_tasks_they_enqueued(backend: Any):
 
     hook_rows = re.findall(r"<td>tests\.feature_tasks\.hook_record</td>", listed)
     assert len(hook_rows) == 1 and "with_success_hook" not in listed.split("result_list")[1]
+
+
+def test_a_bulk_action_on_more_tasks_than_django_takes_form_fields(backend: Any):
+    from litetasks._store.records import ErrorRecord, NewJob, Outcome
+
+    store = backend.store
+    ids = [f"bulk-{i:05d}" for i in range(1500)]
+    store.enqueue([NewJob(job_id=i, task_path="tests.tasks.noop") for i in ids])
+    claimed = store.claim("w", limit=len(ids))
+    error = ErrorRecord(exception_class_path="builtins.ValueError", traceback="ValueError\n")
+    now = store.now_us()
+    store.record(
+        [
+            Outcome(
+                job_id=j.job_id,
+                worker_id="w",
+                attempt=1,
+                started_at_us=now,
+                finished_at_us=now,
+                error=error,
+            )
+            for j in claimed
+        ]
+    )
+    client = user("actor", "view_task", "act_on_task")
+    snapshot = {"upto": str(store.console.newest_seq()), "loaded_at": str(store.now_us())}
+
+    confirmation = csrf_post(client, CONSOLE + "act/", {"action": "retry_matching", **snapshot})
+    [id_list] = re.findall(r'name="id_list" value="([^"]*)"', confirmation.content.decode())
+    data = {"action": "retry", "confirmed": "yes", "id_list": id_list}
+    done = csrf_post(client, CONSOLE + "act/", data)
+
+    assert done.status_code == 303
+    assert store.console.counts().total(JobState.READY) == 1500

@@ -58,7 +58,7 @@ def act(admin: TaskAdmin, request: HttpRequest) -> HttpResponse:
     if not request.user.has_perm(permission):
         raise PermissionDenied
     backend = admin.backend_of(request)
-    ids = _snapshot(backend, request, matching) if matching else request.POST.getlist("ids")
+    ids = _snapshot(backend, request, matching) if matching else _posted_ids(request)
     if not ids:
         messages.warning(request, "No task was selected: nothing was done.")
         return _back(admin, request, backend)
@@ -69,6 +69,13 @@ def act(admin: TaskAdmin, request: HttpRequest) -> HttpResponse:
     summary = _summary(results)
     messages.success(request, f"{verb.capitalize()}: {summary}.")
     return _back(admin, request, backend)
+
+
+def _posted_ids(request: HttpRequest) -> list[str]:
+    """The ids ticked (``ids``, one field each) or confirmed (``id_list``: one field, one id
+    a line, since Django refuses a form of more than 1,000 fields)."""
+    listed = request.POST.get("id_list", "").split()
+    return list(dict.fromkeys([*request.POST.getlist("ids"), *listed]))
 
 
 def _snapshot(backend: SQLiteBackend, request: HttpRequest, state: JobState) -> list[str]:
@@ -91,6 +98,7 @@ def _confirm(
         f"{verb.capitalize()} {len(ids):,} task{'s' if len(ids) != 1 else ''}?",
         verb=verb,
         ids=ids,
+        id_list="\n".join(ids),
         shown_ids=ids[:20],
         is_limited=len(ids) >= BULK_LIMIT,
         limit=BULK_LIMIT,
