@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-__all__ = ["DEFAULT_REDACT", "REDACTED", "redact", "redaction_keys"]
+__all__ = ["DEFAULT_REDACT", "REDACTED", "hidden_values", "redact", "redaction_keys"]
 
 REDACTED = "********"
 DEFAULT_REDACT: tuple[str, ...] = (
@@ -53,3 +53,17 @@ def redact(value: Any, keys: tuple[str, ...], depth: int = 0) -> Any:
 def _is_secret(key: Any, keys: tuple[str, ...]) -> bool:
     lowered = str(key).lower()
     return any(word in lowered for word in keys)
+
+
+def hidden_values(value: Any, keys: tuple[str, ...], depth: int = 0) -> list[Any]:
+    """Return the values ``redact`` hides in ``value`` (to keep a search from finding them)."""
+    if depth > 100:
+        return []
+    if isinstance(value, dict):
+        found: list[Any] = []
+        for k, v in value.items():
+            found.extend([v] if _is_secret(k, keys) else hidden_values(v, keys, depth + 1))
+        return found
+    if isinstance(value, list):
+        return [hidden for item in value for hidden in hidden_values(item, keys, depth + 1)]
+    return []

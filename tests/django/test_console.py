@@ -257,6 +257,7 @@ def test_redacted_values_never_reach_the_page_source(tmp_path: Path):
         html = response.content.decode()
         assert "4111-SECRET" not in html
     assert "********" in pages[1].content.decode() and "visible" in pages[1].content.decode()
+    assert result.id not in found.content.decode()  # a search cannot probe a hidden value
 
 
 def test_default_redaction_hides_passwords_and_tokens(backend: Any):

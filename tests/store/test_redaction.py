@@ -6,7 +6,13 @@ from typing import Any
 
 import pytest
 
-from litetasks._store.redaction import DEFAULT_REDACT, REDACTED, redact, redaction_keys
+from litetasks._store.redaction import (
+    DEFAULT_REDACT,
+    REDACTED,
+    hidden_values,
+    redact,
+    redaction_keys,
+)
 
 
 @pytest.mark.parametrize(
@@ -34,3 +40,9 @@ def test_configured_keys_replace_the_defaults_and_ignore_what_is_not_text():
         "password": 2,
     }
     assert redaction_keys(None) == DEFAULT_REDACT
+
+
+def test_hidden_values_are_the_values_redact_replaces():
+    value = {"user": "ada", "auth": [{"token": "t-1"}, {"password": {"x": 1}}]}
+
+    assert hidden_values(value, DEFAULT_REDACT) == ["t-1", {"x": 1}]

@@ -10,10 +10,18 @@ from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
 from ..._store.clock import is_time
-from ..._store.redaction import redact, redaction_keys
+from ..._store.redaction import hidden_values, redact, redaction_keys
 from ..backend import SQLiteBackend
 
-__all__ = ["age", "bar_chart", "capped", "moment", "shown_json", "summary_json"]
+__all__ = [
+    "age",
+    "bar_chart",
+    "capped",
+    "finds_a_secret",
+    "moment",
+    "shown_json",
+    "summary_json",
+]
 
 
 def moment(us: int | None) -> datetime | None:
@@ -64,6 +72,17 @@ def summary_json(backend: SQLiteBackend, args: str, kwargs: str, length: int = 8
         parts.append(json.dumps(value, ensure_ascii=False))
     text = " ".join(parts)
     return text if len(text) <= length else text[: length - 1] + "…"
+
+
+def finds_a_secret(backend: SQLiteBackend, text: str, *stored: str) -> bool:
+    """Whether ``text`` occurs in a value the console hides: a search must not reveal it."""
+    keys = redaction_keys(backend.config.redact)
+    for value in stored:
+        for hidden in hidden_values(_loaded(value), keys):
+            shown = hidden if isinstance(hidden, str) else json.dumps(hidden, ensure_ascii=False)
+            if text in shown or text in json.dumps(hidden):
+                return True
+    return False
 
 
 def bar_chart(

@@ -15,7 +15,7 @@ from ..._store.overview import MINUTE_US, Counts
 from ..._store.records import JobRecord, JobState, WorkerRecord
 from ...exceptions import ConfigurationError, JobNotFound
 from ..backend import SQLiteBackend
-from .display import age, bar_chart, capped, moment, shown_json, summary_json
+from .display import age, bar_chart, capped, finds_a_secret, moment, shown_json, summary_json
 
 if TYPE_CHECKING:
     from .site import TaskAdmin
@@ -210,13 +210,17 @@ def tasks(admin: TaskAdmin, request: HttpRequest) -> HttpResponse:
         query["before"] = str(page.next_before)
         older = query.urlencode()
         query.pop("before")
+    jobs = [job for _, job in page.jobs]
+    if chosen.text:  # a match inside a hidden value would tell what the value is
+        text = chosen.text
+        jobs = [j for j in jobs if not finds_a_secret(backend, text, j.args_json, j.kwargs_json)]
     return _render(
         admin,
         request,
         "tasks.html",
         backend,
         "Tasks",
-        rows=[_task_row(backend, job) for _, job in page.jobs],
+        rows=[_task_row(backend, job) for job in jobs],
         page=page,
         filter=request.GET,
         states=STATES,
