@@ -448,3 +448,22 @@ def test_a_bulk_action_on_more_tasks_than_django_takes_form_fields(backend: Any)
 
     assert done.status_code == 303
     assert store.console.counts().total(JobState.READY) == 1500
+
+
+def test_a_broken_periodic_schedule_is_reported_and_the_pages_still_render(tmp_path: Path):
+    tasks_setting = {
+        "default": {
+            "BACKEND": "litetasks.backend.SQLiteBackend",
+            "OPTIONS": {
+                "path": str(tmp_path / "tasks.sqlite3"),
+                "periodic": {"bad": {"task": "tests.tasks.noop", "cron": "not a cron"}},
+            },
+        }
+    }
+    with override_settings(TASKS=tasks_setting):
+        client = user("viewer", "view_task")
+        responses = [client.get(CONSOLE), client.get(CONSOLE + "periodic/")]
+
+    for response in responses:
+        assert response.status_code == 200
+        assert "The periodic schedules cannot be read:" in response.content.decode()

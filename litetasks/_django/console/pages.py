@@ -15,6 +15,7 @@ from ..._store.overview import MINUTE_US, Counts
 from ..._store.records import JobRecord, JobState, WorkerRecord
 from ...exceptions import ConfigurationError, JobNotFound
 from ..backend import SQLiteBackend
+from ..compat import InvalidTask
 from .display import age, bar_chart, capped, finds_a_secret, moment, shown_json, summary_json
 
 if TYPE_CHECKING:
@@ -101,8 +102,8 @@ def _schedules(backend: SQLiteBackend, now_us: int) -> tuple[list[dict[str, Any]
 
     try:
         schedules = load_schedules(backend)
-    except ConfigurationError as exc:
-        return [], str(exc)
+    except (ConfigurationError, InvalidTask, ImportError) as exc:  # the page shows the rest
+        return [], f"The periodic schedules cannot be read: {exc}"
     recorded = backend.store.schedules()
     paused = backend.store.paused_schedules()
     rows = []
