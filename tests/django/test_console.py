@@ -467,3 +467,23 @@ def test_a_broken_periodic_schedule_is_reported_and_the_pages_still_render(tmp_p
     for response in responses:
         assert response.status_code == 200
         assert "The periodic schedules cannot be read:" in response.content.decode()
+
+
+def test_cancelling_the_selected_tasks_asks_first_then_cancels_only_them(backend: Any):
+    first, second, other = (tasks.noop.enqueue().id for _ in range(3))
+    client = user("actor", "view_task", "act_on_task")
+
+    asked = csrf_post(client, CONSOLE + "act/", {"action": "cancel", "ids": [first, second]})
+    states_meanwhile = {backend.store.get(i).state for i in (first, second)}
+    [id_list] = re.findall(r'name="id_list" value="([^"]*)"', asked.content.decode())
+    data = {"action": "cancel", "confirmed": "yes", "id_list": id_list}
+    done = csrf_post(client, CONSOLE + "act/", data)
+
+    assert "Cancel 2 tasks?" in asked.content.decode()
+    assert states_meanwhile == {JobState.READY}
+    assert done.status_code == 303
+    assert [backend.store.get(i).state for i in (first, second, other)] == [
+        JobState.FAILED,
+        JobState.FAILED,
+        JobState.READY,
+    ]
