@@ -64,3 +64,13 @@ def test_every_exported_exception_derives_from_the_root():
     assert all(
         issubclass(kind, litetasks.LiteTasksError) for kind in exceptions if kind not in interrupts
     )
+
+
+def test_the_metrics_module_s_public_names():
+    # litetasks.metrics is public (issue 15): a view to mount, and the collector, registry
+    # and text for sites that serve metrics their own way. It needs litetasks[metrics].
+    import litetasks.metrics
+
+    assert litetasks.metrics.__all__ == ["Collector", "registry", "render", "view"]
+    for name in litetasks.metrics.__all__:
+        assert callable(getattr(litetasks.metrics, name))

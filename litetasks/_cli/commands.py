@@ -291,6 +291,9 @@ def bench(
     raise typer.Exit(code)
 
 
+from . import console, metrics, pausing  # noqa: E402, F401  (their commands join app)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``litetasks`` console script."""
     app(args=argv if argv is not None else sys.argv[1:], prog_name="litetasks")

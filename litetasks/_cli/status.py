@@ -41,6 +41,7 @@ def status_data(backend: SQLiteBackend) -> dict[str, Any]:
         "stranded_workers": stranded,
         "unserved_queues": _unserved(queues, workers, lost),
         "periodic": _periodic(backend),
+        "paused_queues": sorted(store.paused_queues()),
     }
 
 
@@ -51,6 +52,7 @@ def _periodic(backend: SQLiteBackend) -> list[dict[str, Any]]:
 
     schedules = load_schedules(backend)
     recorded = backend.store.schedules()
+    paused = backend.store.paused_schedules()
     upcoming = Scheduler(backend, schedules).next_runs()
     rows = []
     for name, schedule in sorted(schedules.items()):
@@ -65,6 +67,7 @@ def _periodic(backend: SQLiteBackend) -> list[dict[str, Any]]:
                 "next_run_utc": _moment(following, timezone.utc),
                 "last_slot": _moment(last_slot, schedule.tz),
                 "last_job_id": last_job,
+                "paused": name in paused,
             }
         )
     return rows
@@ -121,7 +124,8 @@ def print_status(backend: SQLiteBackend, *, as_json: bool) -> None:
     for state in states:
         table.add_column(state.value, justify="right")
     for queue, by_state in data["queues"].items():
-        table.add_row(queue, *(str(by_state[s.value]) for s in states))
+        shown = f"{queue} (paused)" if queue in data["paused_queues"] else queue
+        table.add_row(shown, *(str(by_state[s.value]) for s in states))
     console.print(table)
     if data["workers"]:
         console.print(_workers_table(data["workers"]))
@@ -149,7 +153,10 @@ def _workers_table(rows: list[dict[str, Any]]) -> Table:
 
 
 def _print_advice(console: Console, data: dict[str, Any]) -> None:
-    """What to do about queues nobody serves and tasks left RUNNING by lost workers."""
+    """What to do about paused queues, queues nobody serves and tasks left RUNNING by lost
+    workers."""
+    for queue in data["paused_queues"]:
+        console.print(f"Queue {queue!r} is paused: resume it with `litetasks resume {queue}`.")
     for queue in data["unserved_queues"]:
         console.print(
             f"Queue {queue!r} has {data['queues'][queue]['READY']} READY task(s) and no live "
@@ -171,8 +178,8 @@ def _periodic_table(rows: list[dict[str, Any]]) -> Table:
             row["name"],
             row["task"],
             row["schedule"],
-            row["next_run"] or "-",
-            row["next_run_utc"] or "-",
+            "paused" if row["paused"] else row["next_run"] or "-",
+            "paused" if row["paused"] else row["next_run_utc"] or "-",
             row["last_slot"] or "never",
         )
     return table

@@ -40,6 +40,7 @@ from .compat import (
     TaskResultDoesNotExist,
     task_enqueued,
 )
+from .console.checks import redact_checks
 from .forwarding import ForwardReport, forward, forwarded_result
 from .modules import TaskModules
 from .setup_checks import setup_checks, warn_if_app_missing
@@ -284,6 +285,7 @@ class SQLiteBackend(BaseTaskBackend):
         yield from setup_checks(self)
         if self._config is not None:
             yield from queue_file_checks(self.config.store.path, self.alias)
+            yield from redact_checks(self.config.redact, self.alias)
 
     # -- beyond DEP 0014: operator actions ----------------------------------------------------
 

@@ -16,6 +16,7 @@ from .reading import in_queues
 from .recording import error_json
 from .records import ErrorRecord, JobState
 from .rows import returned_hooks
+from .stats import count_finished
 
 __all__ = [
     "CANCELLED_ERROR",
@@ -55,6 +56,7 @@ def cancel(handle: Handle, job_ids: Collection[str], error: ErrorRecord) -> dict
     with handle.write() as db:
         for job_id in job_ids:
             results[job_id] = _cancel_one(handle, db, job_id, params)
+        count_finished(handle, db, [i for i, r in results.items() if r is CancelResult.CANCELLED])
     if handle.hooked:
         handle.ready()
     return results

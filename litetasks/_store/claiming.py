@@ -18,9 +18,11 @@ from .clock import EARLIEST_US, LATEST_US
 from .enqueueing import enqueue_hooks
 from .handle import Handle
 from .malformed import fail_malformed, with_problem
+from .pausing import paused_queues_for_claim
 from .records import JobRecord, JobState
 from .rowlimits import TooBigToClaim, claim_one_by_one
 from .rows import decode_job, decode_rows
+from .stats import count_finished
 
 __all__ = ["claim_due"]
 
@@ -66,6 +68,7 @@ def _claimed(
         if job.malformed:
             hooks = fail_malformed(db, job, seq, worker_id, handle.now())
             enqueue_hooks(handle, db, job.job_id, JobState.FAILED, hooks)
+            count_finished(handle, db, [job.job_id])
             continue
         keyed.append((-job.priority, due_at, seq, job))  # seq is unique: jobs never compare
     keyed.sort()
@@ -81,17 +84,10 @@ def _claim_rows(
     one_by_one: bool,
     skip: Collection[str],
 ) -> list[Any]:
-    if isinstance(queues, str):
-        raise TypeError(f"queues must be a collection of names, not the string {queues!r}.")
     params: dict[str, Any] = {"worker_id": worker_id, "now": handle.now(), "limit": limit}
-    if queues is None:
-        served = "any"
-    elif len(queues) == 1:
-        served = "one"
-        params["queue"] = next(iter(queues))
-    else:
-        served = "some"
-        params["queues"] = json.dumps(sorted(queues))
+    served = _served(handle, db, queues, params)
+    if served is None:
+        return []
     if skip:
         params["skip"] = json.dumps(sorted(skip))
     pick, statement, due = sql.CLAIMS[served, bool(skip)]
@@ -104,7 +100,32 @@ def _claim_rows(
     for job_id, hooks in failed:
         if hooks is not None:
             enqueue_hooks(handle, db, job_id, JobState.FAILED, hooks)
+    count_finished(handle, db, [job_id for job_id, _ in failed])
     return rows
+
+
+def _served(
+    handle: Handle, db: apsw.Connection, queues: Collection[str] | None, params: dict[str, Any]
+) -> str | None:
+    """Which claim statement serves ``queues`` less the paused ones (see ``sql.CLAIMS``), its
+    queue bindings added to ``params``; None when every queue to serve is paused."""
+    if isinstance(queues, str):
+        raise TypeError(f"queues must be a collection of names, not the string {queues!r}.")
+    paused = paused_queues_for_claim(handle, db)
+    if queues is None:
+        if not paused:
+            return "any"
+        params["paused"] = json.dumps(sorted(paused))
+        return "unpaused"
+    if paused:
+        queues = [queue for queue in queues if queue not in paused]
+    if not queues:
+        return None
+    if len(queues) == 1:
+        params["queue"] = next(iter(queues))
+        return "one"
+    params["queues"] = json.dumps(sorted(queues))
+    return "some"
 
 
 def _take(db: apsw.Connection, pick: str, params: dict[str, Any]) -> list[Any]:

@@ -82,6 +82,10 @@ class BackendConfig:
     task_modules: tuple[str, ...] = ()
     periodic: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # see periodic.py
     not_found_delays_s: tuple[float, ...] = DEFAULT_NOT_FOUND_DELAYS_S
+    # OPTIONS["redact"] as given (None: the defaults); its entries are checked by a system
+    # check (litetasks.E020), shown with redaction.redaction_keys().
+    redact: tuple[Any, ...] | None = None
+    metrics_token: str | None = None  # lets a scraper read litetasks.metrics.view
 
 
 # name -> (type, check, rule text). The rule text completes "... must be ...".
@@ -129,11 +133,13 @@ _OPTIONS: dict[str, tuple[type | tuple[type, ...], Any, str]] = {
         lambda v: all(isinstance(m, str) and m for m in v),
         "a list of module names",
     ),
+    "metrics_token": (str, lambda v: len(v) >= 16, "a string of 16 characters or more"),
     "not_found_delays": (
         (list, tuple),
         lambda v: len(v) <= 100 and all(_is_delay(d) for d in v),
         "a list of at most 100 delays in seconds (numbers, 0 or more)",
     ),
+    "redact": ((list, tuple), lambda v: True, "a list of keys whose values are hidden"),
 }
 OPTION_NAMES = tuple(sorted(_OPTIONS))
 _WORKER_FIELDS = {f.name for f in dataclasses.fields(WorkerConfig)}
@@ -168,6 +174,8 @@ def from_options(
     periodic = dict(values.pop("periodic", {}))
     delays = values.pop("not_found_delays", DEFAULT_NOT_FOUND_DELAYS_S)
     not_found_delays_s = tuple(float(delay) for delay in delays)
+    redact = values.pop("redact", None)
+    metrics_token = values.pop("metrics_token", None)
     worker_values = {k: v for k, v in values.items() if k in _WORKER_FIELDS}
     try:
         worker = WorkerConfig(**worker_values)
@@ -181,6 +189,8 @@ def from_options(
         task_modules=task_modules,
         periodic=periodic,
         not_found_delays_s=not_found_delays_s,
+        redact=None if redact is None else tuple(redact),
+        metrics_token=metrics_token,
     )
 
 

@@ -15,6 +15,7 @@ from . import sql
 from .clock import EARLIEST_US, LATEST_US, is_time
 from .handle import Handle
 from .malformed import drop_bad_hooks
+from .pausing import SCHEDULE, is_paused
 from .records import Hook, JobRecord, JobState, NewJob
 from .rows import decode_job, hooks_from_json
 
@@ -97,7 +98,8 @@ def enqueue_slot(handle: Handle, name: str, slot_us: int, job: NewJob) -> int | 
 
     None (nothing written) when that slot or a later one was already enqueued, by this
     process or any other on the same file; also None, with the slot recorded as done,
-    when ``job`` is unique and its twin is READY or RUNNING (the slot is skipped).
+    when ``job`` is unique and its twin is READY or RUNNING, or when the schedule is paused
+    (the slot is skipped).
     A recorded slot that is not a time a queue file holds (written by other code) is
     replaced.
     """
@@ -108,11 +110,13 @@ def enqueue_slot(handle: Handle, name: str, slot_us: int, job: NewJob) -> int | 
         if last is not None and is_time(last[0]) and last[0] >= slot_us:
             return None
         now = handle.now()
-        try:
-            insert(db, job, now)
-            job_id: str | None = job.job_id
-        except apsw.ConstraintError:  # a unique task whose twin is READY or RUNNING
-            job_id = None
+        job_id: str | None = None
+        if not is_paused(db, SCHEDULE, name):  # a paused schedule skips its slots
+            try:
+                insert(db, job, now)
+                job_id = job.job_id
+            except apsw.ConstraintError:  # a unique task whose twin is READY or RUNNING
+                pass
         db.execute(
             sql.SCHEDULE_SET_SLOT,
             {"name": name, "slot": slot_us, "job_id": job_id, "now": now},

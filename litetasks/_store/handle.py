@@ -50,6 +50,8 @@ class Handle:
         self.ready = on_ready or _nothing
         # Whether the current write transaction enqueued a hook's job (``write()`` resets it).
         self.hooked = False
+        # (when it was read, time.monotonic(); the paused queues): what claims skip (pausing.py).
+        self.paused_queues: tuple[float, frozenset[str]] = (float("-inf"), frozenset())
         self.db = open_connection(
             path, synchronous=synchronous, busy_timeout_ms=busy_timeout_ms, file_mode=file_mode
         )

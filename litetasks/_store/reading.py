@@ -10,6 +10,7 @@ from ..exceptions import JobNotFound
 from . import sql
 from .clock import is_time
 from .handle import Handle
+from .pausing import paused_queues_for_claim
 from .records import JobRecord, JobState
 from .rows import decode_job, decode_rows
 
@@ -53,8 +54,12 @@ def next_due_at(
     handle: Handle, queues: Collection[str] | None, skip: Collection[str]
 ) -> int | None:
     """Return the earliest ``due_at`` of a READY job in ``queues`` (None: no READY job),
-    leaving out jobs whose task path is in ``skip`` (as the claim does)."""
+    leaving out jobs whose task path is in ``skip`` and paused queues (as the claim does)."""
     where, params = in_queues(queues)
+    paused = paused_queues_for_claim(handle)  # as the claim sees them, or a worker would spin
+    if paused:
+        where += " AND queue_name NOT IN (SELECT value FROM json_each(?))"
+        params = (*params, json.dumps(sorted(paused)))
     if skip:
         where += " AND task_path NOT IN (SELECT value FROM json_each(?))"
         params = (*params, json.dumps(sorted(skip)))

@@ -21,6 +21,7 @@ from .handle import Handle
 from .records import ErrorRecord, JobRecord, JobState, Outcome
 from .rowlimits import TooBigToClaim
 from .rows import returned_hooks, returned_text
+from .stats import count_finished
 
 __all__ = ["error_json", "record_and_claim", "release"]
 
@@ -65,12 +66,22 @@ def _in_one_transaction(
 ) -> tuple[list[bool], list[JobRecord]]:
     with handle.write() as db:
         counted = _record_all(handle, db, outcomes)
+        count_finished(handle, db, _finished_ids(outcomes, counted))
         jobs = claim_due(handle, db, worker_id, queues, limit, skip, one_by_one)
         if FAULTS and outcomes:
             fault("record.before_commit", db)
         if FAULTS and jobs:
             fault("claim.after_update", db)
     return counted, jobs
+
+
+def _finished_ids(outcomes: Sequence[Outcome], counted: list[bool]) -> list[str]:
+    """The ids of the jobs whose outcome counted and may have finished them (not put back)."""
+    return [
+        outcome.job_id
+        for outcome, ok in zip(outcomes, counted, strict=True)
+        if ok and outcome.put_back_due_us is None
+    ]
 
 
 def _record_all(handle: Handle, db: apsw.Connection, outcomes: Sequence[Outcome]) -> list[bool]:

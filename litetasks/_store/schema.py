@@ -101,8 +101,37 @@ ALTER TABLE jobs ADD COLUMN forwarded_id TEXT;
 ALTER TABLE jobs ADD COLUMN forwarded_at INTEGER;
 """
 
+# Pausing (issue 15): a paused queue is claimed by no worker, a paused periodic schedule
+# enqueues no slots, until resumed (pausing.py). A row per paused thing: none costs nothing.
+_PAUSING = """
+CREATE TABLE paused (
+    kind TEXT NOT NULL,  -- 'queue' or 'schedule'
+    name TEXT NOT NULL,
+    paused_at INTEGER NOT NULL,
+    PRIMARY KEY (kind, name)
+) WITHOUT ROWID;
+"""
+
+# Counters of finished tasks (issue 15), written by the transaction that finishes the tasks
+# (stats.py): per queue, task path and final state, a bucket of the duration and of the
+# queue-wait histograms; and per minute and state, for charts. They start at zero when a file
+# is migrated.
+_STATS = """
+CREATE TABLE finished_stats (
+    kind TEXT NOT NULL,  -- 'duration' or 'wait' (a histogram bucket), or 'minute'
+    minute INTEGER NOT NULL,  -- 'minute': its start (µs); else 0
+    queue_name TEXT NOT NULL,  -- '' for 'minute'
+    task_path TEXT NOT NULL,  -- '' for 'minute'
+    state TEXT NOT NULL,
+    le INTEGER NOT NULL,  -- bucket index (stats.BUCKETS_S); -1: never started; 0 for 'minute'
+    tasks INTEGER NOT NULL,
+    total_us INTEGER NOT NULL,  -- the sum of the durations or waits counted here
+    PRIMARY KEY (kind, minute, queue_name, task_path, state, le)
+) WITHOUT ROWID;
+"""
+
 # MIGRATIONS[n] takes a file from version n to n + 1. Append only; never edit a released one.
-MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4)
+MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4, _PAUSING, _STATS)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -186,6 +186,8 @@ SET state = 'RUNNING',
 CLAIM = _CLAIMED + "WHERE seq IN (" + DUE + ")\nRETURNING {columns}\n"
 _ONE_QUEUE = "AND queue_name = :queue"
 _QUEUES = "AND queue_name IN (SELECT value FROM json_each(:queues))"
+# Every queue but the paused ones (pausing.py); a claim with nothing paused does not use it.
+_NOT_PAUSED = "AND queue_name NOT IN (SELECT value FROM json_each(:paused))"
 CLAIM_ANY = CLAIM.format(index="jobs_ready", queue_filter="", columns=CLAIMED_COLUMNS)
 CLAIM_ONE_QUEUE = CLAIM.format(index="jobs_ready", queue_filter=_ONE_QUEUE, columns=CLAIMED_COLUMNS)
 CLAIM_QUEUES = CLAIM.format(index="jobs_ready", queue_filter=_QUEUES, columns=CLAIMED_COLUMNS)
@@ -216,11 +218,16 @@ def _claim_statements(queue_filter: str) -> tuple[str, str, str]:
     )
 
 
-# The (PICK, CLAIM, DUE) statements of a claim, by which queues it serves ("any", "one" or
-# "some") and whether it skips task paths (:skip).
+# The (PICK, CLAIM, DUE) statements of a claim, by which queues it serves ("any", "one",
+# "some", or "unpaused": every queue but :paused) and whether it skips task paths (:skip).
 CLAIMS: dict[tuple[str, bool], tuple[str, str, str]] = {
     (queues, skips): _claim_statements(f"{queue_filter} {_SKIP}" if skips else queue_filter)
-    for queues, queue_filter in (("any", ""), ("one", _ONE_QUEUE), ("some", _QUEUES))
+    for queues, queue_filter in (
+        ("any", ""),
+        ("one", _ONE_QUEUE),
+        ("some", _QUEUES),
+        ("unpaused", _NOT_PAUSED),
+    )
     for skips in (False, True)
 }
 TAKE = _CLAIMED + "WHERE seq IN (SELECT value FROM json_each(:seqs)) AND state = 'READY'\n"

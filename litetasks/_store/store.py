@@ -6,8 +6,8 @@ statement, so two workers can never claim the same job.
 
 ``Store`` is the one API of the storage layer; each of its parts is a module of functions of
 the connection's ``Handle``: ``enqueueing``, ``claiming`` and ``recording`` (the hot paths),
-``workers`` (registry and recovery), ``actions`` (cancel, retry, prune), ``reading`` and
-``maintenance``.
+``workers`` (registry and recovery), ``actions`` (cancel, retry, prune), ``pausing``,
+``reading`` and ``maintenance``.
 """
 
 from __future__ import annotations
@@ -17,11 +17,12 @@ from pathlib import Path
 
 import apsw
 
-from . import actions, enqueueing, maintenance, reading, recording, workers
+from . import actions, console, enqueueing, maintenance, pausing, reading, recording, stats, workers
 from .actions import CANCELLED_ERROR, CancelResult
 from .clock import Clock, wall_clock_us
 from .forwarding import Forwarding
 from .handle import Handle
+from .overview import ConsoleReads
 from .records import ErrorRecord, JobRecord, JobState, NewJob, Outcome, WorkerRecord
 
 __all__ = ["CancelResult", "Clock", "Store"]
@@ -247,6 +248,43 @@ class Store:
     def forwarding(self) -> Forwarding:
         """What ``litetasks forward`` does to this file (forwarding.py)."""
         return Forwarding(self._handle)
+    def delete(self, job_ids: Collection[str]) -> dict[str, str]:
+        """Delete jobs that are not RUNNING; see ``console.delete``."""
+        return console.delete(self._handle, job_ids)
+
+    @property
+    def console(self) -> ConsoleReads:
+        """The operator's console's queries (console.py, overview.py) on this connection."""
+        return ConsoleReads(self._handle)
+
+    # -- pausing (pausing.py) ------------------------------------------------------------------
+
+    def pause_queue(self, name: str) -> bool:
+        """Pause the queue ``name``: no worker claims its tasks until it is resumed (workers
+        notice within about a second). False if it was paused already."""
+        return pausing.pause(self._handle, pausing.QUEUE, name)
+
+    def resume_queue(self, name: str) -> bool:
+        """Resume the paused queue ``name``; False if it was not paused."""
+        return pausing.resume(self._handle, pausing.QUEUE, name)
+
+    def paused_queues(self) -> set[str]:
+        """Return the names of the paused queues."""
+        return pausing.paused(self._handle, pausing.QUEUE)
+
+    def pause_schedule(self, name: str) -> bool:
+        """Pause the periodic schedule ``name``: its slots are skipped until it is resumed.
+        False if it was paused already."""
+        return pausing.pause(self._handle, pausing.SCHEDULE, name)
+
+    def resume_schedule(self, name: str) -> bool:
+        """Resume the paused periodic schedule ``name`` from its next slot; False if it was
+        not paused."""
+        return pausing.resume(self._handle, pausing.SCHEDULE, name)
+
+    def paused_schedules(self) -> set[str]:
+        """Return the names of the paused periodic schedules."""
+        return pausing.paused(self._handle, pausing.SCHEDULE)
 
     # -- reading (reading.py) ------------------------------------------------------------------
 
@@ -264,6 +302,21 @@ class Store:
         """Return the earliest ``due_at`` of a READY job in ``queues`` (None: no READY job),
         leaving out jobs whose task path is in ``skip`` (as the claim does)."""
         return reading.next_due_at(self._handle, queues, skip)
+
+    def finished_stats(self) -> stats.FinishedStats:
+        """Return the counts of finished tasks kept in the file (they outlast pruning): per
+        queue, task path and state, and the histograms of durations and queue waits."""
+        return stats.finished_stats(self._handle)
+
+    def live_counts(self) -> stats.LiveCounts:
+        """Return the READY and RUNNING jobs per queue, and the oldest due READY one; reads
+        only their indexes, so it costs the same with a million finished rows."""
+        return stats.live_counts(self._handle)
+
+    def finished_per_minute(self, since_us: int) -> list[tuple[int, int, int]]:
+        """Return ``(minute, successful, failed)`` per minute since ``since_us`` (the last day
+        at most); see ``stats.finished_per_minute``."""
+        return stats.finished_per_minute(self._handle, since_us)
 
     def max_row_bytes(self) -> int:
         """Return the most bytes one row may take (SQLite's ``SQLITE_LIMIT_LENGTH``)."""

@@ -17,6 +17,7 @@ from .handle import Handle
 from .recording import error_json, release
 from .records import ErrorRecord, JobState, WorkerRecord
 from .rows import returned_hooks, returned_text
+from .stats import count_finished
 
 __all__ = [
     "CANCELLED_LOST_ERROR",
@@ -119,7 +120,8 @@ def recover_lost(
             if raw is not None:
                 enqueue_hooks(handle, db, returned_text(raw_id), JobState(state), raw)
         db.execute(sql.FORGET_LOST_WORKERS, lost)
-    recovered = [(returned_text(raw_id), JobState(state)) for raw_id, state, *_ in rows]
+        recovered = [(returned_text(raw_id), JobState(state)) for raw_id, state, *_ in rows]
+        count_finished(handle, db, [i for i, state in recovered if state is JobState.FAILED])
     if handle.hooked or any(state is JobState.READY for _, state in recovered):
         handle.ready()
     return recovered

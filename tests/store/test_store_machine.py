@@ -179,6 +179,8 @@ class QueueMachine(RuleBasedStateMachine):
         # Hooks the store must have inserted: (hook task path, parent job id) -> model seq.
         self.pending_hooks: dict[tuple[str, str], int] = {}
         self.slots: dict[str, int] = {}  # periodic schedule -> last slot enqueued
+        # Tasks finished per (queue, task path, state): what the store's counters must say.
+        self.finished_counts: dict[tuple[str, str, str], int] = {}
 
     def clock(self) -> int:
         return self.now
@@ -240,6 +242,10 @@ class QueueMachine(RuleBasedStateMachine):
     def _finish(self, job: ModelJob, job_id: str, state: JobState) -> None:
         """Make ``job`` terminal in the model, expecting its hooks that fire on ``state``."""
         job.state, job.owner, job.finished_at = state, None, self.now
+        # A task path still corrupted (a READY job cancelled) counts as its blob read as text.
+        path = "[]" if job.corrupted == "task_path" else job.task_path
+        key = (job.queue_name, path, state.value)
+        self.finished_counts[key] = self.finished_counts.get(key, 0) + 1
         for when in job.hooks:
             if when == "finish" or (when == "success") == (state is JobState.SUCCESSFUL):
                 self.next_seq += 1
@@ -780,6 +786,11 @@ class QueueMachine(RuleBasedStateMachine):
             expected[key] = expected.get(key, 0) + 1
         for store in self.stores:
             assert store.counts() == expected
+
+    @invariant()
+    def finished_counters_match_what_finished(self) -> None:
+        for store in self.stores:  # pruning deletes rows, never counts
+            assert store.finished_stats().totals == self.finished_counts
 
     @invariant()
     def every_job_matches_the_model(self) -> None:

@@ -1,0 +1,1 @@
+"""The operator's console in the Django admin (``litetasks/admin.py`` registers it)."""

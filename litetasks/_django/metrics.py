@@ -1,0 +1,198 @@
+"""The Prometheus collector of litetasks (public as ``litetasks.metrics``): it reads each
+backend's queue file at every scrape, so the numbers are the same whichever process serves
+them, with no multiprocess mode and nothing kept in memory."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING, Any
+
+from .._store.liveness import classify_workers, this_process
+from .._store.stats import BUCKETS_S, Histogram
+from ..exceptions import ConfigurationError
+from .backend import SQLiteBackend
+
+if TYPE_CHECKING:
+    from prometheus_client.metrics_core import Metric
+    from prometheus_client.registry import CollectorRegistry
+
+__all__ = ["Collector", "metrics_tokens", "registry", "render"]
+
+_STATES = ("READY", "RUNNING")
+_LE = [*(repr(float(bound)) for bound in BUCKETS_S), "+Inf"]
+
+
+def _prometheus() -> Any:
+    try:
+        import prometheus_client
+        import prometheus_client.core
+    except ImportError:
+        raise ConfigurationError(
+            "litetasks.metrics needs prometheus_client: pip install 'litetasks[metrics]'."
+        ) from None
+    return prometheus_client
+
+
+class Collector:
+    """A ``prometheus_client`` collector of the litetasks backends in ``settings.TASKS``
+    (or of ``backends``), reading each queue file when collected."""
+
+    def __init__(self, backends: Iterable[SQLiteBackend] | None = None) -> None:
+        self._backends = None if backends is None else list(backends)
+
+    def backends(self) -> list[SQLiteBackend]:
+        if self._backends is not None:
+            return self._backends
+        from django.conf import settings
+
+        from .compat import task_backends
+
+        found = [task_backends[alias] for alias in getattr(settings, "TASKS", {})]
+        return [backend for backend in found if isinstance(backend, SQLiteBackend)]
+
+    def collect(self) -> Iterator[Metric]:
+        families = _Families(_prometheus().core)
+        for backend in self.backends():
+            families.add(backend)
+        yield from families.all()
+
+
+class _Families:
+    """The metric families of one scrape, filled backend by backend."""
+
+    def __init__(self, core: Any) -> None:
+        gauge, counter = core.GaugeMetricFamily, core.CounterMetricFamily
+        histogram = core.HistogramMetricFamily
+        self.length = gauge(
+            "django_tasks_queue_length",
+            "Tasks waiting (READY) or running (RUNNING) now.",
+            labels=["backend", "queue", "status"],
+        )
+        self.oldest = gauge(
+            "django_tasks_queue_oldest_ready_age_seconds",
+            "How long the oldest due READY task has waited (0: none waits).",
+            labels=["backend", "queue"],
+        )
+        self.finished = counter(
+            "django_tasks_finished",
+            "Tasks that finished, by final status (kept in the queue file).",
+            labels=["backend", "queue", "task", "status"],
+        )
+        self.duration = histogram(
+            "django_tasks_duration_seconds",
+            "How long a finished task's last attempt ran.",
+            labels=["backend", "queue", "task"],
+        )
+        self.wait = histogram(
+            "django_tasks_queue_wait_seconds",
+            "How long a finished task's last attempt waited once due.",
+            labels=["backend", "queue", "task"],
+        )
+        self.workers = gauge(
+            "litetasks_workers", "Registered worker processes.", labels=["backend", "state"]
+        )
+        self.busy = gauge(
+            "litetasks_busy_threads", "Tasks running under live workers.", labels=["backend"]
+        )
+        self.paused = gauge(
+            "litetasks_queue_paused", "1 when the queue is paused.", labels=["backend", "queue"]
+        )
+        self.db_size = gauge(
+            "litetasks_db_size_bytes", "Size of the queue file.", labels=["backend"]
+        )
+        self.wal_size = gauge(
+            "litetasks_wal_size_bytes", "Size of the queue file's WAL.", labels=["backend"]
+        )
+
+    def all(self) -> list[Metric]:
+        return [
+            self.length,
+            self.oldest,
+            self.finished,
+            self.duration,
+            self.wait,
+            self.workers,
+            self.busy,
+            self.paused,
+            self.db_size,
+            self.wal_size,
+        ]
+
+    def add(self, backend: SQLiteBackend) -> None:
+        store, alias = backend.store, backend.alias
+        live = store.live_counts()
+        paused = store.paused_queues()
+        queues = set(backend.queues) | set(live.ready) | {q for q, _ in live.running} | paused
+        now = store.now_us()
+        for queue in sorted(queues):
+            running = sum(n for (q, _), n in live.running.items() if q == queue)
+            self.length.add_metric([alias, queue, "READY"], live.ready.get(queue, 0))
+            self.length.add_metric([alias, queue, "RUNNING"], running)
+            oldest = live.oldest_due_us.get(queue)
+            self.oldest.add_metric([alias, queue], 0 if oldest is None else (now - oldest) / 1e6)
+            self.paused.add_metric([alias, queue], 1 if queue in paused else 0)
+        self._add_finished(alias, store.finished_stats())
+        self._add_workers(backend, live.running, now)
+        path = backend.config.store.path
+        self.db_size.add_metric([alias], _size(path))
+        self.wal_size.add_metric([alias], _size(f"{path}-wal"))
+
+    def _add_finished(self, alias: str, stats: Any) -> None:
+        for (queue, task, status), count in sorted(stats.totals.items()):
+            self.finished.add_metric([alias, queue, task, status], count)
+        for family, histograms in ((self.duration, stats.durations), (self.wait, stats.waits)):
+            for (queue, task), histogram in sorted(histograms.items()):
+                family.add_metric(
+                    [alias, queue, task], _cumulative(histogram), histogram.sum_us / 1e6
+                )
+
+    def _add_workers(
+        self, backend: SQLiteBackend, running: dict[tuple[str, str], int], now_us: int
+    ) -> None:
+        workers = backend.store.get_workers()
+        dead, alive = classify_workers(workers, this_process())
+        lease_us = backend.config.worker.lease_s * 1_000_000
+        stale = {w.worker_id for w in workers if now_us - w.heartbeat_at_us > lease_us}
+        lost = set(dead) | (stale - set(alive))
+        live = {w.worker_id for w in workers} - lost
+        self.workers.add_metric([backend.alias, "alive"], len(live))
+        self.workers.add_metric([backend.alias, "lost"], len(lost))
+        self.busy.add_metric(
+            [backend.alias], sum(n for (_, owner), n in running.items() if owner in live)
+        )
+
+
+def _cumulative(histogram: Histogram) -> list[tuple[str, float]]:
+    """Prometheus' buckets: (``le``, tasks at or under it), the last one +Inf."""
+    buckets, total = [], 0
+    for le, count in zip(_LE, histogram.counts, strict=True):
+        total += count
+        buckets.append((le, float(total)))
+    return buckets
+
+
+def _size(path: str | os.PathLike[str]) -> int:
+    try:
+        return os.stat(path).st_size
+    except OSError:
+        return 0
+
+
+def registry(backends: Iterable[SQLiteBackend] | None = None) -> CollectorRegistry:
+    """A registry holding only the litetasks collector (for ``make_wsgi_app`` and the like)."""
+    prometheus = _prometheus()
+    made: CollectorRegistry = prometheus.CollectorRegistry(auto_describe=False)
+    made.register(Collector(backends))
+    return made
+
+
+def render(backends: Iterable[SQLiteBackend] | None = None) -> tuple[bytes, str]:
+    """The metrics in Prometheus' text format, and their content type."""
+    prometheus = _prometheus()
+    return prometheus.generate_latest(registry(backends)), prometheus.CONTENT_TYPE_LATEST
+
+
+def metrics_tokens() -> list[str]:
+    """The ``OPTIONS["metrics_token"]`` of every litetasks backend that sets one."""
+    return [b.config.metrics_token for b in Collector().backends() if b.config.metrics_token]
