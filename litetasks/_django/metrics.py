@@ -46,9 +46,15 @@ class Collector:
             return self._backends
         from django.conf import settings
 
-        from .compat import task_backends
+        from .compat import InvalidTaskBackend, task_backends
 
-        found = [task_backends[alias] for alias in getattr(settings, "TASKS", {})]
+        found = []
+        for alias, spec in getattr(settings, "TASKS", {}).items():
+            try:
+                found.append(task_backends[alias])
+            except InvalidTaskBackend:  # another library's backend that does not load: not ours
+                if "litetasks" in str(spec.get("BACKEND", "")):
+                    raise
         return [backend for backend in found if isinstance(backend, SQLiteBackend)]
 
     def collect(self) -> Iterator[Metric]:
@@ -86,8 +92,9 @@ class _Families:
         )
         self.wait = histogram(
             "django_tasks_queue_wait_seconds",
-            "How long a finished task's last attempt waited once due.",
-            labels=["backend", "queue", "task"],
+            "How long a finished task's last attempt waited once due (per queue: a queue's "
+            "wait is its workers', whatever the task).",
+            labels=["backend", "queue"],
         )
         self.workers = gauge(
             "litetasks_workers", "Registered worker processes.", labels=["backend", "state"]
@@ -141,11 +148,17 @@ class _Families:
     def _add_finished(self, alias: str, stats: Any) -> None:
         for (queue, task, status), count in sorted(stats.totals.items()):
             self.finished.add_metric([alias, queue, task, status], count)
-        for family, histograms in ((self.duration, stats.durations), (self.wait, stats.waits)):
-            for (queue, task), histogram in sorted(histograms.items()):
-                family.add_metric(
-                    [alias, queue, task], _cumulative(histogram), histogram.sum_us / 1e6
-                )
+        for (queue, task), histogram in sorted(stats.durations.items()):
+            self.duration.add_metric(
+                [alias, queue, task], _cumulative(histogram), histogram.sum_us / 1e6
+            )
+        waits: dict[str, Histogram] = {}
+        for (queue, _), histogram in stats.waits.items():
+            summed = waits.setdefault(queue, Histogram())
+            summed.counts = [a + b for a, b in zip(summed.counts, histogram.counts, strict=True)]
+            summed.sum_us += histogram.sum_us
+        for queue, histogram in sorted(waits.items()):
+            self.wait.add_metric([alias, queue], _cumulative(histogram), histogram.sum_us / 1e6)
 
     def _add_workers(
         self, backend: SQLiteBackend, running: dict[tuple[str, str], int], now_us: int
