@@ -135,14 +135,20 @@ def status(
     pythonpath: PythonPath = None,
     backend: Backend = "default",
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    watch: Annotated[bool, typer.Option("--watch", help="Refresh until Ctrl-C.")] = False,
+    interval: Annotated[float, typer.Option(min=0.1, help="Seconds between refreshes.")] = 2.0,
 ) -> None:
     """Show tasks per queue and state, the live workers, and tasks stranded under lost ones."""
     try:
         setup_django(settings, pythonpath)
         lite = get_backend(backend)
         from .status import print_status
+        from .watch import watch_status
 
-        print_status(lite, as_json=as_json)
+        if watch:
+            watch_status(lite, interval_s=interval, as_json=as_json)
+        else:
+            print_status(lite, as_json=as_json)
     except LiteTasksError as exc:
         raise _fail(exc) from None
 

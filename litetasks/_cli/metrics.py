@@ -7,6 +7,7 @@ Imported by commands.py, whose ``app`` this command joins.
 from __future__ import annotations
 
 import signal
+import threading
 from typing import Annotated
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
@@ -43,16 +44,16 @@ def metrics(
     except OSError as exc:
         typer.echo(f"litetasks: error: cannot listen on {host}:{port}: {exc}", err=True)
         raise typer.Exit(2) from None
+    stop = threading.Event()
+    # Ctrl-C and SIGTERM stop it (exit 0), also when started with SIGINT ignored (as `&` does).
+    # A flag, not KeyboardInterrupt: wsgiref swallows an exception raised while it answers.
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
     typer.echo(f"Serving litetasks metrics at http://{host}:{server.server_port}/metrics", err=True)
-    # Ctrl-C and SIGTERM stop it (exit 0), even when started with SIGINT ignored (as `&` does).
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.server_close()
+    server.timeout = 0.2  # how soon a signal between scrapes is noticed
+    with server:
+        while not stop.is_set():
+            server.handle_request()
 
 
 def serve_metrics(host: str, port: int) -> WSGIServer:

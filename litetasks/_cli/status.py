@@ -110,13 +110,13 @@ def _worker_data(worker: WorkerRecord, now_us: int, is_lost: bool) -> dict[str, 
     }
 
 
-def print_status(backend: SQLiteBackend, *, as_json: bool) -> None:
-    """Print ``status_data`` as JSON or as tables."""
+def print_status(backend: SQLiteBackend, *, as_json: bool, console: Console | None = None) -> None:
+    """Print ``status_data`` as JSON or as tables (on ``console``: watch.py captures it)."""
     data = status_data(backend)
     if as_json:
         print(json.dumps(data, indent=2))
         return
-    console = Console()
+    console = console or Console()
     table = Table(title=f"litetasks: {data['path']}")
     table.add_column("queue")
     # FORWARDED (litetasks forward) only once some task was forwarded.

@@ -46,9 +46,15 @@ class Collector:
             return self._backends
         from django.conf import settings
 
-        from .compat import task_backends
+        from .compat import InvalidTaskBackend, task_backends
 
-        found = [task_backends[alias] for alias in getattr(settings, "TASKS", {})]
+        found = []
+        for alias, spec in getattr(settings, "TASKS", {}).items():
+            try:
+                found.append(task_backends[alias])
+            except InvalidTaskBackend:  # another library's backend that does not load: not ours
+                if "litetasks" in str(spec.get("BACKEND", "")):
+                    raise
         return [backend for backend in found if isinstance(backend, SQLiteBackend)]
 
     def collect(self) -> Iterator[Metric]:
@@ -58,66 +64,56 @@ class Collector:
         yield from families.all()
 
 
+# (attribute, kind, name, help, labels besides "backend") of every metric family, in order.
+_FAMILIES = (
+    ("length", "gauge", "django_tasks_queue_length",
+     "Tasks waiting (READY) or running (RUNNING) now.", ("queue", "status")),
+    ("oldest", "gauge", "django_tasks_queue_oldest_ready_age_seconds",
+     "How long the oldest due READY task has waited (0: none waits).", ("queue",)),
+    ("finished", "counter", "django_tasks_finished",
+     "Tasks that finished, by final status (kept in the queue file).",
+     ("queue", "task", "status")),
+    ("duration", "histogram", "django_tasks_duration_seconds",
+     "How long a finished task's last attempt ran.", ("queue", "task")),
+    ("wait", "histogram", "django_tasks_queue_wait_seconds",
+     "How long a finished task's last attempt waited once due (per queue: a queue's wait is "
+     "its workers', whatever the task).", ("queue",)),
+    ("workers", "gauge", "litetasks_workers", "Registered worker processes.", ("state",)),
+    ("busy", "gauge", "litetasks_busy_threads", "Tasks running under live workers.", ()),
+    ("paused", "gauge", "litetasks_queue_paused", "1 when the queue is paused.", ("queue",)),
+    ("db_size", "gauge", "litetasks_db_size_bytes", "Size of the queue file.", ()),
+    ("wal_size", "gauge", "litetasks_wal_size_bytes", "Size of the queue file's WAL.", ()),
+)  # fmt: skip
+
+
 class _Families:
     """The metric families of one scrape, filled backend by backend."""
 
+    length: Any
+    oldest: Any
+    finished: Any
+    duration: Any
+    wait: Any
+    workers: Any
+    busy: Any
+    paused: Any
+    db_size: Any
+    wal_size: Any
+
     def __init__(self, core: Any) -> None:
-        gauge, counter = core.GaugeMetricFamily, core.CounterMetricFamily
-        histogram = core.HistogramMetricFamily
-        self.length = gauge(
-            "django_tasks_queue_length",
-            "Tasks waiting (READY) or running (RUNNING) now.",
-            labels=["backend", "queue", "status"],
-        )
-        self.oldest = gauge(
-            "django_tasks_queue_oldest_ready_age_seconds",
-            "How long the oldest due READY task has waited (0: none waits).",
-            labels=["backend", "queue"],
-        )
-        self.finished = counter(
-            "django_tasks_finished",
-            "Tasks that finished, by final status (kept in the queue file).",
-            labels=["backend", "queue", "task", "status"],
-        )
-        self.duration = histogram(
-            "django_tasks_duration_seconds",
-            "How long a finished task's last attempt ran.",
-            labels=["backend", "queue", "task"],
-        )
-        self.wait = histogram(
-            "django_tasks_queue_wait_seconds",
-            "How long a finished task's last attempt waited once due.",
-            labels=["backend", "queue", "task"],
-        )
-        self.workers = gauge(
-            "litetasks_workers", "Registered worker processes.", labels=["backend", "state"]
-        )
-        self.busy = gauge(
-            "litetasks_busy_threads", "Tasks running under live workers.", labels=["backend"]
-        )
-        self.paused = gauge(
-            "litetasks_queue_paused", "1 when the queue is paused.", labels=["backend", "queue"]
-        )
-        self.db_size = gauge(
-            "litetasks_db_size_bytes", "Size of the queue file.", labels=["backend"]
-        )
-        self.wal_size = gauge(
-            "litetasks_wal_size_bytes", "Size of the queue file's WAL.", labels=["backend"]
-        )
+        kinds = {
+            "gauge": core.GaugeMetricFamily,
+            "counter": core.CounterMetricFamily,
+            "histogram": core.HistogramMetricFamily,
+        }
+        self.families: list[Metric] = []
+        for attribute, kind, name, text, labels in _FAMILIES:
+            family = kinds[kind](name, text, labels=["backend", *labels])
+            setattr(self, attribute, family)
+            self.families.append(family)
 
     def all(self) -> list[Metric]:
-        return [
-            self.length,
-            self.oldest,
-            self.finished,
-            self.duration,
-            self.wait,
-            self.workers,
-            self.busy,
-            self.paused,
-            self.db_size,
-            self.wal_size,
-        ]
+        return self.families
 
     def add(self, backend: SQLiteBackend) -> None:
         store, alias = backend.store, backend.alias
@@ -141,11 +137,17 @@ class _Families:
     def _add_finished(self, alias: str, stats: Any) -> None:
         for (queue, task, status), count in sorted(stats.totals.items()):
             self.finished.add_metric([alias, queue, task, status], count)
-        for family, histograms in ((self.duration, stats.durations), (self.wait, stats.waits)):
-            for (queue, task), histogram in sorted(histograms.items()):
-                family.add_metric(
-                    [alias, queue, task], _cumulative(histogram), histogram.sum_us / 1e6
-                )
+        for (queue, task), histogram in sorted(stats.durations.items()):
+            self.duration.add_metric(
+                [alias, queue, task], _cumulative(histogram), histogram.sum_us / 1e6
+            )
+        waits: dict[str, Histogram] = {}
+        for (queue, _), histogram in stats.waits.items():
+            summed = waits.setdefault(queue, Histogram())
+            summed.counts = [a + b for a, b in zip(summed.counts, histogram.counts, strict=True)]
+            summed.sum_us += histogram.sum_us
+        for queue, histogram in sorted(waits.items()):
+            self.wait.add_metric([alias, queue], _cumulative(histogram), histogram.sum_us / 1e6)
 
     def _add_workers(
         self, backend: SQLiteBackend, running: dict[tuple[str, str], int], now_us: int

@@ -17,7 +17,7 @@ from django.test import RequestFactory, override_settings
 from prometheus_client.parser import text_string_to_metric_families
 
 import litetasks.metrics
-from litetasks._django.compat import InvalidTaskBackend, task_backends
+from litetasks._django.compat import FRAMEWORK, InvalidTaskBackend, task_backends
 from litetasks.testing import drain
 from tests import tasks
 from tests.harness import litetasks_argv, subprocess_env
@@ -84,7 +84,7 @@ def test_a_scrape_reports_real_tasks(backend) -> None:  # type: ignore[no-untype
     assert value(scraped, f"{duration}_bucket", queue="default", task=add, le="+Inf") == 3
     assert 0 < value(scraped, f"{duration}_sum", queue="default", task=add) < 5
     wait = "django_tasks_queue_wait_seconds"
-    assert value(scraped, f"{wait}_count", queue="default", task=fail) == 1
+    assert value(scraped, f"{wait}_count", queue="default") == 4  # per queue, every task
     assert value(scraped, "litetasks_queue_paused", queue="reports") == 1
     assert value(scraped, "litetasks_queue_paused", queue="default") == 0
     assert value(scraped, "litetasks_workers", state="alive") == 0
@@ -189,3 +189,18 @@ def test_litetasks_metrics_serves_a_port_and_stops_on_a_signal(
             assert proc.wait(timeout=10) == 0
         finally:
             proc.kill()
+
+
+def test_a_scrape_skips_other_libraries_backends_even_broken_ones(queue_path: Path) -> None:
+    setting = {
+        "default": {
+            "BACKEND": "litetasks.backend.SQLiteBackend",
+            "OPTIONS": {"path": str(queue_path)},
+        },
+        "broken": {"BACKEND": "nowhere.Backend"},
+        "immediate": {"BACKEND": f"{FRAMEWORK}.backends.immediate.ImmediateBackend"},
+    }
+    with override_settings(TASKS=setting):
+        scraped = scrape()
+    backends = {dict(labels).get("backend") for _, labels in scraped}
+    assert backends == {"default"}
