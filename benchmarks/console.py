@@ -57,8 +57,9 @@ PAGES = {
 def fill(path: Path, rows: int) -> None:
     from litetasks._store.clock import wall_clock_us
     from litetasks._store.connection import immediate, open_connection
+    from litetasks._store.enqueueing import new_job_id
     from litetasks._store.records import NewJob
-    from litetasks._store.store import Store, new_job_id
+    from litetasks._store.store import Store
 
     day_us = 86_400_000_000
     Store(path).close()

@@ -85,9 +85,9 @@ def main(argv: list[str] | None = None) -> int:
 def _fill(backend, rows: int, ready: int) -> None:  # type: ignore[no-untyped-def]
     from litetasks._store import stats
     from litetasks._store.clock import wall_clock_us
+    from litetasks._store.enqueueing import new_job_ids
     from litetasks._store.liveness import this_process
     from litetasks._store.records import NewJob, WorkerRecord
-    from litetasks._store.store import new_job_ids
 
     store = backend.store
     finished = rows - ready - 100

@@ -12,8 +12,9 @@ import subprocess
 import time
 from pathlib import Path
 
+from litetasks._store.enqueueing import new_job_id
 from litetasks._store.records import NewJob
-from litetasks._store.store import Store, new_job_id
+from litetasks._store.store import Store
 from tests.harness import litetasks_argv, subprocess_env
 
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
