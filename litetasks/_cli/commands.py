@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import logging
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -11,9 +10,9 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import typer
 
-from ..exceptions import ConfigurationError, LiteTasksError
+from ..exceptions import LiteTasksError
 from .bootstrap import check_queues, get_backend, setup_django
-from .logs import LineFormatter, LineHandler
+from .logs import configure_logging, parse_level
 
 if TYPE_CHECKING:
     from .._django.backend import SQLiteBackend
@@ -24,24 +23,21 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # Plain click help: it wraps at any width without cutting option names (rich's tables
+    # cut them at 80 columns) and keeps text in [brackets], which rich reads as markup.
+    rich_markup_mode=None,
 )
 
-Settings = Annotated[str | None, typer.Option("--settings", help="Django settings module.")]
-PythonPath = Annotated[
-    str | None, typer.Option("--pythonpath", help="A folder to add to the import path.")
+Settings = Annotated[
+    str | None, typer.Option("--settings", metavar="MODULE", help="Django settings module.")
 ]
-Backend = Annotated[str, typer.Option("--backend", help="Alias in settings.TASKS.")]
-
-
-def _configure_logging(level: str) -> None:
-    if not isinstance(logging.getLevelName(level.upper()), int):
-        raise ConfigurationError(f"Unknown log level {level!r}: use DEBUG, INFO, WARNING or ERROR.")
-    # The level goes on the handler: Django sets its own loggers' levels (django.tasks logs
-    # every task at INFO), so a level on the root logger alone would not quiet them.
-    handler = LineHandler()
-    handler.setLevel(level.upper())
-    handler.setFormatter(LineFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    logging.basicConfig(level=level.upper(), handlers=[handler])
+PythonPath = Annotated[
+    str | None,
+    typer.Option("--pythonpath", metavar="DIR", help="A folder to add to the import path."),
+]
+Backend = Annotated[
+    str, typer.Option("--backend", metavar="ALIAS", help="Alias in settings.TASKS.")
+]
 
 
 def _fail(exc: BaseException) -> typer.Exit:
@@ -50,30 +46,46 @@ def _fail(exc: BaseException) -> typer.Exit:
 
 
 Queues = Annotated[
-    list[str] | None, typer.Option("--queue", "-q", help="Queue to serve (repeat); all if omitted.")
+    list[str] | None,
+    typer.Option("--queue", "-q", metavar="NAME", help="Queue to serve (repeat); all if omitted."),
 ]
 Threads = Annotated[
-    int | None, typer.Option(min=1, envvar="LITETASKS_THREADS", help="Threads per process.")
+    int | None,
+    typer.Option(min=1, envvar="LITETASKS_THREADS", metavar="N", help="Threads per process."),
 ]
 Processes = Annotated[
     int | None,
-    typer.Option(min=0, envvar="LITETASKS_PROCESSES", help="Worker processes (0: one per core)."),
+    typer.Option(
+        min=0,
+        envvar="LITETASKS_PROCESSES",
+        metavar="N",
+        help="Worker processes (0: one per core).",
+    ),
 ]
 Burst = Annotated[bool, typer.Option(help="Run every due task, then exit 0.")]
 Grace = Annotated[
-    float | None, typer.Option(min=0, help="Seconds running tasks get to finish on shutdown.")
+    float | None,
+    typer.Option(min=0, metavar="SECONDS", help="Seconds running tasks get to finish on shutdown."),
 ]
 MaxTasks = Annotated[
-    int | None, typer.Option(min=0, help="Replace a worker process after N tasks (0: never).")
+    int | None,
+    typer.Option(min=0, metavar="N", help="Replace a worker process after N tasks (0: never)."),
 ]
 MaxMemory = Annotated[
     int | None,
-    typer.Option(min=0, help="Replace a worker process above this RSS in MB (0: never)."),
+    typer.Option(
+        min=0, metavar="MB", help="Replace a worker process above this RSS in MB (0: never)."
+    ),
 ]
 Reload = Annotated[
     bool, typer.Option(help="Restart the pool when Python files in the project change.")
 ]
-LogLevel = Annotated[str, typer.Option(help="DEBUG, INFO, WARNING or ERROR.")]
+LogLevel = Annotated[
+    str | None,
+    typer.Option(
+        metavar="LEVEL", help="DEBUG, INFO, WARNING or ERROR (default: INFO; see README, Logging)."
+    ),
+]
 
 
 @app.command()
@@ -89,7 +101,7 @@ def run(
     max_tasks_per_child: MaxTasks = None,
     max_memory_per_child: MaxMemory = None,
     reload: Reload = False,
-    log_level: LogLevel = "INFO",
+    log_level: LogLevel = None,
 ) -> None:
     """Run a worker pool until SIGTERM or SIGINT (or, with --burst, until nothing is due)."""
     flags = {
@@ -101,8 +113,12 @@ def run(
         "max_memory_per_child_mb": max_memory_per_child,
     }
     try:
-        _configure_logging(log_level)
+        if log_level is not None:
+            parse_level(log_level)  # a bad level: one line, before Django starts
         setup_django(settings, pythonpath)
+        from .._django.compat import FRAMEWORK
+
+        configure_logging(log_level, ("litetasks", FRAMEWORK))
         lite = get_backend(backend)
         config = _worker_config(lite, queue or [], flags)
         from .._django.periodic import load_schedules
@@ -167,16 +183,23 @@ def _act(
 
 @app.command()
 def retry(
-    ids: Annotated[list[str] | None, typer.Argument(help="Ids of FAILED tasks.")] = None,
+    ids: Annotated[
+        list[str] | None, typer.Argument(metavar="ID...", help="Ids of FAILED tasks.")
+    ] = None,
     failed: Annotated[bool, typer.Option("--failed", help="Retry every FAILED task.")] = False,
     queue: Annotated[
-        list[str] | None, typer.Option("--queue", "-q", help="With --failed: only this queue.")
+        list[str] | None,
+        typer.Option("--queue", "-q", metavar="NAME", help="With --failed: only this queue."),
     ] = None,
     settings: Settings = None,
     pythonpath: PythonPath = None,
     backend: Backend = "default",
 ) -> None:
-    """Run FAILED tasks again, each with a fresh attempt budget."""
+    """Run FAILED tasks again, each with a fresh attempt budget.
+
+    Exits 0 when every task named is retried, 1 when any is not (an unknown id, or a task
+    that is not FAILED: it is left as it is), 2 on a usage error.
+    """
     from .actions import retry_tasks
 
     _act(settings, pythonpath, backend, retry_tasks, ids or [], failed=failed, queues=queue or [])
@@ -184,7 +207,9 @@ def retry(
 
 @app.command()
 def cancel(
-    ids: Annotated[list[str] | None, typer.Argument(help="Ids of the tasks to cancel.")] = None,
+    ids: Annotated[
+        list[str] | None, typer.Argument(metavar="ID...", help="Ids of the tasks to cancel.")
+    ] = None,
     settings: Settings = None,
     pythonpath: PythonPath = None,
     backend: Backend = "default",
@@ -199,11 +224,17 @@ def cancel(
 def prune(
     older_than: Annotated[
         str | None,
-        typer.Option(help="Age of the results to delete: 45s, 30m, 12h, 7d [results_ttl]."),
+        typer.Option(
+            help="Delete results older than this: 45s, 30m, 12h, 7d or 2w "
+            "(default: OPTIONS results_ttl).",
+            metavar="AGE",
+        ),
     ] = None,
     status: Annotated[
         list[str] | None,
-        typer.Option("--status", help="SUCCESSFUL or FAILED (repeat); both if omitted."),
+        typer.Option(
+            "--status", metavar="STATE", help="SUCCESSFUL or FAILED (repeat); both if omitted."
+        ),
     ] = None,
     settings: Settings = None,
     pythonpath: PythonPath = None,
@@ -217,7 +248,7 @@ def prune(
 
 @app.command()
 def backup(
-    dest: Annotated[Path, typer.Argument(help="The file to create (mode 0600).")],
+    dest: Annotated[Path, typer.Argument(metavar="DEST", help="The file to create (mode 0600).")],
     force: Annotated[bool, typer.Option("--force", help="Replace DEST if it exists.")] = False,
     settings: Settings = None,
     pythonpath: PythonPath = None,
@@ -231,7 +262,9 @@ def backup(
 
 @app.command()
 def merge(
-    saved: Annotated[Path, typer.Argument(help="A saved copy or backup of the queue file.")],
+    saved: Annotated[
+        Path, typer.Argument(metavar="SAVED", help="A saved copy or backup of the queue file.")
+    ],
     settings: Settings = None,
     pythonpath: PythonPath = None,
     backend: Backend = "default",
@@ -245,7 +278,9 @@ def merge(
 @app.command()
 def demo(
     keep: Annotated[bool, typer.Option(help="Keep the demo project folder.")] = False,
-    tasks: Annotated[int, typer.Option(min=1, help="How many tasks to enqueue.")] = 2000,
+    tasks: Annotated[
+        int, typer.Option(min=1, metavar="N", help="How many tasks to enqueue.")
+    ] = 2000,
 ) -> None:
     """Build a throwaway Django project, enqueue a mixed batch, and run it with a progress bar."""
     from .demo import run_demo
@@ -258,15 +293,25 @@ def bench(
     settings: Settings = None,
     pythonpath: PythonPath = None,
     backend: Backend = "default",
-    path: Annotated[Path | None, typer.Option(help="Queue file to use (new or empty).")] = None,
-    n: Annotated[int | None, typer.Option(min=1, help="Tasks per rate [5000].")] = None,
-    probes: Annotated[int | None, typer.Option(min=1, help="Latency probes [100].")] = None,
-    idle_seconds: Annotated[float | None, typer.Option(min=0.1, help="Idle window [5].")] = None,
+    path: Annotated[
+        Path | None, typer.Option(metavar="FILE", help="Queue file to use (new or empty).")
+    ] = None,
+    n: Annotated[
+        int | None, typer.Option(min=1, metavar="N", help="Tasks per rate [5000].")
+    ] = None,
+    probes: Annotated[
+        int | None, typer.Option(min=1, metavar="N", help="Latency probes [100].")
+    ] = None,
+    idle_seconds: Annotated[
+        float | None, typer.Option(min=0.1, metavar="SECONDS", help="Idle window [5].")
+    ] = None,
     synchronous: Annotated[
         Literal["NORMAL", "FULL"] | None,
-        typer.Option(case_sensitive=False, help="Default: OPTIONS."),
+        typer.Option(case_sensitive=False, metavar="NORMAL|FULL", help="Default: OPTIONS."),
     ] = None,
-    as_json: Annotated[Path | None, typer.Option("--json", help="Save JSON here.")] = None,
+    as_json: Annotated[
+        Path | None, typer.Option("--json", metavar="FILE", help="Save JSON here.")
+    ] = None,
     quick: Annotated[bool, typer.Option(help="1000 tasks, 30 probes, 2 s idle.")] = False,
 ) -> None:
     """Measure enqueue, drain, latency, idle CPU and memory here, on a temporary queue file."""
