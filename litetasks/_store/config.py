@@ -74,6 +74,7 @@ class BackendConfig:
     store: StoreConfig
     worker: WorkerConfig
     autorun: bool | None = None  # None: run under runserver when DEBUG is on
+    autorun_grace_s: float = 5.0  # running tasks' time to finish when runserver reloads or stops
     task_modules: tuple[str, ...] = ()
     periodic: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # see periodic.py
     not_found_delays_s: tuple[float, ...] = DEFAULT_NOT_FOUND_DELAYS_S
@@ -103,6 +104,7 @@ _OPTIONS: dict[str, tuple[type | tuple[type, ...], Any, str]] = {
         "a number of seconds above 0, a timedelta, or None (keep finished results forever)",
     ),
     "autorun": (bool, lambda v: True, "True or False"),
+    "autorun_grace_s": (float, lambda v: 0 <= v <= 60, "a number of seconds from 0 to 60"),
     "periodic": (
         dict,
         lambda v: all(isinstance(name, str) and name for name in v),
@@ -139,6 +141,7 @@ def from_options(alias: str, options: Mapping[str, Any], *, default_path: Path) 
     if "results_ttl" in values:
         values["results_ttl_s"] = _seconds(values.pop("results_ttl"))
     autorun = values.pop("autorun", None)
+    autorun_grace_s = values.pop("autorun_grace_s", 5.0)
     task_modules = tuple(values.pop("task_modules", ()))
     periodic = dict(values.pop("periodic", {}))
     delays = values.pop("not_found_delays", DEFAULT_NOT_FOUND_DELAYS_S)
@@ -152,6 +155,7 @@ def from_options(alias: str, options: Mapping[str, Any], *, default_path: Path) 
         store=store,
         worker=worker,
         autorun=autorun,
+        autorun_grace_s=autorun_grace_s,
         task_modules=task_modules,
         periodic=periodic,
         not_found_delays_s=not_found_delays_s,
