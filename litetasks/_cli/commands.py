@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import sys
+import traceback
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
@@ -40,9 +41,40 @@ Backend = Annotated[
 ]
 
 
+class _Errors:
+    tracebacks = False  # manage.py litetasks --traceback
+
+
+def show_tracebacks() -> None:
+    """Print the traceback of an error that ends a command, before its one line."""
+    _Errors.tracebacks = True
+
+
 def _fail(exc: BaseException) -> typer.Exit:
+    if _Errors.tracebacks:
+        traceback.print_exception(exc)
     typer.echo(f"litetasks: error: {exc}", err=True)
     return typer.Exit(2)
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from .. import __version__
+
+        typer.echo(f"litetasks {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """Background tasks for Django, with a SQLite file as the queue."""
 
 
 Queues = Annotated[
@@ -88,7 +120,7 @@ LogLevel = Annotated[
 ]
 
 
-@app.command()
+@app.command(short_help="Run a worker pool (until stopped; --burst: until nothing is due).")
 def run(
     settings: Settings = None,
     pythonpath: PythonPath = None,
@@ -145,7 +177,7 @@ def _worker_config(lite: SQLiteBackend, queues: list[str], flags: dict[str, Any]
     return dataclasses.replace(lite.config.worker, **overrides)
 
 
-@app.command()
+@app.command(short_help="Show tasks per queue and state, workers, stranded tasks.")
 def status(
     settings: Settings = None,
     pythonpath: PythonPath = None,
@@ -205,7 +237,7 @@ def retry(
     _act(settings, pythonpath, backend, retry_tasks, ids or [], failed=failed, queues=queue or [])
 
 
-@app.command()
+@app.command(short_help="Cancel tasks: READY never run, RUNNING are interrupted.")
 def cancel(
     ids: Annotated[
         list[str] | None, typer.Argument(metavar="ID...", help="Ids of the tasks to cancel.")
@@ -220,7 +252,7 @@ def cancel(
     _act(settings, pythonpath, backend, cancel_tasks, ids or [])
 
 
-@app.command()
+@app.command(short_help="Delete finished results older than an age (results_ttl).")
 def prune(
     older_than: Annotated[
         str | None,
@@ -246,7 +278,7 @@ def prune(
     _act(settings, pythonpath, backend, prune_results, older_than, status or [])
 
 
-@app.command()
+@app.command(short_help="Copy the live queue file to DEST: one consistent snapshot.")
 def backup(
     dest: Annotated[Path, typer.Argument(metavar="DEST", help="The file to create (mode 0600).")],
     force: Annotated[bool, typer.Option("--force", help="Replace DEST if it exists.")] = False,
@@ -260,7 +292,7 @@ def backup(
     _act(settings, pythonpath, backend, backup_queue, dest, force=force)
 
 
-@app.command()
+@app.command(short_help="Add the tasks of a saved copy that the queue file lacks.")
 def merge(
     saved: Annotated[
         Path, typer.Argument(metavar="SAVED", help="A saved copy or backup of the queue file.")
@@ -275,7 +307,7 @@ def merge(
     _act(settings, pythonpath, backend, merge_copy, saved)
 
 
-@app.command()
+@app.command(short_help="Run a throwaway project's mixed batch, with a progress bar.")
 def demo(
     keep: Annotated[bool, typer.Option(help="Keep the demo project folder.")] = False,
     tasks: Annotated[
@@ -288,7 +320,7 @@ def demo(
     raise typer.Exit(run_demo(keep=keep, tasks=tasks))
 
 
-@app.command()
+@app.command(short_help="Measure enqueue, drain, latency, idle CPU and memory.")
 def bench(
     settings: Settings = None,
     pythonpath: PythonPath = None,
@@ -345,4 +377,4 @@ if __name__ == "__main__":
     main()
 
 
-__all__ = ["app", "main"]
+__all__ = ["app", "main", "show_tracebacks"]

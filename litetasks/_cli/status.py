@@ -114,10 +114,9 @@ def print_status(backend: SQLiteBackend, *, as_json: bool) -> None:
         print(json.dumps(data, indent=2))
         return
     console = Console()
-    table = Table(title=f"litetasks: {data['path']}")
-    table.add_column("queue")
+    table = _table(f"litetasks: {data['path']}", "queue")
     for state in JobState:
-        table.add_column(state.value, justify="right")
+        table.add_column(state.value, justify="right", overflow="fold")
     for queue, by_state in data["queues"].items():
         table.add_row(queue, *(str(by_state[s.value]) for s in JobState))
     console.print(table)
@@ -130,16 +129,23 @@ def print_status(backend: SQLiteBackend, *, as_json: bool) -> None:
     _print_advice(console, data)
 
 
+def _table(title: str, *columns: str) -> Table:
+    """A table whose cells wrap, never cut: a narrow terminal (80 columns) still shows every
+    queue name, task path and id whole, on several lines if need be."""
+    table = Table(title=title)
+    for column in columns:
+        table.add_column(column, overflow="fold")
+    return table
+
+
 def _workers_table(rows: list[dict[str, Any]]) -> Table:
-    table = Table(title="workers")
-    for column in ("pid", "host", "queues", "running", "last heartbeat", "state"):
-        table.add_column(column)
+    table = _table("workers", "pid", "host", "queues", "running", "last heartbeat", "state")
     for worker in rows:
         table.add_row(
             str(worker["pid"]),
             worker["host"],
-            ",".join(worker["queues"] or ["*"]),
-            ", ".join(worker["running"]) or "-",
+            "\n".join(worker["queues"] or ["*"]),
+            "\n".join(worker["running"]) or "-",
             f"{worker['heartbeat_age_s']} s ago",
             "LOST" if worker["is_lost"] else "alive",
         )
@@ -161,9 +167,9 @@ def _print_advice(console: Console, data: dict[str, Any]) -> None:
 
 
 def _periodic_table(rows: list[dict[str, Any]]) -> Table:
-    table = Table(title="periodic tasks")
-    for column in ("name", "task", "schedule", "next run", "next run (UTC)", "last slot"):
-        table.add_column(column)
+    table = _table(
+        "periodic tasks", "name", "task", "schedule", "next run", "next run (UTC)", "last slot"
+    )
     for row in rows:
         table.add_row(
             row["name"],
