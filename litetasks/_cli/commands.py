@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import typer
 
-from ..exceptions import LiteTasksError
+from ..exceptions import ConfigurationError, LiteTasksError
 from .bootstrap import check_queues, get_backend, setup_django
 from .logs import configure_logging, parse_level
 
@@ -94,7 +94,26 @@ Processes = Annotated[
         help="Worker processes (0: one per core).",
     ),
 ]
-Burst = Annotated[bool, typer.Option(help="Run every due task, then exit 0.")]
+Burst = Annotated[
+    bool,
+    typer.Option(help="Run every task due now, say what ran and is left, exit (see README)."),
+]
+UntilEmpty = Annotated[
+    bool,
+    typer.Option(
+        "--until-empty",
+        help="A burst that also waits for retries, deferred tasks and tasks running "
+        "elsewhere, until none is left in the served queues.",
+    ),
+]
+DueWithin = Annotated[
+    float | None,
+    typer.Option(
+        min=0,
+        metavar="SECONDS",
+        help="With --until-empty: wait only for tasks due within SECONDS of the start.",
+    ),
+]
 Grace = Annotated[
     float | None,
     typer.Option(min=0, metavar="SECONDS", help="Seconds running tasks get to finish on shutdown."),
@@ -129,13 +148,19 @@ def run(
     threads: Threads = None,
     processes: Processes = None,
     burst: Burst = False,
+    until_empty: UntilEmpty = False,
+    due_within: DueWithin = None,
     grace: Grace = None,
     max_tasks_per_child: MaxTasks = None,
     max_memory_per_child: MaxMemory = None,
     reload: Reload = False,
     log_level: LogLevel = None,
 ) -> None:
-    """Run a worker pool until SIGTERM or SIGINT (or, with --burst, until nothing is due)."""
+    """Run a worker pool until SIGTERM or SIGINT (or, with --burst, until nothing is due;
+    with --until-empty, until nothing is left)."""
+    if due_within is not None and not until_empty:
+        raise _fail(ConfigurationError("--due-within needs --until-empty."))
+    burst = burst or until_empty
     flags = {
         "burst": burst,
         "threads": threads,
@@ -145,12 +170,7 @@ def run(
         "max_memory_per_child_mb": max_memory_per_child,
     }
     try:
-        if log_level is not None:
-            parse_level(log_level)  # a bad level: one line, before Django starts
-        setup_django(settings, pythonpath)
-        from .._django.compat import FRAMEWORK
-
-        configure_logging(log_level, ("litetasks", FRAMEWORK))
+        _setup_with_logging(settings, pythonpath, log_level)
         lite = get_backend(backend)
         config = _worker_config(lite, queue or [], flags)
         from .._django.periodic import load_schedules
@@ -163,9 +183,23 @@ def run(
 
         folders = [Path.cwd(), *([Path(pythonpath)] if pythonpath else [])]
         raise typer.Exit(run_with_reload(reload_command(sys.argv), folders))
+    if burst:
+        from .drain import drain
+
+        raise typer.Exit(drain(lite, config, (due_within if until_empty else -1.0)))
     from .._runtime.supervisor import Supervisor
 
     raise typer.Exit(Supervisor(lite, config, schedules).run())
+
+
+def _setup_with_logging(settings: str | None, pythonpath: str | None, level: str | None) -> None:
+    """Set Django up, then logging as the settings allow (README: "Logging")."""
+    if level is not None:
+        parse_level(level)  # a bad level: one line, before Django starts
+    setup_django(settings, pythonpath)
+    from .._django.compat import FRAMEWORK
+
+    configure_logging(level, ("litetasks", FRAMEWORK))
 
 
 def _worker_config(lite: SQLiteBackend, queues: list[str], flags: dict[str, Any]) -> WorkerConfig:

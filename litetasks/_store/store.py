@@ -260,6 +260,13 @@ class Store:
         leaving out jobs whose task path is in ``skip`` (as the claim does)."""
         return reading.next_due_at(self._handle, queues, skip)
 
+    def left(
+        self, queues: Collection[str] | None, *, worker_prefix: str, since_us: int
+    ) -> reading.Left:
+        """What the workers whose ids start with ``worker_prefix`` ran since ``since_us``, and
+        what is left READY (due now, due later) or RUNNING in ``queues`` (None: all)."""
+        return reading.left(self._handle, queues, worker_prefix, since_us)
+
     def max_row_bytes(self) -> int:
         """Return the most bytes one row may take (SQLite's ``SQLITE_LIMIT_LENGTH``)."""
         return self._handle.max_row_bytes()

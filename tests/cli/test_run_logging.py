@@ -3,37 +3,15 @@
 
 from __future__ import annotations
 
-import json
 import re
-import textwrap
 from pathlib import Path
 
 import pytest
 
-from litetasks._django.backend import new_job_id
 from litetasks._django.compat import FRAMEWORK
-from litetasks._store.records import NewJob
-from litetasks._store.store import Store
-from tests.harness import REPO, run_cli, subprocess_env, write_project
+from tests.cli.scratch import SHOP_TASKS, burst, enqueue, lines_about, shop
 
 pytestmark = pytest.mark.slow
-
-SHOP_TASKS = """
-try:
-    from django.tasks import task
-except ImportError:  # Django 5.2 with the backport
-    from django_tasks import task
-
-
-@task
-def ok():
-    return 1
-
-
-@task
-def broken():
-    raise ValueError("out of stock")
-"""
 
 # A project's LOGGING: everything at WARNING and above into a file, Django's loggers too.
 USER_LOGGING = """
@@ -48,35 +26,6 @@ LOGGING = {{
     "loggers": {{"django": {{"level": "WARNING"}}}},
 }}
 """
-
-
-def shop(root: Path, settings: str = "") -> tuple[Store, Path]:
-    """A scratch project with DEBUG on and an app ``shop`` whose tasks are ``ok`` and ``broken``."""
-    queue = write_project(root)
-    (root / "shop").mkdir()
-    (root / "shop" / "__init__.py").write_text("")
-    (root / "shop" / "tasks.py").write_text(SHOP_TASKS)
-    with (root / "proj" / "settings.py").open("a") as file:
-        file.write('DEBUG = True\nINSTALLED_APPS += ["shop"]\n' + textwrap.dedent(settings))
-    return Store(queue), queue
-
-
-def enqueue(store: Store, name: str) -> str:
-    job_id = new_job_id()
-    store.enqueue([NewJob(job_id=job_id, task_path=f"shop.tasks.{name}", args_json=json.dumps([]))])
-    return job_id
-
-
-def burst(root: Path, *args: str) -> str:
-    """Run ``litetasks run --burst`` in ``root``; return what it printed (stdout and stderr)."""
-    env = subprocess_env(settings=None, pythonpath=(REPO,))
-    done = run_cli("run", "--burst", "--processes", "1", "--threads", "1", *args, cwd=root, env=env)
-    assert done.returncode == 0, done.stdout + done.stderr
-    return done.stdout + done.stderr
-
-
-def lines_about(output: str, job_id: str, state: str) -> list[str]:
-    return [line for line in output.splitlines() if f"id={job_id}" in line and state in line]
 
 
 def test_debug_project_prints_each_task_line_once(tmp_path: Path) -> None:

@@ -1,0 +1,113 @@
+"""``litetasks run --burst`` and ``--until-empty``: drain the served queues, then say what ran
+and what is left.
+
+``--burst`` runs every task due when it looks (READY, ``run_after`` past) and exits once a
+claim finds none: a retry waiting for its back-off and a deferred task are left behind.
+``--until-empty`` then waits for those (and for tasks RUNNING under other workers, whose
+retries may follow) and drains again, until none is left, or none is due within its bound.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+from typing import TYPE_CHECKING
+
+import typer
+
+from .._runtime.supervisor import Supervisor, new_worker_id
+from .._store.records import JobState
+
+if TYPE_CHECKING:
+    from types import FrameType
+
+    from .._django.backend import SQLiteBackend
+    from .._store.config import WorkerConfig
+    from .._store.reading import Left
+
+__all__ = ["drain"]
+
+_STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+_RECHECK_S = 0.5  # how often a wait looks at tasks RUNNING elsewhere
+
+
+def drain(backend: SQLiteBackend, config: WorkerConfig, until_empty_s: float | None) -> int:
+    """Run bursts until nothing is left (``until_empty_s`` < 0: one burst; None: no bound);
+    print the summary; return the exit code."""
+    store = backend.store
+    since = store.now_us()
+    prefix = new_worker_id().rsplit(":", 1)[0] + ":"  # host:pid: every worker we fork
+    deadline = None if until_empty_s is None else time.monotonic() + until_empty_s
+    while True:
+        supervisor = Supervisor(backend, config, {})
+        code = supervisor.run()
+        if code or supervisor.stop_requested or (until_empty_s is not None and until_empty_s < 0):
+            break
+        if not _wait_for_work(backend, config, deadline):
+            break
+    left = store.left(config.queues, worker_prefix=prefix, since_us=since)
+    typer.echo(summary(left, store.now_us()))
+    return code
+
+
+def _wait_for_work(backend: SQLiteBackend, config: WorkerConfig, deadline: float | None) -> bool:
+    """Wait until a READY task is due, or one RUNNING elsewhere ends; False when none is
+    left, none is due before ``deadline``, or a stop signal came."""
+    stop = _StopFlag()
+    try:
+        while not stop.raised:
+            left = backend.store.left(config.queues, worker_prefix="\0", since_us=0)
+            if left.ready_now:
+                return True
+            if not left.running and left.next_due_us is None:
+                return False
+            wait_s = _RECHECK_S
+            if left.next_due_us is not None:
+                due_in_s = max(0.0, (left.next_due_us - backend.store.now_us()) / 1e6)
+                wait_s = min(wait_s, due_in_s) if left.running else due_in_s
+            if deadline is not None and time.monotonic() + wait_s > deadline:
+                if not left.running or time.monotonic() >= deadline:
+                    return False
+                wait_s = deadline - time.monotonic()
+            stop.sleep(wait_s)
+        return False
+    finally:
+        stop.restore()
+
+
+class _StopFlag:
+    """SIGTERM, SIGINT or SIGHUP between bursts: stop waiting (a handler that sets a flag)."""
+
+    def __init__(self) -> None:
+        self.raised = False
+        self._previous = {signum: signal.getsignal(signum) for signum in _STOP_SIGNALS}
+        for signum in _STOP_SIGNALS:
+            signal.signal(signum, self._on_signal)
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        self.raised = True
+
+    def sleep(self, seconds: float) -> None:
+        end = time.monotonic() + seconds
+        while not self.raised and time.monotonic() < end:
+            time.sleep(min(0.05, max(0.0, end - time.monotonic())))
+
+    def restore(self) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+
+
+def summary(left: Left, now_us: int) -> str:
+    """``Ran 12 tasks: 10 SUCCESSFUL, 1 FAILED, 1 READY to retry. Left: 0 READY now, 2 READY
+    later (the first in 3.0 s), 1 RUNNING elsewhere.``"""
+    ran = sum(left.ran.values())
+    states = [f"{left.ran[state]} {state.value}" for state in JobState if left.ran.get(state)]
+    later = f"{left.ready_later} READY later"
+    if left.next_due_us is not None:
+        later += f" (the first in {max(0.0, (left.next_due_us - now_us) / 1e6):.1f} s)"
+    return (
+        f"Ran {ran} task{'s' if ran != 1 else ''}"
+        + (f" ({', '.join(states)} now)" if states else "")
+        + f". Left in the queues served: {left.ready_now} READY now, {later}, "
+        f"{left.running} RUNNING elsewhere."
+    )
