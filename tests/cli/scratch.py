@@ -16,6 +16,7 @@ from tests.harness import REPO, run_cli, subprocess_env, write_project
 __all__ = ["SHOP_TASKS", "burst", "enqueue", "lines_about", "run", "shop"]
 
 SHOP_TASKS = """
+import time
 from pathlib import Path
 
 try:
@@ -41,6 +42,13 @@ def flaky(marker):
         Path(marker).write_text("failed once")
         raise ConnectionError("try again")
     return 2
+
+
+@task
+def nap(marker, seconds):
+    Path(marker).write_text("started")
+    time.sleep(seconds)
+    return 3
 """
 
 

@@ -3,6 +3,7 @@ line that says so. Real ``litetasks run`` processes in a scratch project."""
 
 from __future__ import annotations
 
+import signal
 import time
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import pytest
 
 from litetasks._store.records import JobState
 from tests.cli.scratch import enqueue, run, shop
+from tests.harness import REPO, ProcessGroup, litetasks_argv, stop, subprocess_env, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -82,3 +84,50 @@ def test_due_within_needs_until_empty(tmp_path: Path) -> None:
     shop(tmp_path)
     code, _, err = run(tmp_path, "--burst", "--due-within", "5")
     assert (code, err) == (2, "litetasks: error: --due-within needs --until-empty.\n")
+
+
+def test_until_empty_waits_for_a_task_running_elsewhere(
+    tmp_path: Path, procs: ProcessGroup
+) -> None:
+    store, _ = shop(tmp_path)
+    marker = tmp_path / "nap.started"
+    nap = enqueue(store, "nap", str(marker), 2.0)
+    env = subprocess_env(settings=None, pythonpath=(REPO,))
+    other = procs.start(
+        litetasks_argv("run", "--processes", "1", "--threads", "1"), env=env, cwd=tmp_path
+    )
+    wait_for(marker.exists, timeout_s=15, what="the nap to start under the other pool")
+
+    code, out, err = run(tmp_path, "--burst")
+    assert code == 0, out + err
+    assert out.splitlines()[-1].endswith("0 READY later, 1 RUNNING elsewhere."), out
+
+    code, out, err = run(tmp_path, "--until-empty")
+    assert code == 0, out + err
+    assert store.get(nap).state == JobState.SUCCESSFUL
+    assert out.splitlines()[-1] == (
+        "Ran 0 tasks. Left in the queues served: 0 READY now, 0 READY later, 0 RUNNING elsewhere."
+    ), out
+    assert stop(other) == 0
+
+
+def test_until_empty_stops_waiting_at_sigterm_and_says_what_is_left(
+    tmp_path: Path, procs: ProcessGroup
+) -> None:
+    store, _ = shop(tmp_path)
+    enqueue(store, "ok", run_after_us=store.now_us() + 600 * SECOND_US)
+    env = subprocess_env(settings=None, pythonpath=(REPO,))
+    drain = procs.start(
+        litetasks_argv("run", "--processes", "1", "--threads", "1", "--until-empty"),
+        env=env,
+        cwd=tmp_path,
+    )
+    drain.wait_for_line("stopped", timeout_s=15)  # the first burst is over: it waits
+
+    sent = time.monotonic()
+    assert stop(drain, signal.SIGTERM) == 0
+    assert time.monotonic() - sent < 2
+    drain.wait(timeout_s=5)  # and its last lines read
+    assert drain.lines[-1].startswith(
+        "Ran 0 tasks. Left in the queues served: 0 READY now, 1 READY later (the first in "
+    ), drain.output
