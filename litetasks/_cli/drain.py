@@ -17,6 +17,7 @@ import typer
 
 from .._runtime.supervisor import Supervisor, new_worker_id
 from .._store.records import JobState
+from ..exceptions import LiteTasksError
 
 if TYPE_CHECKING:
     from types import FrameType
@@ -43,9 +44,17 @@ def drain(backend: SQLiteBackend, config: WorkerConfig, until_empty_s: float | N
         code = supervisor.run()
         if code or supervisor.stop_requested or (until_empty_s is not None and until_empty_s < 0):
             break
-        if not _wait_for_work(backend, config, deadline):
-            break
-    left = store.left(config.queues, worker_prefix=prefix, since_us=since)
+        try:
+            if not _wait_for_work(backend, config, deadline):
+                break
+        except LiteTasksError as exc:
+            typer.echo(f"litetasks: error: {exc}", err=True)
+            return 1
+    try:
+        left = store.left(config.queues, worker_prefix=prefix, since_us=since)
+    except LiteTasksError as exc:  # a damaged queue file: the pool has said what to do
+        typer.echo(f"Cannot count what ran and what is left: {exc}", err=True)
+        return code or 1
     typer.echo(summary(left, store.now_us()))
     return code
 
