@@ -107,16 +107,22 @@ class _StopFlag:
 
 
 def summary(left: Left, now_us: int) -> str:
-    """``Ran 12 tasks: 10 SUCCESSFUL, 1 FAILED, 1 READY to retry. Left: 0 READY now, 2 READY
-    later (the first in 3.0 s), 1 RUNNING elsewhere.``"""
+    """``Ran 3 tasks: 1 SUCCESSFUL, 1 FAILED, 1 waiting for a retry. Left in the queues
+    served: 0 READY now, 2 READY later (the first in 0.8 s), 0 RUNNING elsewhere.``"""
     ran = sum(left.ran.values())
-    states = [f"{left.ran[state]} {state.value}" for state in JobState if left.ran.get(state)]
+    words = {
+        JobState.SUCCESSFUL: "SUCCESSFUL",
+        JobState.FAILED: "FAILED",
+        JobState.READY: "waiting for a retry",
+        JobState.RUNNING: "RUNNING again elsewhere",
+    }
+    parts = [f"{left.ran[state]} {text}" for state, text in words.items() if left.ran.get(state)]
     later = f"{left.ready_later} READY later"
     if left.next_due_us is not None:
         later += f" (the first in {max(0.0, (left.next_due_us - now_us) / 1e6):.1f} s)"
     return (
         f"Ran {ran} task{'s' if ran != 1 else ''}"
-        + (f" ({', '.join(states)} now)" if states else "")
+        + (f": {', '.join(parts)}" if parts else "")
         + f". Left in the queues served: {left.ready_now} READY now, {later}, "
         f"{left.running} RUNNING elsewhere."
     )

@@ -36,7 +36,7 @@ def test_burst_runs_what_is_due_and_says_what_it_leaves(tmp_path: Path) -> None:
         later: JobState.READY,
     }
     assert out.splitlines()[-1].startswith(
-        "Ran 3 tasks (1 READY, 1 FAILED, 1 SUCCESSFUL now). Left in the queues served: "
+        "Ran 3 tasks: 1 SUCCESSFUL, 1 FAILED, 1 waiting for a retry. Left in the queues served: "
         "0 READY now, 2 READY later (the first in "
     ), out
 
@@ -56,7 +56,7 @@ def test_until_empty_waits_for_retries_and_deferred_tasks(tmp_path: Path) -> Non
         assert job.state == JobState.SUCCESSFUL, (job, out, err)
     assert store.get(flaky).attempts == 2
     assert out.splitlines()[-1] == (
-        "Ran 2 tasks (2 SUCCESSFUL now). Left in the queues served: 0 READY now, "
+        "Ran 2 tasks: 2 SUCCESSFUL. Left in the queues served: 0 READY now, "
         "0 READY later, 0 RUNNING elsewhere."
     ), out
     assert took < 20, took
@@ -74,10 +74,7 @@ def test_until_empty_due_within_leaves_what_is_due_later(tmp_path: Path) -> None
     assert time.monotonic() - started < 20
     assert store.get(soon).state == JobState.SUCCESSFUL
     assert store.get(later).state == JobState.READY
-    assert (
-        "Ran 1 task (1 SUCCESSFUL now). Left in the queues served: 0 READY now, 1 READY later"
-        in out
-    )
+    assert "Ran 1 task: 1 SUCCESSFUL. Left in the queues served: 0 READY now, 1 READY later" in out
 
 
 def test_due_within_needs_until_empty(tmp_path: Path) -> None:
