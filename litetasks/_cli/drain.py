@@ -63,9 +63,16 @@ def _wait_for_work(backend: SQLiteBackend, config: WorkerConfig, deadline: float
     """Wait until a READY task is due, or one RUNNING elsewhere ends; False when none is
     left, none is due before ``deadline``, or a stop signal came."""
     stop = _StopFlag()
+    just_drained = True
     try:
         while not stop.raised:
-            left = backend.store.left(config.queues, worker_prefix="\0", since_us=0)
+            left = backend.store.left(config.queues, worker_prefix=None)
+            if left.ready_now and just_drained:
+                # Due, yet the burst that just ended did not take it (enqueued as it ended,
+                # or one no worker here may take): look again in a moment, never in a loop.
+                just_drained = False
+                stop.sleep(_RECHECK_S)
+                continue
             if left.ready_now:
                 return True
             if not left.running and left.next_due_us is None:

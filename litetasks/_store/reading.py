@@ -99,15 +99,18 @@ GROUP BY state
 """
 
 
-def left(handle: Handle, queues: Collection[str] | None, worker_prefix: str, since_us: int) -> Left:
-    """Count what the workers whose ids start with ``worker_prefix`` ran since ``since_us``,
-    and what is left READY or RUNNING in ``queues`` (None: every queue)."""
+def left(
+    handle: Handle, queues: Collection[str] | None, worker_prefix: str | None, since_us: int
+) -> Left:
+    """Count what the workers whose ids start with ``worker_prefix`` ran since ``since_us``
+    (None: do not count; it reads every row), and what is left READY or RUNNING in
+    ``queues`` (None: every queue)."""
     where, params = in_queues(queues)
     now = handle.now()
     with handle.translated:
-        ran: list[Any] = handle.db.execute(
-            _RAN, {"prefix": worker_prefix, "since": since_us}
-        ).fetchall()
+        ran: list[Any] = []
+        if worker_prefix is not None:
+            ran = handle.db.execute(_RAN, {"prefix": worker_prefix, "since": since_us}).fetchall()
         row: Any = handle.db.execute(
             "SELECT sum(state = 'READY' AND due_at <= ?), sum(state = 'READY' AND due_at > ?),"
             " sum(state = 'RUNNING'), min(CASE WHEN state = 'READY' AND due_at > ? THEN due_at END)"

@@ -261,10 +261,10 @@ class Store:
         return reading.next_due_at(self._handle, queues, skip)
 
     def left(
-        self, queues: Collection[str] | None, *, worker_prefix: str, since_us: int
+        self, queues: Collection[str] | None, *, worker_prefix: str | None, since_us: int = 0
     ) -> reading.Left:
-        """What the workers whose ids start with ``worker_prefix`` ran since ``since_us``, and
-        what is left READY (due now, due later) or RUNNING in ``queues`` (None: all)."""
+        """What the workers whose ids start with ``worker_prefix`` ran since ``since_us`` (None:
+        not counted), and what is left READY (due now, later) or RUNNING in ``queues``."""
         return reading.left(self._handle, queues, worker_prefix, since_us)
 
     def max_row_bytes(self) -> int:
