@@ -19,6 +19,8 @@ SHOP_TASKS = """
 import time
 from pathlib import Path
 
+from litetasks import fixed
+
 try:
     from django.tasks import task
 except ImportError:  # Django 5.2 with the backport
@@ -35,13 +37,23 @@ def broken():
     raise ValueError("out of stock")
 
 
-@task
-def flaky(marker):
-    # Fails its first attempt, succeeds the next.
+def fail_once(marker):
     if not Path(marker).exists():
         Path(marker).write_text("failed once")
         raise ConnectionError("try again")
     return 2
+
+
+@task(max_attempts=2, backoff=fixed(1))
+def flaky(marker):
+    # Fails its first attempt, succeeds the next, a second later.
+    return fail_once(marker)
+
+
+@task(max_attempts=2, backoff=fixed(60))
+def flaky_slow(marker):
+    # Fails its first attempt; the next is a minute later.
+    return fail_once(marker)
 
 
 @task

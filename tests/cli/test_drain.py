@@ -22,7 +22,7 @@ def test_burst_runs_what_is_due_and_says_what_it_leaves(tmp_path: Path) -> None:
     store, _ = shop(tmp_path)
     ok = enqueue(store, "ok")
     broken = enqueue(store, "broken")
-    flaky = enqueue(store, "flaky", str(tmp_path / "flaky"), max_attempts=2)
+    flaky = enqueue(store, "flaky_slow", str(tmp_path / "flaky"), max_attempts=2)
     later = enqueue(store, "ok", run_after_us=store.now_us() + 3600 * SECOND_US)
 
     code, out, err = run(tmp_path, "--burst")
