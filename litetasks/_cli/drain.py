@@ -39,64 +39,71 @@ def drain(backend: SQLiteBackend, config: WorkerConfig, until_empty_s: float | N
     since = store.now_us()
     prefix = new_worker_id().rsplit(":", 1)[0] + ":"  # host:pid: every worker we fork
     deadline = None if until_empty_s is None else time.monotonic() + until_empty_s
-    while True:
-        supervisor = Supervisor(backend, config, {})
-        code = supervisor.run()
-        if code or supervisor.stop_requested or (until_empty_s is not None and until_empty_s < 0):
-            break
-        try:
-            if not _wait_for_work(backend, config, deadline):
-                break
-        except LiteTasksError as exc:
-            typer.echo(f"litetasks: error: {exc}", err=True)
-            return 1
+    stop = _StopFlag()
     try:
+        while True:
+            supervisor = Supervisor(backend, config, {})
+            code = supervisor.run()
+            # From here a stop signal is ours: before, the supervisor's handler counted it.
+            stop.install()
+            if code or supervisor.stop_requested or stop.raised:
+                break
+            if (until_empty_s is not None and until_empty_s < 0) or not _wait_for_work(
+                backend, config, deadline, stop
+            ):
+                break
         left = store.left(config.queues, worker_prefix=prefix, since_us=since)
     except LiteTasksError as exc:  # a damaged queue file: the pool has said what to do
-        typer.echo(f"Cannot count what ran and what is left: {exc}", err=True)
-        return code or 1
+        typer.echo(f"litetasks: error: {exc}", err=True)
+        return 1
+    finally:
+        stop.restore()
     typer.echo(summary(left, store.now_us()))
     return code
 
 
-def _wait_for_work(backend: SQLiteBackend, config: WorkerConfig, deadline: float | None) -> bool:
+def _wait_for_work(
+    backend: SQLiteBackend, config: WorkerConfig, deadline: float | None, stop: _StopFlag
+) -> bool:
     """Wait until a READY task is due, or one RUNNING elsewhere ends; False when none is
     left, none is due before ``deadline``, or a stop signal came."""
-    stop = _StopFlag()
     just_drained = True
-    try:
-        while not stop.raised:
-            left = backend.store.left(config.queues, worker_prefix=None)
-            if left.ready_now and just_drained:
-                # Due, yet the burst that just ended did not take it (enqueued as it ended,
-                # or one no worker here may take): look again in a moment, never in a loop.
-                just_drained = False
-                stop.sleep(_RECHECK_S)
-                continue
-            if left.ready_now:
-                return True
-            if not left.running and left.next_due_us is None:
+    while not stop.raised:
+        left = backend.store.left(config.queues, worker_prefix=None)
+        if left.ready_now and just_drained:
+            # Due, yet the burst that just ended did not take it (enqueued as it ended, or
+            # one no worker here may take): look again in a moment, never in a loop.
+            just_drained = False
+            stop.sleep(_RECHECK_S)
+            continue
+        if left.ready_now:
+            return True
+        if not left.running and left.next_due_us is None:
+            return False
+        wait_s = _RECHECK_S
+        if left.next_due_us is not None:
+            due_in_s = max(0.0, (left.next_due_us - backend.store.now_us()) / 1e6)
+            wait_s = min(wait_s, due_in_s) if left.running else due_in_s
+        if deadline is not None and time.monotonic() + wait_s > deadline:
+            if not left.running or time.monotonic() >= deadline:
                 return False
-            wait_s = _RECHECK_S
-            if left.next_due_us is not None:
-                due_in_s = max(0.0, (left.next_due_us - backend.store.now_us()) / 1e6)
-                wait_s = min(wait_s, due_in_s) if left.running else due_in_s
-            if deadline is not None and time.monotonic() + wait_s > deadline:
-                if not left.running or time.monotonic() >= deadline:
-                    return False
-                wait_s = deadline - time.monotonic()
-            stop.sleep(wait_s)
-        return False
-    finally:
-        stop.restore()
+            wait_s = deadline - time.monotonic()
+        stop.sleep(wait_s)
+    return False
 
 
 class _StopFlag:
-    """SIGTERM, SIGINT or SIGHUP between bursts: stop waiting (a handler that sets a flag)."""
+    """SIGTERM, SIGINT or SIGHUP between bursts: stop waiting (a handler that sets a flag).
+
+    Each burst's supervisor installs its own handlers; ``install()`` takes them back after
+    it, ``restore()`` puts back those of before the first burst.
+    """
 
     def __init__(self) -> None:
         self.raised = False
         self._previous = {signum: signal.getsignal(signum) for signum in _STOP_SIGNALS}
+
+    def install(self) -> None:
         for signum in _STOP_SIGNALS:
             signal.signal(signum, self._on_signal)
 
@@ -110,7 +117,8 @@ class _StopFlag:
 
     def restore(self) -> None:
         for signum, handler in self._previous.items():
-            signal.signal(signum, handler)
+            if handler is not None:  # None: set outside Python, nothing to put back
+                signal.signal(signum, handler)
 
 
 def summary(left: Left, now_us: int) -> str:
