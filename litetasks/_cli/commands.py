@@ -27,6 +27,7 @@ app = typer.Typer(
     # Plain click help: it wraps at any width without cutting option names (rich's tables
     # cut them at 80 columns) and keeps text in [brackets], which rich reads as markup.
     rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},  # -h, as in Django's commands
 )
 
 Settings = Annotated[

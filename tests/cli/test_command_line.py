@@ -51,6 +51,11 @@ def test_help_at_80_columns_shows_every_option_whole(runner: CliRunner, name: st
                 assert re.search(rf"(?<![\w-]){re.escape(option)}(?![\w-])", text), (option, text)
 
 
+def test_h_is_help_as_in_djangos_commands(runner: CliRunner) -> None:
+    assert invoke(runner, "run", "-h").stdout == invoke(runner, "run", "--help").stdout
+    assert "Usage: litetasks run [OPTIONS]" in invoke(runner, "run", "-h").stdout
+
+
 def test_command_list_at_80_columns_cuts_no_description(runner: CliRunner) -> None:
     result = runner.invoke(app, ["--help"], env={"COLUMNS": "80"}, prog_name="litetasks")
     text = result.stdout.split("Commands:")[1]
