@@ -29,13 +29,15 @@ ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
 @pytest.fixture(autouse=True)
-def _keep_root_logger() -> Iterator[None]:
-    """``litetasks run`` configures logging; keep that from leaking into later tests."""
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
+def _keep_logging() -> Iterator[None]:
+    """``litetasks run`` configures logging (the root logger, Django's console handler, the
+    task loggers' levels); keep that from leaking into later tests."""
+    loggers = [logging.getLogger(name) for name in ("", "django", "litetasks", FRAMEWORK)]
+    saved = [(logger.handlers[:], logger.level) for logger in loggers]
     yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
+    for logger, (handlers, level) in zip(loggers, saved, strict=True):
+        logger.handlers[:] = handlers
+        logger.setLevel(level)
 
 
 @pytest.fixture
