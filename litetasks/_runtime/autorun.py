@@ -204,28 +204,44 @@ def show_task_lines(*, debug: bool) -> None:
 
 
 class _Interrupt:
-    pending = False
+    pending = False  # the first Ctrl-C came: waiting for the serving child
+    raised = False  # the parent was interrupted (once)
 
 
 def delay_interrupt(wait_s: float) -> None:
     """In runserver's reloader parent: at Ctrl-C, give the serving child ``wait_s`` to exit.
 
     The terminal sends SIGINT to both processes. Django's parent would then SIGKILL the child
-    0.25 s later, before its pool's grace period: instead the first SIGINT only arms a timer,
-    the parent keeps waiting for the child (which stops its pool and exits 0, so the parent
-    exits 0 too), and the timer or a second SIGINT interrupts the parent as before.
+    0.25 s later, before its pool's grace period. Instead the first SIGINT only arms a timer:
+    the parent is interrupted, as Django's is at once, when the child has exited (SIGCHLD),
+    when the timer fires, or at a second SIGINT. It then exits 0, as Django's does.
     """
     if threading.current_thread() is not threading.main_thread():
         return
 
+    def interrupt(signum: int, frame: object) -> None:
+        if _Interrupt.pending and not _Interrupt.raised:
+            _Interrupt.raised = True
+            raise KeyboardInterrupt
+
     def on_sigint(signum: int, frame: object) -> None:
         if _Interrupt.pending:
-            raise KeyboardInterrupt
+            interrupt(signum, frame)
         _Interrupt.pending = True
+        signal.signal(signal.SIGCHLD, interrupt)
+        signal.signal(signal.SIGALRM, interrupt)
         signal.setitimer(signal.ITIMER_REAL, wait_s)
+        if _child_exited():  # before the SIGCHLD handler was there (it got the SIGINT too)
+            interrupt(signum, frame)
 
-    def on_alarm(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGALRM, on_alarm)
     signal.signal(signal.SIGINT, on_sigint)
+
+
+def _child_exited() -> bool:
+    """Whether a child of this process has exited (not reaped: WNOWAIT), or none is left."""
+    if not hasattr(os, "waitid"):  # not on macOS: there only SIGCHLD tells
+        return False
+    try:
+        return os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
+    except ChildProcessError:
+        return True

@@ -126,3 +126,13 @@ def test_autorun_grace_is_an_option(tmp_path: Path) -> None:
         ),
     ):
         task_backends["default"]
+
+
+def test_ctrl_c_while_runserver_reloads_exits_0_and_leaves_nothing(project: Project) -> None:
+    server = project.start([sys.executable, "manage.py", "runserver", f"127.0.0.1:{free_port()}"])
+    first = project.new_worker([])
+    server.wait_for_line("Quit the server with", timeout_s=15)
+    project.set_value(2)
+    # The old serving process is gone (or going): Ctrl-C lands while the next one starts.
+    wait_for(lambda: first not in project.worker_pids(), timeout_s=15, what="a reload")
+    project.ctrl_c(server)  # exit code 0, no process left, no live worker
