@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 __all__ = [
     "backup_queue",
     "cancel_tasks",
+    "describe_duration",
     "merge_copy",
     "parse_duration",
     "prune_results",
@@ -58,7 +59,9 @@ def retry_tasks(
         typer.echo(f"{job_id}: {outcome}")
     retried = sum(1 for outcome in results.values() if outcome == "retried")
     typer.echo(f"{retried} of {len(results)} task(s) retried.")
-    return 1 if "not found" in results.values() else 0
+    # One rule for scripts: 0 when every task named runs again, 1 when any does not (unknown,
+    # or not FAILED: READY, RUNNING, SUCCESSFUL, or a unique task whose twin is waiting).
+    return 0 if retried == len(results) else 1
 
 
 def cancel_tasks(backend: SQLiteBackend, ids: Sequence[str]) -> int:
@@ -91,8 +94,23 @@ def prune_results(backend: SQLiteBackend, older_than: str | None, statuses: Sequ
                 "are (READY and RUNNING tasks are never deleted)."
             )
     deleted = backend.prune(older_than=age, statuses=chosen)
-    typer.echo(f"Deleted {deleted} {' and '.join(chosen)} result(s) finished over {age} ago.")
+    typer.echo(
+        f"Deleted {deleted} {' and '.join(chosen)} result(s) that finished more than "
+        f"{describe_duration(age)} ago."
+    )
     return 0
+
+
+def describe_duration(age: timedelta) -> str:
+    """``7 days``, ``36 hours``, ``90 minutes``, ``45 seconds``, ``1.5 seconds``: the largest
+    unit that divides ``age`` whole (seconds otherwise)."""
+    seconds = age.total_seconds()
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        if seconds >= size and seconds % size == 0:
+            count = int(seconds // size)
+            return f"{count} {unit}{'s' if count != 1 else ''}"
+    text = f"{seconds:g}"
+    return f"{text} second{'' if text == '1' else 's'}"
 
 
 def backup_queue(backend: SQLiteBackend, dest: Path, *, force: bool) -> int:

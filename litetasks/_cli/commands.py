@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
-import logging
 import sys
+import traceback
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
@@ -13,7 +13,7 @@ import typer
 
 from ..exceptions import ConfigurationError, LiteTasksError
 from .bootstrap import check_queues, get_backend, setup_django
-from .logs import LineFormatter, LineHandler
+from .logs import configure_logging, parse_level
 
 if TYPE_CHECKING:
     from .._django.backend import SQLiteBackend
@@ -24,59 +24,123 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # Plain click help: it wraps at any width without cutting option names (rich's tables
+    # cut them at 80 columns) and keeps text in [brackets], which rich reads as markup.
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},  # -h, as in Django's commands
 )
 
-Settings = Annotated[str | None, typer.Option("--settings", help="Django settings module.")]
-PythonPath = Annotated[
-    str | None, typer.Option("--pythonpath", help="A folder to add to the import path.")
+Settings = Annotated[
+    str | None, typer.Option("--settings", metavar="MODULE", help="Django settings module.")
 ]
-Backend = Annotated[str, typer.Option("--backend", help="Alias in settings.TASKS.")]
+PythonPath = Annotated[
+    str | None,
+    typer.Option("--pythonpath", metavar="DIR", help="A folder to add to the import path."),
+]
+Backend = Annotated[
+    str, typer.Option("--backend", metavar="ALIAS", help="Alias in settings.TASKS.")
+]
 
 
-def _configure_logging(level: str) -> None:
-    if not isinstance(logging.getLevelName(level.upper()), int):
-        raise ConfigurationError(f"Unknown log level {level!r}: use DEBUG, INFO, WARNING or ERROR.")
-    # The level goes on the handler: Django sets its own loggers' levels (django.tasks logs
-    # every task at INFO), so a level on the root logger alone would not quiet them.
-    handler = LineHandler()
-    handler.setLevel(level.upper())
-    handler.setFormatter(LineFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    logging.basicConfig(level=level.upper(), handlers=[handler])
+class _Errors:
+    tracebacks = False  # manage.py litetasks --traceback
+
+
+def show_tracebacks() -> None:
+    """Print the traceback of an error that ends a command, before its one line."""
+    _Errors.tracebacks = True
 
 
 def _fail(exc: BaseException) -> typer.Exit:
+    if _Errors.tracebacks:
+        traceback.print_exception(exc)
     typer.echo(f"litetasks: error: {exc}", err=True)
     return typer.Exit(2)
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from .. import __version__
+
+        typer.echo(f"litetasks {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """Background tasks for Django, with a SQLite file as the queue."""
+
+
 Queues = Annotated[
-    list[str] | None, typer.Option("--queue", "-q", help="Queue to serve (repeat); all if omitted.")
+    list[str] | None,
+    typer.Option("--queue", "-q", metavar="NAME", help="Queue to serve (repeat); all if omitted."),
 ]
 Threads = Annotated[
-    int | None, typer.Option(min=1, envvar="LITETASKS_THREADS", help="Threads per process.")
+    int | None,
+    typer.Option(min=1, envvar="LITETASKS_THREADS", metavar="N", help="Threads per process."),
 ]
 Processes = Annotated[
     int | None,
-    typer.Option(min=0, envvar="LITETASKS_PROCESSES", help="Worker processes (0: one per core)."),
+    typer.Option(
+        min=0,
+        envvar="LITETASKS_PROCESSES",
+        metavar="N",
+        help="Worker processes (0: one per core).",
+    ),
 ]
-Burst = Annotated[bool, typer.Option(help="Run every due task, then exit 0.")]
+Burst = Annotated[
+    bool,
+    typer.Option(help="Run every task due now, say what ran and is left, exit (see README)."),
+]
+UntilEmpty = Annotated[
+    bool,
+    typer.Option(
+        "--until-empty",
+        help="A burst that also waits for retries, deferred tasks and tasks running "
+        "elsewhere, until none is left in the served queues.",
+    ),
+]
+DueWithin = Annotated[
+    float | None,
+    typer.Option(
+        min=0,
+        metavar="SECONDS",
+        help="With --until-empty: wait only for tasks due within SECONDS of the start.",
+    ),
+]
 Grace = Annotated[
-    float | None, typer.Option(min=0, help="Seconds running tasks get to finish on shutdown.")
+    float | None,
+    typer.Option(min=0, metavar="SECONDS", help="Seconds running tasks get to finish on shutdown."),
 ]
 MaxTasks = Annotated[
-    int | None, typer.Option(min=0, help="Replace a worker process after N tasks (0: never).")
+    int | None,
+    typer.Option(min=0, metavar="N", help="Replace a worker process after N tasks (0: never)."),
 ]
 MaxMemory = Annotated[
     int | None,
-    typer.Option(min=0, help="Replace a worker process above this RSS in MB (0: never)."),
+    typer.Option(
+        min=0, metavar="MB", help="Replace a worker process above this RSS in MB (0: never)."
+    ),
 ]
 Reload = Annotated[
     bool, typer.Option(help="Restart the pool when Python files in the project change.")
 ]
-LogLevel = Annotated[str, typer.Option(help="DEBUG, INFO, WARNING or ERROR.")]
+LogLevel = Annotated[
+    str | None,
+    typer.Option(
+        metavar="LEVEL", help="DEBUG, INFO, WARNING or ERROR (default: INFO; see README, Logging)."
+    ),
+]
 
 
-@app.command()
+@app.command(short_help="Run a worker pool (until stopped; --burst: until nothing is due).")
 def run(
     settings: Settings = None,
     pythonpath: PythonPath = None,
@@ -85,13 +149,19 @@ def run(
     threads: Threads = None,
     processes: Processes = None,
     burst: Burst = False,
+    until_empty: UntilEmpty = False,
+    due_within: DueWithin = None,
     grace: Grace = None,
     max_tasks_per_child: MaxTasks = None,
     max_memory_per_child: MaxMemory = None,
     reload: Reload = False,
-    log_level: LogLevel = "INFO",
+    log_level: LogLevel = None,
 ) -> None:
-    """Run a worker pool until SIGTERM or SIGINT (or, with --burst, until nothing is due)."""
+    """Run a worker pool until SIGTERM or SIGINT (or, with --burst, until nothing is due;
+    with --until-empty, until nothing is left)."""
+    if due_within is not None and not until_empty:
+        raise _fail(ConfigurationError("--due-within needs --until-empty."))
+    burst = burst or until_empty
     flags = {
         "burst": burst,
         "threads": threads,
@@ -101,8 +171,7 @@ def run(
         "max_memory_per_child_mb": max_memory_per_child,
     }
     try:
-        _configure_logging(log_level)
-        setup_django(settings, pythonpath)
+        _setup_with_logging(settings, pythonpath, log_level)
         lite = get_backend(backend)
         config = _worker_config(lite, queue or [], flags)
         from .._django.periodic import load_schedules
@@ -115,9 +184,23 @@ def run(
 
         folders = [Path.cwd(), *([Path(pythonpath)] if pythonpath else [])]
         raise typer.Exit(run_with_reload(reload_command(sys.argv), folders))
+    if burst:
+        from .drain import drain
+
+        raise typer.Exit(drain(lite, config, (due_within if until_empty else -1.0)))
     from .._runtime.supervisor import Supervisor
 
     raise typer.Exit(Supervisor(lite, config, schedules).run())
+
+
+def _setup_with_logging(settings: str | None, pythonpath: str | None, level: str | None) -> None:
+    """Set Django up, then logging as the settings allow (README: "Logging")."""
+    if level is not None:
+        parse_level(level)  # a bad level: one line, before Django starts
+    setup_django(settings, pythonpath)
+    from .._django.compat import FRAMEWORK
+
+    configure_logging(level, ("litetasks", FRAMEWORK))
 
 
 def _worker_config(lite: SQLiteBackend, queues: list[str], flags: dict[str, Any]) -> WorkerConfig:
@@ -129,14 +212,16 @@ def _worker_config(lite: SQLiteBackend, queues: list[str], flags: dict[str, Any]
     return dataclasses.replace(lite.config.worker, **overrides)
 
 
-@app.command()
+@app.command(short_help="Show tasks per queue and state, workers, stranded tasks.")
 def status(
     settings: Settings = None,
     pythonpath: PythonPath = None,
     backend: Backend = "default",
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
     watch: Annotated[bool, typer.Option("--watch", help="Refresh until Ctrl-C.")] = False,
-    interval: Annotated[float, typer.Option(min=0.1, help="Seconds between refreshes.")] = 2.0,
+    interval: Annotated[
+        float, typer.Option(min=0.1, metavar="SECONDS", help="Seconds between refreshes.")
+    ] = 2.0,
 ) -> None:
     """Show tasks per queue and state, the live workers, and tasks stranded under lost ones."""
     try:
@@ -173,24 +258,33 @@ def _act(
 
 @app.command()
 def retry(
-    ids: Annotated[list[str] | None, typer.Argument(help="Ids of FAILED tasks.")] = None,
+    ids: Annotated[
+        list[str] | None, typer.Argument(metavar="ID...", help="Ids of FAILED tasks.")
+    ] = None,
     failed: Annotated[bool, typer.Option("--failed", help="Retry every FAILED task.")] = False,
     queue: Annotated[
-        list[str] | None, typer.Option("--queue", "-q", help="With --failed: only this queue.")
+        list[str] | None,
+        typer.Option("--queue", "-q", metavar="NAME", help="With --failed: only this queue."),
     ] = None,
     settings: Settings = None,
     pythonpath: PythonPath = None,
     backend: Backend = "default",
 ) -> None:
-    """Run FAILED tasks again, each with a fresh attempt budget."""
+    """Run FAILED tasks again, each with a fresh attempt budget.
+
+    Exits 0 when every task named is retried, 1 when any is not (an unknown id, or a task
+    that is not FAILED: it is left as it is), 2 on a usage error.
+    """
     from .actions import retry_tasks
 
     _act(settings, pythonpath, backend, retry_tasks, ids or [], failed=failed, queues=queue or [])
 
 
-@app.command()
+@app.command(short_help="Cancel tasks: READY never run, RUNNING are interrupted.")
 def cancel(
-    ids: Annotated[list[str] | None, typer.Argument(help="Ids of the tasks to cancel.")] = None,
+    ids: Annotated[
+        list[str] | None, typer.Argument(metavar="ID...", help="Ids of the tasks to cancel.")
+    ] = None,
     settings: Settings = None,
     pythonpath: PythonPath = None,
     backend: Backend = "default",
@@ -201,15 +295,21 @@ def cancel(
     _act(settings, pythonpath, backend, cancel_tasks, ids or [])
 
 
-@app.command()
+@app.command(short_help="Delete finished results older than an age (results_ttl).")
 def prune(
     older_than: Annotated[
         str | None,
-        typer.Option(help="Age of the results to delete: 45s, 30m, 12h, 7d [results_ttl]."),
+        typer.Option(
+            help="Delete results older than this: 45s, 30m, 12h, 7d or 2w "
+            "(default: OPTIONS results_ttl).",
+            metavar="AGE",
+        ),
     ] = None,
     status: Annotated[
         list[str] | None,
-        typer.Option("--status", help="SUCCESSFUL or FAILED (repeat); both if omitted."),
+        typer.Option(
+            "--status", metavar="STATE", help="SUCCESSFUL or FAILED (repeat); both if omitted."
+        ),
     ] = None,
     settings: Settings = None,
     pythonpath: PythonPath = None,
@@ -221,9 +321,9 @@ def prune(
     _act(settings, pythonpath, backend, prune_results, older_than, status or [])
 
 
-@app.command()
+@app.command(short_help="Copy the live queue file to DEST: one consistent snapshot.")
 def backup(
-    dest: Annotated[Path, typer.Argument(help="The file to create (mode 0600).")],
+    dest: Annotated[Path, typer.Argument(metavar="DEST", help="The file to create (mode 0600).")],
     force: Annotated[bool, typer.Option("--force", help="Replace DEST if it exists.")] = False,
     settings: Settings = None,
     pythonpath: PythonPath = None,
@@ -235,9 +335,11 @@ def backup(
     _act(settings, pythonpath, backend, backup_queue, dest, force=force)
 
 
-@app.command()
+@app.command(short_help="Add the tasks of a saved copy that the queue file lacks.")
 def merge(
-    saved: Annotated[Path, typer.Argument(help="A saved copy or backup of the queue file.")],
+    saved: Annotated[
+        Path, typer.Argument(metavar="SAVED", help="A saved copy or backup of the queue file.")
+    ],
     settings: Settings = None,
     pythonpath: PythonPath = None,
     backend: Backend = "default",
@@ -248,10 +350,12 @@ def merge(
     _act(settings, pythonpath, backend, merge_copy, saved)
 
 
-@app.command()
+@app.command(short_help="Run a throwaway project's mixed batch, with a progress bar.")
 def demo(
     keep: Annotated[bool, typer.Option(help="Keep the demo project folder.")] = False,
-    tasks: Annotated[int, typer.Option(min=1, help="How many tasks to enqueue.")] = 2000,
+    tasks: Annotated[
+        int, typer.Option(min=1, metavar="N", help="How many tasks to enqueue.")
+    ] = 2000,
 ) -> None:
     """Build a throwaway Django project, enqueue a mixed batch, and run it with a progress bar."""
     from .demo import run_demo
@@ -259,20 +363,30 @@ def demo(
     raise typer.Exit(run_demo(keep=keep, tasks=tasks))
 
 
-@app.command()
+@app.command(short_help="Measure enqueue, drain, latency, idle CPU and memory.")
 def bench(
     settings: Settings = None,
     pythonpath: PythonPath = None,
     backend: Backend = "default",
-    path: Annotated[Path | None, typer.Option(help="Queue file to use (new or empty).")] = None,
-    n: Annotated[int | None, typer.Option(min=1, help="Tasks per rate [5000].")] = None,
-    probes: Annotated[int | None, typer.Option(min=1, help="Latency probes [100].")] = None,
-    idle_seconds: Annotated[float | None, typer.Option(min=0.1, help="Idle window [5].")] = None,
+    path: Annotated[
+        Path | None, typer.Option(metavar="FILE", help="Queue file to use (new or empty).")
+    ] = None,
+    n: Annotated[
+        int | None, typer.Option(min=1, metavar="N", help="Tasks per rate [5000].")
+    ] = None,
+    probes: Annotated[
+        int | None, typer.Option(min=1, metavar="N", help="Latency probes [100].")
+    ] = None,
+    idle_seconds: Annotated[
+        float | None, typer.Option(min=0.1, metavar="SECONDS", help="Idle window [5].")
+    ] = None,
     synchronous: Annotated[
         Literal["NORMAL", "FULL"] | None,
-        typer.Option(case_sensitive=False, help="Default: OPTIONS."),
+        typer.Option(case_sensitive=False, metavar="NORMAL|FULL", help="Default: OPTIONS."),
     ] = None,
-    as_json: Annotated[Path | None, typer.Option("--json", help="Save JSON here.")] = None,
+    as_json: Annotated[
+        Path | None, typer.Option("--json", metavar="FILE", help="Save JSON here.")
+    ] = None,
     quick: Annotated[bool, typer.Option(help="1000 tasks, 30 probes, 2 s idle.")] = False,
 ) -> None:
     """Measure enqueue, drain, latency, idle CPU and memory here, on a temporary queue file."""
@@ -297,7 +411,7 @@ def bench(
     raise typer.Exit(code)
 
 
-from . import console, metrics, pausing  # noqa: E402, F401  (their commands join app)
+from . import console, forwarding, metrics, pausing  # noqa: E402, F401  (their commands join app)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -309,5 +423,4 @@ if __name__ == "__main__":
     main()
 
 
-__all__ = ["app", "main"]
-from . import forwarding  # noqa: E402, F401  litetasks forward, export, import
+__all__ = ["app", "main", "show_tracebacks"]

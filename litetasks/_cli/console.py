@@ -8,21 +8,19 @@ import typer
 
 from ..exceptions import ConfigurationError, LiteTasksError
 from .bootstrap import get_backend, setup_django
-from .commands import app
+from .commands import Backend, PythonPath, Settings, app
 
 __all__ = ["delete"]
 
 
-@app.command()
+@app.command(short_help="Delete tasks that are not RUNNING (READY, FAILED, SUCCESSFUL).")
 def delete(
-    ids: Annotated[list[str] | None, typer.Argument(help="Ids of the tasks to delete.")] = None,
-    settings: Annotated[
-        str | None, typer.Option("--settings", help="Django settings module.")
+    ids: Annotated[
+        list[str] | None, typer.Argument(metavar="ID...", help="Ids of the tasks to delete.")
     ] = None,
-    pythonpath: Annotated[
-        str | None, typer.Option("--pythonpath", help="A folder to add to the import path.")
-    ] = None,
-    backend: Annotated[str, typer.Option("--backend", help="Alias in settings.TASKS.")] = "default",
+    settings: Settings = None,
+    pythonpath: PythonPath = None,
+    backend: Backend = "default",
 ) -> None:
     """Delete tasks (READY, FAILED or SUCCESSFUL; a RUNNING one is left: cancel it first)."""
     try:

@@ -24,11 +24,16 @@ __all__ = ["export", "forward", "import_"]
 
 Queues = Annotated[
     list[str] | None,
-    typer.Option("--queue", "-q", help="Only this queue (repeat); all if omitted."),
+    typer.Option("--queue", "-q", metavar="NAME", help="Only this queue (repeat); all if omitted."),
 ]
 Tasks = Annotated[
     list[str] | None,
-    typer.Option("--task", "-t", help="Only this task, by dotted path (repeat); all if omitted."),
+    typer.Option(
+        "--task",
+        "-t",
+        metavar="PATH",
+        help="Only this task, by dotted path (repeat); all if omitted.",
+    ),
 ]
 
 
@@ -42,15 +47,20 @@ def _setup(settings: str | None, pythonpath: str | None, backend: str) -> SQLite
     return lite
 
 
-@app.command()
+@app.command(short_help="Move tasks not yet started to another backend alias.")
 def forward(
-    to: Annotated[str, typer.Option("--to", help="The alias in settings.TASKS to move tasks to.")],
+    to: Annotated[
+        str,
+        typer.Option("--to", metavar="ALIAS", help="The alias in settings.TASKS to move tasks to."),
+    ],
     queue: Queues = None,
     task: Tasks = None,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Say what would move and what cannot; move nothing.")
     ] = False,
-    batch: Annotated[int, typer.Option(min=1, help="Tasks taken per transaction.")] = 500,
+    batch: Annotated[
+        int, typer.Option(min=1, metavar="N", help="Tasks taken per transaction.")
+    ] = 500,
     settings: Settings = None,
     pythonpath: PythonPath = None,
     backend: Backend = "default",
@@ -133,9 +143,12 @@ def _print_report(report: ForwardReport, *, dry_run: bool) -> None:
         typer.echo(f"If the forward is interrupted, tasks that may reach it twice: {window}.")
 
 
-@app.command()
+@app.command(short_help="Write tasks not yet started as JSON Lines.")
 def export(
-    dest: Annotated[Path, typer.Argument(help="The JSON Lines file to write ('-': stdout).")],
+    dest: Annotated[
+        Path,
+        typer.Argument(metavar="FILE", help="The JSON Lines file to write ('-': stdout)."),
+    ],
     queue: Queues = None,
     task: Tasks = None,
     settings: Settings = None,
@@ -157,9 +170,12 @@ def export(
     typer.echo(f"{count} task(s) exported to {str(dest)!r}; they stay READY here.", err=True)
 
 
-@app.command(name="import")
+@app.command(name="import", short_help="Add the tasks of an export to the queue file.")
 def import_(
-    source: Annotated[Path, typer.Argument(help="A file litetasks export wrote ('-': stdin).")],
+    source: Annotated[
+        Path,
+        typer.Argument(metavar="FILE", help="A file litetasks export wrote ('-': stdin)."),
+    ],
     settings: Settings = None,
     pythonpath: PythonPath = None,
     backend: Backend = "default",

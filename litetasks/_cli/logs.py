@@ -20,7 +20,9 @@ import stat
 import time
 from typing import TYPE_CHECKING, TextIO
 
-__all__ = ["LineFormatter", "LineHandler"]
+__all__ = ["LineFormatter", "LineHandler", "configure_logging", "parse_level"]
+
+LINE_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 if TYPE_CHECKING:
     _StreamHandler = logging.StreamHandler[TextIO]
@@ -85,3 +87,50 @@ class LineFormatter(logging.Formatter):
             self._second = (int(record.created), text)
         msec_format = self.default_msec_format
         return text if msec_format is None else msec_format % (text, record.msecs)
+
+
+def parse_level(level: str) -> int:
+    """Return the number of a level name (``debug``, ``INFO``…); refuse an unknown one."""
+    number = logging.getLevelName(level.upper())
+    if not isinstance(number, int):
+        from ..exceptions import ConfigurationError
+
+        raise ConfigurationError(f"Unknown log level {level!r}: use DEBUG, INFO, WARNING or ERROR.")
+    return number
+
+
+def configure_logging(level: str | None, task_loggers: tuple[str, ...]) -> None:
+    """Set logging up for ``litetasks run``, after ``django.setup()`` has applied the settings.
+
+    ``task_loggers`` are the loggers of task lines: ``litetasks`` and Django's task API
+    (``django.tasks``, or ``django_tasks`` with the backport). ``level`` is ``--log-level``
+    (None: not given, INFO).
+
+    - With Django's default logging (no ``LOGGING`` setting): one handler, on the root logger,
+      prints every line at ``level`` or above; Django's own console handler (which prints the
+      ``django`` loggers' lines when ``DEBUG`` is on) is taken off, so a line is printed once.
+      Its other handlers (``mail_admins``) stay.
+    - With your ``LOGGING`` (or ``LOGGING_CONFIG = None``): no handler is added or changed.
+      ``--log-level``, when given, sets the task loggers' level; what is printed, and where, is
+      up to your handlers.
+    """
+    from django.conf import settings
+
+    number = parse_level(level or "INFO")
+    default = not settings.is_overridden("LOGGING") and (
+        settings.LOGGING_CONFIG == "logging.config.dictConfig"
+    )
+    if default:
+        django_logger = logging.getLogger("django")
+        for console in [h for h in django_logger.handlers if h.get_name() == "console"]:
+            django_logger.removeHandler(console)
+        handler = LineHandler()
+        handler.setLevel(number)
+        handler.setFormatter(LineFormatter(LINE_FORMAT))
+        root = logging.getLogger()
+        root.addHandler(handler)
+        root.setLevel(number)
+    if default or level is not None:
+        for name in task_loggers:
+            # Django's "django" logger is at INFO: DEBUG lines of its task API need their own.
+            logging.getLogger(name).setLevel(number)

@@ -25,11 +25,14 @@ class _QuietHandler(WSGIRequestHandler):
         pass  # a line per scrape is noise
 
 
-@app.command()
+@app.command(short_help="Serve Prometheus metrics on a port.")
 def metrics(
-    port: Annotated[int, typer.Option(min=0, max=65535, help="The port to serve on.")] = 9808,
+    port: Annotated[
+        int, typer.Option(min=0, max=65535, metavar="PORT", help="The port to serve on.")
+    ] = 9808,
     host: Annotated[
-        str, typer.Option(help="The address to listen on (0.0.0.0: every interface).")
+        str,
+        typer.Option(metavar="HOST", help="The address to listen on (0.0.0.0: every interface)."),
     ] = "127.0.0.1",
     settings: Settings = None,
     pythonpath: PythonPath = None,

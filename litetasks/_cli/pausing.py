@@ -19,13 +19,15 @@ if TYPE_CHECKING:
 
 __all__ = ["pause", "pause_or_resume", "resume"]
 
-Name = Annotated[str, typer.Argument(help="The queue (or, with --schedule, the schedule).")]
+Name = Annotated[
+    str, typer.Argument(metavar="NAME", help="The queue (or, with --schedule, the schedule).")
+]
 IsSchedule = Annotated[
     bool, typer.Option("--schedule", help="NAME is a periodic schedule, not a queue.")
 ]
 
 
-@app.command()
+@app.command(short_help="Pause a queue or (--schedule) a periodic schedule.")
 def pause(
     name: Name,
     schedule: IsSchedule = False,
@@ -38,7 +40,7 @@ def pause(
     _run(settings, pythonpath, backend, name, schedule=schedule, paused=True)
 
 
-@app.command()
+@app.command(short_help="Resume a paused queue or periodic schedule.")
 def resume(
     name: Name,
     schedule: IsSchedule = False,

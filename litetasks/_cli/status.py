@@ -117,12 +117,11 @@ def print_status(backend: SQLiteBackend, *, as_json: bool, console: Console | No
         print(json.dumps(data, indent=2))
         return
     console = console or Console()
-    table = Table(title=f"litetasks: {data['path']}")
-    table.add_column("queue")
+    table = _table(f"litetasks: {data['path']}", "queue")
     # FORWARDED (litetasks forward) only once some task was forwarded.
     states = [s for s in JobState if s is not JobState.FORWARDED or _any_forwarded(data)]
     for state in states:
-        table.add_column(state.value, justify="right")
+        table.add_column(state.value, justify="right", overflow="fold")
     for queue, by_state in data["queues"].items():
         shown = f"{queue} (paused)" if queue in data["paused_queues"] else queue
         table.add_row(shown, *(str(by_state[s.value]) for s in states))
@@ -136,16 +135,23 @@ def print_status(backend: SQLiteBackend, *, as_json: bool, console: Console | No
     _print_advice(console, data)
 
 
+def _table(title: str, *columns: str) -> Table:
+    """A table whose cells wrap, never cut: a narrow terminal (80 columns) still shows every
+    queue name, task path and id whole, on several lines if need be."""
+    table = Table(title=title)
+    for column in columns:
+        table.add_column(column, overflow="fold")
+    return table
+
+
 def _workers_table(rows: list[dict[str, Any]]) -> Table:
-    table = Table(title="workers")
-    for column in ("pid", "host", "queues", "running", "last heartbeat", "state"):
-        table.add_column(column)
+    table = _table("workers", "pid", "host", "queues", "running", "last heartbeat", "state")
     for worker in rows:
         table.add_row(
             str(worker["pid"]),
             worker["host"],
-            ",".join(worker["queues"] or ["*"]),
-            ", ".join(worker["running"]) or "-",
+            "\n".join(worker["queues"] or ["*"]),
+            "\n".join(worker["running"]) or "-",
             f"{worker['heartbeat_age_s']} s ago",
             "LOST" if worker["is_lost"] else "alive",
         )
@@ -170,9 +176,9 @@ def _print_advice(console: Console, data: dict[str, Any]) -> None:
 
 
 def _periodic_table(rows: list[dict[str, Any]]) -> Table:
-    table = Table(title="periodic tasks")
-    for column in ("name", "task", "schedule", "next run", "next run (UTC)", "last slot"):
-        table.add_column(column)
+    table = _table(
+        "periodic tasks", "name", "task", "schedule", "next run", "next run (UTC)", "last slot"
+    )
     for row in rows:
         table.add_row(
             row["name"],

@@ -204,6 +204,11 @@ class Supervisor:
         os.set_blocking(self._wake_w, False)
         os.set_blocking(self._wake_r, False)
 
+    @property
+    def stop_requested(self) -> bool:
+        """Whether a signal (or the --reload watcher's death) asked ``run()`` to stop."""
+        return self._signals > 0
+
     # -- main loop ---------------------------------------------------------------------------
 
     def run(self) -> int:

@@ -79,6 +79,7 @@ class BackendConfig:
     autorun: bool | None = None  # None: run under runserver when DEBUG is on
     # Under Django's test runner: None, a fresh file per test process; False, ``store.path``.
     test_path: Path | Literal[False] | None = None
+    autorun_grace_s: float = 5.0  # running tasks' time to finish when runserver reloads or stops
     task_modules: tuple[str, ...] = ()
     periodic: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # see periodic.py
     not_found_delays_s: tuple[float, ...] = DEFAULT_NOT_FOUND_DELAYS_S
@@ -123,6 +124,7 @@ _OPTIONS: dict[str, tuple[type | tuple[type, ...], Any, str]] = {
         "a number of seconds above 0, a timedelta, or None (keep finished results forever)",
     ),
     "autorun": (bool, lambda v: True, "True or False"),
+    "autorun_grace_s": (float, lambda v: 0 <= v <= 60, "a number of seconds from 0 to 60"),
     "periodic": (
         dict,
         lambda v: all(isinstance(name, str) and name for name in v),
@@ -170,6 +172,7 @@ def from_options(
     if "results_ttl" in values:
         values["results_ttl_s"] = _seconds(values.pop("results_ttl"))
     autorun = values.pop("autorun", None)
+    autorun_grace_s = values.pop("autorun_grace_s", 5.0)
     task_modules = tuple(values.pop("task_modules", ()))
     periodic = dict(values.pop("periodic", {}))
     delays = values.pop("not_found_delays", DEFAULT_NOT_FOUND_DELAYS_S)
@@ -186,6 +189,7 @@ def from_options(
         worker=worker,
         autorun=autorun,
         test_path=test_path,
+        autorun_grace_s=autorun_grace_s,
         task_modules=task_modules,
         periodic=periodic,
         not_found_delays_s=not_found_delays_s,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Collection
+from dataclasses import dataclass
 from typing import Any
 
 from ..exceptions import JobNotFound
@@ -14,7 +15,7 @@ from .pausing import paused_queues_for_claim
 from .records import JobRecord, JobState
 from .rows import decode_job, decode_rows
 
-__all__ = ["counts", "get", "in_queues", "next_due_at"]
+__all__ = ["Left", "counts", "get", "in_queues", "left", "next_due_at"]
 
 _JOB = f"SELECT {sql.JOB_COLUMNS} FROM jobs WHERE job_id = ?"
 # Read as bytes: text that is not UTF-8 (written by other code) cannot fail this.
@@ -79,3 +80,52 @@ def in_queues(queues: Collection[str] | None) -> tuple[str, tuple[str, ...]]:
     if queues is None:
         return "", ()
     return " AND queue_name IN (SELECT value FROM json_each(?))", (json.dumps(list(queues)),)
+
+
+@dataclass(frozen=True, slots=True)
+class Left:
+    """What a drain of some queues did and left: the jobs its workers ran, by state now, and
+    the jobs of those queues still READY or RUNNING."""
+
+    ran: dict[JobState, int]  # jobs its workers attempted since it started, by their state now
+    ready_now: int  # READY and due
+    ready_later: int  # READY, due later (deferred, or a retry waiting for its back-off)
+    running: int  # RUNNING (under other workers)
+    next_due_us: int | None  # the due time of the first READY job later
+
+
+_RAN = """
+SELECT state, count(*) FROM jobs
+WHERE EXISTS (
+    SELECT 1 FROM json_each(CASE WHEN json_valid(worker_ids) THEN worker_ids ELSE '[]' END)
+    WHERE substr(value, 1, length(:prefix)) = :prefix
+) AND (finished_at IS NULL OR finished_at >= :since)
+GROUP BY state
+"""
+
+
+def left(
+    handle: Handle, queues: Collection[str] | None, worker_prefix: str | None, since_us: int
+) -> Left:
+    """Count what the workers whose ids start with ``worker_prefix`` ran since ``since_us``
+    (None: do not count; it reads every row), and what is left READY or RUNNING in
+    ``queues`` (None: every queue)."""
+    where, params = in_queues(queues)
+    now = handle.now()
+    with handle.translated:
+        ran: list[Any] = []
+        if worker_prefix is not None:
+            ran = handle.db.execute(_RAN, {"prefix": worker_prefix, "since": since_us}).fetchall()
+        row: Any = handle.db.execute(
+            "SELECT sum(state = 'READY' AND due_at <= ?), sum(state = 'READY' AND due_at > ?),"
+            " sum(state = 'RUNNING'), min(CASE WHEN state = 'READY' AND due_at > ? THEN due_at END)"
+            f" FROM jobs WHERE state IN ('READY', 'RUNNING'){where}",
+            (now, now, now, *params),
+        ).fetchone()
+    return Left(
+        ran={_KNOWN_STATES[state]: int(n) for state, n in ran if state in _KNOWN_STATES},
+        ready_now=int(row[0] or 0),
+        ready_later=int(row[1] or 0),
+        running=int(row[2] or 0),
+        next_due_us=row[3] if is_time(row[3]) else None,
+    )

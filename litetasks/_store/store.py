@@ -317,6 +317,12 @@ class Store:
         """Return ``(minute, successful, failed)`` per minute since ``since_us`` (the last day
         at most); see ``stats.finished_per_minute``."""
         return stats.finished_per_minute(self._handle, since_us)
+    def left(
+        self, queues: Collection[str] | None, *, worker_prefix: str | None, since_us: int = 0
+    ) -> reading.Left:
+        """What the workers whose ids start with ``worker_prefix`` ran since ``since_us`` (None:
+        not counted), and what is left READY (due now, later) or RUNNING in ``queues``."""
+        return reading.left(self._handle, queues, worker_prefix, since_us)
 
     def max_row_bytes(self) -> int:
         """Return the most bytes one row may take (SQLite's ``SQLITE_LIMIT_LENGTH``)."""

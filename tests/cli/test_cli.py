@@ -29,13 +29,15 @@ ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
 @pytest.fixture(autouse=True)
-def _keep_root_logger() -> Iterator[None]:
-    """``litetasks run`` configures logging; keep that from leaking into later tests."""
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
+def _keep_logging() -> Iterator[None]:
+    """``litetasks run`` configures logging (the root logger, Django's console handler, the
+    task loggers' levels); keep that from leaking into later tests."""
+    loggers = [logging.getLogger(name) for name in ("", "django", "litetasks", FRAMEWORK)]
+    saved = [(logger.handlers[:], logger.level) for logger in loggers]
     yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
+    for logger, (handlers, level) in zip(loggers, saved, strict=True):
+        logger.handlers[:] = handlers
+        logger.setLevel(level)
 
 
 @pytest.fixture
@@ -387,11 +389,21 @@ def test_retry_reruns_failed_tasks_by_id(runner: CliRunner, backend) -> None:
 
     result = invoke(runner, "retry", failed.id, done.id)
 
-    assert result.exit_code == 0, result.output
+    # One rule: exit 1 when any task named is not retried (here one is SUCCESSFUL).
+    assert result.exit_code == 1, result.output
     assert f"{failed.id}: retried" in result.stdout
     assert f"{done.id}: not failed" in result.stdout
     assert "1 of 2 task(s) retried." in result.stdout
     assert backend.get_result(failed.id).status == "READY"
+    assert backend.get_result(done.id).status == "SUCCESSFUL"
+    drain()
+    again = invoke(runner, "retry", failed.id)
+    assert (again.exit_code, again.stdout.splitlines()[-1]) == (0, "1 of 1 task(s) retried.")
+
+
+def test_retry_help_states_its_exit_codes(runner: CliRunner) -> None:
+    text = ANSI.sub("", invoke(runner, "retry", "--help").stdout)
+    assert "Exits 0 when every task named is retried, 1 when any is not" in " ".join(text.split())
 
 
 def test_retry_failed_reruns_every_failed_task_of_a_queue(runner: CliRunner, backend) -> None:
@@ -451,10 +463,40 @@ def test_prune_deletes_finished_results_older_than_asked(runner: CliRunner, back
     time.sleep(0.01)
     result = invoke(runner, "prune", "--older-than", "0s", "--status", "successful")
     assert result.exit_code == 0, result.output
-    assert "Deleted 3 SUCCESSFUL result(s)" in result.stdout
+    assert result.stdout == (
+        "Deleted 3 SUCCESSFUL result(s) that finished more than 0 seconds ago.\n"
+    )
     assert backend.get_result(failed.id).status == "FAILED"
     assert backend.get_result(waiting.id).status == "READY"
     del old
+
+
+@pytest.mark.parametrize(
+    ("older_than", "expected"),
+    [
+        ("7d", "7 days"),
+        ("1d", "1 day"),
+        ("36h", "36 hours"),
+        ("90m", "90 minutes"),
+        ("2w", "14 days"),
+        ("45", "45 seconds"),
+        ("1s", "1 second"),
+        ("1.5s", "1.5 seconds"),
+    ],
+)
+def test_prune_says_the_age_in_words(
+    runner: CliRunner, backend, older_than: str, expected: str
+) -> None:
+    result = invoke(runner, "prune", "--older-than", older_than)
+    assert result.stdout == (
+        f"Deleted 0 SUCCESSFUL and FAILED result(s) that finished more than {expected} ago.\n"
+    )
+
+
+def test_prune_help_names_the_default_age(runner: CliRunner) -> None:
+    text = " ".join(ANSI.sub("", invoke(runner, "prune", "--help").stdout).split())
+    assert "7d or 2w (default: OPTIONS results_ttl)" in text
+    assert " ." not in text
 
 
 @pytest.mark.parametrize(

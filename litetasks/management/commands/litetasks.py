@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
+from litetasks._cli.django_options import apply_django_options, split_django_options
 from litetasks.cli import app
+from litetasks.exceptions import LiteTasksError
 
 
 class Command(BaseCommand):
@@ -23,8 +26,14 @@ class Command(BaseCommand):
         app(args=["--help"], prog_name=f"{prog_name} {subcommand}", standalone_mode=False)
 
     def run_from_argv(self, argv: list[str]) -> None:
-        # Settings are already set up by manage.py; typer handles every option.
-        app(args=argv[2:], prog_name=f"{argv[0]} litetasks")
+        # manage.py has applied --settings and --pythonpath; typer handles litetasks' options.
+        args, found = split_django_options(argv[2:])
+        try:
+            args = apply_django_options(args, found)
+        except LiteTasksError as exc:
+            sys.stderr.write(f"litetasks: error: {exc}\n")
+            sys.exit(2)
+        app(args=args, prog_name=f"{argv[0]} litetasks")
 
     def execute(self, *args: Any, **options: Any) -> None:
         # call_command(): return on success, raise CommandError on failure; never sys.exit().
