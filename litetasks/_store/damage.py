@@ -3,9 +3,9 @@
 SQLite notices little of this by itself. A deleted (or replaced) file lives on for the
 connections that have it open, which go on reading and writing it without an error while every
 process that opens the path from then on gets another queue; a -wal or -shm deleted under them
-splits the queue in two that overwrite each other (``litetasks/producer.py`` says how). A
-truncated or overwritten file fails only once a connection reads a page it does not hold in
-memory. The supervisor looks at the files about once a second.
+splits the queue in two that overwrite each other (``litetasks/_store/producer.py`` says
+how). A truncated or overwritten file fails only once a connection reads a page it does not hold
+in memory. The supervisor looks at the files about once a second.
 """
 
 from __future__ import annotations
@@ -206,8 +206,8 @@ def _remove_leftovers(store: Store) -> str:
     """Delete the -wal and -shm at the path of a moved or deleted queue file; say so.
 
     They are still the old file's (its tasks are saved by then): SQLite would put a new queue
-    file created beside them together with them (see ``litetasks/producer.py``), so every new
-    process refuses to open the queue until they are gone. Producers still holding the old
+    file created beside them together with them (see ``litetasks/_store/producer.py``), so
+    every new process refuses to open the queue until they are gone. Producers still holding the old
     file keep their own open copies; they take back what they write into it.
     """
     if os.path.lexists(store.real_path):

@@ -1,6 +1,6 @@
 """Faults injected at each step of claim, run and record, in a real ``litetasks run``.
 
-``LITETASKS_FAULTS`` (``litetasks/faults.py``) makes the worker process ``kill -9`` itself,
+``LITETASKS_FAULTS`` (``litetasks/_store/faults.py``) makes the worker process ``kill -9`` itself,
 SIGTERM its supervisor, or raise an unexpected exception at one named point, once (the first
 process to reach it). Six ``tests.tasks.tracked`` tasks are queued first (two of them may run
 twice); after the fault the same supervisor (or, after SIGTERM, a ``--burst`` pool) settles

@@ -518,7 +518,8 @@ def test_killing_the_supervisor_lets_its_workers_finish_and_exit(
 def test_an_idle_worker_wakes_for_a_task_enqueued_by_another_process(
     backend: Any, procs: ProcessGroup, tmp_path: Path
 ) -> None:
-    """Faster than the 1 s fallback poll: the doorbell wakes it (DESIGN: p99 2.7 ms)."""
+    """Faster than the 1 s fallback poll: the doorbell wakes it (p99 2.28 ms in the README's
+    Performance table)."""
     worker = start_worker(procs, tmp_path, threads=2)
     wait_until_registered(backend)
     latencies = []

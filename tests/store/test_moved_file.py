@@ -1,5 +1,5 @@
 """The queue file moved, deleted or replaced under a producer: nothing is acknowledged into a
-file no worker will read (see ``litetasks/producer.py`` for what SQLite does then).
+file no worker will read (see ``litetasks/_store/producer.py`` for what SQLite does then).
 
 A producer checks the queue file after every commit and its -wal and -shm every 0.1 s. Jobs
 written into a file that is no longer at the path are taken back from it and written into the
