@@ -7,7 +7,7 @@ The hierarchy::
       StoreError              the queue file cannot be opened, read or written
         SchemaVersionError    the file was written by a newer litetasks
       JobNotFound             no job has the given id
-      LeaseLost               a worker tried to settle a job it no longer owns
+      LeaseLost               a worker tried to record an outcome of a job it no longer owns
 
 Errors recorded on a task (in ``TaskResult.errors``) rather than raised:
 
@@ -74,7 +74,7 @@ class JobNotFound(LiteTasksError):
 
 
 class LeaseLost(LiteTasksError):
-    """A worker tried to settle a job that it no longer owns."""
+    """A worker tried to record an outcome of a job that it no longer owns."""
 
     def __init__(self, job_id: str, worker_id: str) -> None:
         super().__init__(

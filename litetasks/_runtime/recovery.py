@@ -1,4 +1,4 @@
-"""Settle the tasks of workers that died: in our liveness domain by pid, elsewhere by heartbeat."""
+"""Recover the tasks of lost workers: judged by pid in our liveness domain, else by heartbeat."""
 
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ def recover_lost(
     here: ProcessIdentity | None = None,
     known_dead: tuple[str, ...] = (),
 ) -> int:
-    """Settle the jobs of workers that are dead or silent past the lease; return how many.
+    """Recover the jobs of workers that are dead or silent past the lease; return how many.
 
     A worker of our liveness domain (host, boot, PID namespace: see liveness.py) is dead when
     its process is gone, whatever its heartbeat says; any other worker is lost when its
