@@ -100,8 +100,20 @@ def test_demo_keep_leaves_a_project_that_the_printed_status_command_reads(
     )
     assert status.returncode == 0, status.stderr
     queues = json.loads(status.stdout)["queues"]
-    assert queues["default"] == {"READY": 0, "RUNNING": 0, "FAILED": 1, "SUCCESSFUL": 197}
-    assert queues["emails"] == {"READY": 0, "RUNNING": 0, "FAILED": 0, "SUCCESSFUL": 2}
+    assert queues["default"] == {
+        "READY": 0,
+        "RUNNING": 0,
+        "FAILED": 1,
+        "SUCCESSFUL": 197,
+        "FORWARDED": 0,
+    }
+    assert queues["emails"] == {
+        "READY": 0,
+        "RUNNING": 0,
+        "FAILED": 0,
+        "SUCCESSFUL": 2,
+        "FORWARDED": 0,
+    }
 
 
 def test_demo_refuses_a_batch_too_small_to_hold_every_kind_of_task(
