@@ -54,12 +54,13 @@ def claim_due(
 def _claimed(
     handle: Handle, db: apsw.Connection, rows: list[Any], worker_id: str
 ) -> list[JobRecord]:
-    """The jobs of claimed ``rows`` in claim order (priority, due time, enqueue order).
+    """The jobs of ``rows`` (just claimed, in claim order) to run, in that order.
 
     A job whose row holds values litetasks cannot read fails here, in the claiming
     transaction, and is not returned (see malformed.py); the others are claimed as usual.
+    Such jobs fail in claim order, so that their hooks are enqueued, and so run, in it too.
     """
-    keyed: list[tuple[int, int, int, JobRecord]] = []
+    jobs: list[JobRecord] = []
     for row in rows:
         job = decode_job(row)
         due_at, seq = row[sql.CLAIMED_DUE_AT], row[sql.CLAIMED_SEQ]
@@ -70,9 +71,8 @@ def _claimed(
             enqueue_hooks(handle, db, job.job_id, JobState.FAILED, hooks)
             count_finished(handle, db, [job.job_id])
             continue
-        keyed.append((-job.priority, due_at, seq, job))  # seq is unique: jobs never compare
-    keyed.sort()
-    return [job for *_, job in keyed]
+        jobs.append(job)
+    return jobs
 
 
 def _claim_rows(
@@ -129,7 +129,7 @@ def _served(
 
 
 def _take(db: apsw.Connection, pick: str, params: dict[str, Any]) -> list[Any]:
-    """Claim the best due jobs (``sql.PICK_*`` picks them); return their rows, in any order.
+    """Claim the best due jobs (``sql.PICK_*`` picks them); return their rows, in claim order.
 
     Rows come back as one JSON text (one step of one statement, see ``sql.PICK``); one by one
     when a value cannot travel so (a blob, as in a row written by other code, see
@@ -139,6 +139,12 @@ def _take(db: apsw.Connection, pick: str, params: dict[str, Any]) -> list[Any]:
     if seqs == "[]":
         return []
     db.execute(sql.TAKE, {**params, "seqs": seqs})
+    rank = {seq: i for i, seq in enumerate(json.loads(seqs))}  # PICK gives the claim order
+    return sorted(_taken(db, seqs), key=lambda row: rank[row[sql.CLAIMED_SEQ]])
+
+
+def _taken(db: apsw.Connection, seqs: str) -> list[Any]:
+    """The rows just taken (the seqs in ``seqs``, a JSON list), in any order."""
     try:
         taken: Any = db.execute(sql.TAKEN, {"seqs": seqs}).fetchone()
         return list(json.loads(taken[0]))

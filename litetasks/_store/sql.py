@@ -204,7 +204,14 @@ _SKIP = "AND task_path NOT IN (SELECT value FROM json_each(:skip))"
 # apsw releases the GIL around every step of a statement, and the writing thread then waits
 # for it again (up to the interpreter's switch interval, 5 ms) while other threads run tasks;
 # stepping once per row made a claim of 64 jobs take 50 ms there, not 1.
-PICK = "SELECT json_group_array(seq) FROM (" + DUE + ")"
+# PICK's ORDER BY is the claim order, formally (an aggregate's order is otherwise arbitrary):
+# the claim fails bad rows, and enqueues their hooks, in it (claiming.py). The keys come from
+# the jobs_ready index, as DUE's do.
+PICK = (
+    "SELECT json_group_array(seq ORDER BY priority DESC, due_at, seq) FROM ("
+    + DUE.replace("SELECT seq FROM", "SELECT seq, priority, due_at FROM", 1)
+    + ")"
+)
 PICK_ANY = PICK.format(index="jobs_ready", queue_filter="")
 PICK_ONE_QUEUE = PICK.format(index="jobs_ready", queue_filter=_ONE_QUEUE)
 PICK_QUEUES = PICK.format(index="jobs_ready", queue_filter=_QUEUES)

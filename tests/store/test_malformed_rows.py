@@ -11,6 +11,7 @@ counts) goes on.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Iterator
 from pathlib import Path
@@ -153,6 +154,39 @@ def test_the_claim_fails_a_row_with_a_bad_value_and_takes_the_others_in_order(
     assert_failed_naming(row_of(store, seq), column)
     assert store.claim("w1", limit=10) == []
     assert store.integrity_check() == "ok"
+
+
+# Bad rows of one claim fail in claim order, so their hooks are enqueued (and run) in it too.
+# Before, they failed in the order SQLite returned the claimed rows (unspecified; seq order in
+# practice), so a priority 5 job's hook ran after a priority -5 job's one enqueued before it.
+# (priorities of the three jobs, SQL values): the corruption and the jobs' claim order vary.
+ORDERED_FAILURES = [
+    pytest.param((-5, 0, 5), ("errors", "'[bad'"), id="json-path"),
+    pytest.param((-5, 0, 5), ("worker_ids", "x'00'"), id="rows-path"),
+    pytest.param((-5, 0, 5), ("kwargs", "CAST(x'7bff7d' AS TEXT)"), id="raw-path"),
+    pytest.param(("1.5", "'high'", "x'01'"), ("priority", None), id="bad-priorities"),
+]
+
+
+@pytest.mark.parametrize(("priorities", "corruption"), ORDERED_FAILURES)
+def test_bad_rows_of_one_claim_fail_in_claim_order_and_so_do_their_hooks(
+    store: Store, priorities: tuple[Any, ...], corruption: tuple[str, str | None]
+) -> None:
+    hook = (Hook(when="failure", task_path="tests.tasks.add"),)
+    for name in ("last", "middle", "first"):  # enqueued in the reverse of the claim order
+        enqueue(store, name, hooks=hook)
+    column, value = corruption
+    for name, priority in zip(("last", "middle", "first"), priorities, strict=True):
+        corrupt(store, name, column, str(priority) if value is None else value)
+        if value is not None:
+            store._db.execute("UPDATE jobs SET priority = ? WHERE job_id = ?", (priority, name))
+    enqueue(store, "after", priority=-10)
+
+    # The claim fails the three, then takes their hooks (priority 0, due now, FIFO).
+    claimed = store.claim("w1", limit=3)
+
+    assert [json.loads(job.args_json) for job in claimed] == [["first"], ["middle"], ["last"]]
+    assert [job.job_id for job in store.claim("w1", limit=3)] == ["after"]
 
 
 @pytest.mark.parametrize(("column", "value"), CASES)

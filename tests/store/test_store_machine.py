@@ -28,6 +28,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from hypothesis import settings
 from hypothesis import strategies as st
@@ -875,3 +876,48 @@ QueueMachine.TestCase.settings = settings(
     max_examples=1000 if os.environ.get("CI") else settings.default.max_examples,
 )
 TestQueueMachine = QueueMachine.TestCase
+
+
+class _Drawn:
+    """Stands for ``st.data()`` in a replay: every draw gives ``value``."""
+
+    def __init__(self, value: str) -> None:
+        self.value = value
+
+    def draw(self, strategy: object) -> str:  # the one draw of the rule
+        return self.value
+
+
+def test_bad_rows_failed_by_one_claim_enqueue_their_hooks_in_claim_order() -> None:
+    """The shrunk steps of a failure of this machine under the ``ci`` profile: one claim fails
+    job-7 (priority 0) before job-2 (priority -100), and their failure hooks must come out of
+    the next round in that order. The store failed them in seq order (job-2's hook first)."""
+
+    def spec(priority: int, key: str | None = None, *hooks: str) -> dict[str, Any]:
+        return {
+            "priority": priority,
+            "queue_name": "default",
+            "delay_us": None,
+            "max_attempts": 1,
+            "unique_key": key,
+            "hooks": list(hooks),
+        }
+
+    bad = ("errors", "'[bad'", None)
+    machine = QueueMachine()
+    try:
+        machine.enqueue_bulk(
+            [spec(-100), spec(-100, None, "success", "failure"), spec(-100, "k1")], 0
+        )
+        machine.enqueue_bulk([spec(-100), spec(0), spec(0), spec(-100, "k1")], 1)
+        for job_id in ("job-1", "job-2"):
+            machine.corrupt(_Drawn(job_id), bad, via=0)
+        machine.claim("w1", None, limit=2, skip=set(), via=0)
+        machine.enqueue_bulk(
+            [spec(-100, "k1"), spec(-100, "k1"), spec(0, None, "success", "failure")], 0
+        )
+        machine.corrupt(_Drawn("job-7"), bad, via=0)
+        machine.claim("w1", None, limit=3, skip=set(), via=0)
+        machine.every_job_matches_the_model()
+    finally:
+        machine.teardown()
