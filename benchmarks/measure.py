@@ -8,12 +8,18 @@ import time
 from collections.abc import Callable, Sequence
 from typing import TypeVar
 
-__all__ = ["measure_latency", "percentile", "time_calls", "wait_for_all"]
+__all__ = ["measure_latency", "percentile", "site_args", "time_calls", "wait_for_all"]
 
 H = TypeVar("H")
 
 # Gap between two latency probes: random, so probes do not fall into step with a poll interval.
 GAP_S = (0.005, 0.025)
+
+
+def site_args(i: int) -> tuple[int, str, dict[str, object]]:
+    """The arguments of the headline task ``record``: what a site passes (an id, a short
+    string, a small dict), the same for every system."""
+    return (i, "signup", {"plan": "pro", "source": "web", "ref": i % 97})
 
 
 def percentile(values: Sequence[float], q: float) -> float:

@@ -13,6 +13,12 @@ def noop() -> None:
 
 
 @task  # type: ignore[untyped-decorator]  # Django ships no type information
+def record(user_id: int, action: str, data: dict[str, object]) -> int:
+    """What a site enqueues: an id, a short string and a small dict; returns a small value."""
+    return user_id + len(action) + len(data)
+
+
+@task  # type: ignore[untyped-decorator]  # Django ships no type information
 def stamp() -> int:
     """Return the wall-clock time at which the task body started, in nanoseconds."""
     return time.time_ns()
