@@ -24,7 +24,9 @@ from typing import Any
 from huey import SqliteHuey
 from huey.signals import SIGNAL_COMPLETE, SIGNAL_EXECUTING
 
-__all__ = ["huey", "noop", "record", "stamp"]
+from benchmarks.measure import note_arrival
+
+__all__ = ["arrive", "huey", "noop", "record", "stamp"]
 
 
 class NormalSyncConnection(sqlite3.Connection):
@@ -53,6 +55,13 @@ def noop() -> None:
 @huey.task()  # type: ignore[untyped-decorator]
 def record(user_id: int, action: str, data: dict[str, object]) -> int:
     """What a site enqueues: an id, a short string and a small dict; returns a small value."""
+    return user_id + len(action) + len(data)
+
+
+@huey.task()  # type: ignore[untyped-decorator]
+def arrive(sent_ns: int, user_id: int, action: str, data: dict[str, object]) -> int:
+    """``record`` that notes when it started (``benchmarks.sustained``)."""
+    note_arrival(sent_ns)
     return user_id + len(action) + len(data)
 
 
