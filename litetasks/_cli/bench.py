@@ -262,6 +262,7 @@ def _enqueue(run: _Run, task: Any, args: tuple[Any, ...]) -> tuple[list[float], 
 
 def _enqueues(run: _Run) -> tuple[dict[str, float], list[str], list[str]]:
     """N ``record`` tasks (the headline: arguments as a site passes them), then N no-ops."""
+    run.tasks.stamp.enqueue()  # untimed: the connection (and the file) open here
     calls_ms, rate, ids = _enqueue(run, run.tasks.record, SITE_ARGS)
     _, noop_rate, noop_ids = _enqueue(run, run.tasks.noop, ())
     metrics = {"enqueue_per_s": rate, "enqueue_noop_per_s": noop_rate}
