@@ -190,9 +190,10 @@ def measure(
 def print_table(results: dict[str, Any]) -> None:
     """One row per system and offered rate; the maximum sustainable rate of each."""
     print(
-        "| system | offered/s | started | enqueue p99 ms | start p50 ms | start p99 ms | bounded |"
+        "| system | offered/s | enqueued/s | started | enqueue p99 ms | start p50 ms "
+        "| start p99 ms | bounded |"
     )
-    print("|---|---:|---:|---:|---:|---:|---|")
+    print("|---|---:|---:|---:|---:|---:|---:|---|")
     for label, rows in results["systems"].items():
         for row in rows:
             print(
