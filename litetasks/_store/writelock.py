@@ -141,9 +141,12 @@ class WriteLock:
         return True
 
     def release(self) -> None:
-        """End this turn: the kernel wakes the next waiter (and the lock the next thread)."""
-        if self.fd is not None:
-            fcntl.flock(self.fd, fcntl.LOCK_UN)
+        """End this turn (``acquire`` returned True): the kernel wakes the next waiter, and the
+        thread lock the next thread."""
+        try:
+            if self.fd is not None:
+                fcntl.flock(self.fd, fcntl.LOCK_UN)
+        finally:
             self._threads.release()
 
     def _wait(self) -> None:
