@@ -57,23 +57,6 @@ def _thread_turn(path: Path) -> threading.Lock:
         return _thread_turns.setdefault(path, threading.Lock())
 
 
-# Before sleeping in the kernel's queue, a waiter gives its CPU away this many times and tries
-# again: on a busy machine the holder is often waiting for a CPU to finish its turn. (A/B, 8
-# producer processes on 2 busy cores, store level: 1.13-1.16x the rate, less CPU a call.)
-_YIELDS = 2
-
-
-def _try(fd: int | None) -> bool:
-    """Take the lock if it is free at once."""
-    if fd is None:
-        return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return False
-    return True
-
-
 def write_lock_path(queue_path: Path) -> Path:
     """Return the lock file of ``queue_path``: in the folder of its doorbell."""
     return doorbell_path(queue_path).parent / LOCK_NAME
@@ -132,7 +115,9 @@ class WriteLock:
             return False
         if not self._threads.acquire(timeout=self.timeout_s):
             raise TimeoutError(f"the write lock stayed taken for {self.timeout_s:g} s")
-        if not _try(fd):
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
             try:
                 self._wait()
             except BaseException:
@@ -150,10 +135,6 @@ class WriteLock:
             self._threads.release()
 
     def _wait(self) -> None:
-        for _ in range(_YIELDS):  # the holder may only need the CPU we are on to finish
-            os.sched_yield()
-            if _try(self.fd):
-                return
         with self._turn:
             self._waiting = True
             if not self._asked:
