@@ -59,12 +59,7 @@ def enqueue(handle: Handle, jobs: Sequence[NewJob]) -> int:
         # One INSERT is atomic by itself and takes the write lock through the busy handler
         # (it is not a read that upgrades to a write): no BEGIN/COMMIT round trips needed.
         with handle.translated:
-            turn = handle.take_turn()
-            try:
-                handle.db.execute(sql.INSERT, rows[0])
-            finally:
-                if turn:
-                    handle.write_lock.release()
+            handle.db.execute(sql.INSERT, rows[0])
     else:
         with handle.write() as db:
             db.executemany(sql.INSERT, rows)

@@ -18,7 +18,6 @@ from .connection import (
     open_connection,
 )
 from .schema import migrate
-from .writelock import WriteLock
 
 __all__ = ["Handle"]
 
@@ -57,40 +56,17 @@ class Handle:
         with self.translated:
             migrate(self.db)  # a read in WAL mode: the -wal and -shm are open from here on
         self.opened_files: FileIds = file_ids(self.path, self.real_path)
-        # Writers take turns on a kernel lock first (see writelock.py): woken at release.
-        self.write_lock = WriteLock(self.real_path, busy_timeout_ms / 1000)
 
     def max_row_bytes(self) -> int:
         """Return the most bytes one row may take (SQLite's ``SQLITE_LIMIT_LENGTH``)."""
         return int(self.db.limit(apsw.SQLITE_LIMIT_LENGTH))
 
-    def take_turn(self) -> bool:
-        """Take this queue file's write lock (writelock.py), to call before a write; False when
-        the file has none. Raises ``apsw.BusyError`` when it stays taken past the busy timeout,
-        so that ``translated`` says what SQLite's own busy timeout says."""
-        try:
-            return self.write_lock.acquire()
-        except TimeoutError as exc:
-            raise apsw.BusyError(f"database is locked ({exc})") from None
-
     @contextlib.contextmanager
     def write(self) -> Iterator[apsw.Connection]:
-        """Run the block in one ``BEGIN IMMEDIATE`` transaction, with errors translated, on this
-        file's write lock."""
-        with self.translated:
-            turn = self.take_turn()
-            try:
-                with immediate(self.db) as db:
-                    self.hooked = False
-                    yield db
-            finally:
-                if turn:
-                    self.write_lock.release()
-
-    def close(self) -> None:
-        """Close the connection and the write lock file."""
-        self.write_lock.close()
-        self.db.close()
+        """Run the block in one ``BEGIN IMMEDIATE`` transaction, with errors translated."""
+        with self.translated, immediate(self.db) as db:
+            self.hooked = False
+            yield db
 
 
 def _nothing() -> None:

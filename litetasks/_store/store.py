@@ -69,7 +69,7 @@ class Store:
 
     def close(self) -> None:
         """Close the connection; the store cannot be used afterwards."""
-        self._handle.close()
+        self._handle.db.close()
 
     def __enter__(self) -> Store:
         return self
