@@ -12,7 +12,7 @@ from typing import Any
 
 import django
 
-from .measure import measure_latency, time_calls
+from .measure import measure_latency, site_args, time_calls
 
 __all__ = ["drain_window", "enqueue", "latency"]
 
@@ -27,16 +27,28 @@ def _setup() -> Any:
 
 
 def enqueue(n: int, workdir: Path) -> dict[str, Any]:
-    """Enqueue ``n`` no-op tasks one ``enqueue()`` call at a time; keep their ids for the drain."""
+    """Enqueue ``n`` ``record`` tasks, then ``n`` no-op ones, one ``enqueue()`` call at a time,
+    after one untimed call that opens the connection; keep their ids for the drain."""
     tasks = _setup()
-    ids: list[str] = []
+    ids: dict[str, list[str]] = {"record": [], "noop": []}
+    calls = iter(range(n))
 
     def one() -> None:
-        ids.append(str(tasks.noop.enqueue().id))
+        ids["record"].append(str(tasks.record.enqueue(*site_args(next(calls))).id))
 
+    def one_noop() -> None:
+        ids["noop"].append(str(tasks.noop.enqueue().id))
+
+    tasks.stamp.enqueue()  # untimed: the connection (and the file) open here
     total_ns, durations = time_calls(one, n)
+    noop_ns, noop_durations = time_calls(one_noop, n)
     (workdir / "ids.json").write_text(json.dumps(ids))
-    return {"total_ns": total_ns, "call_ns": durations}
+    return {
+        "total_ns": total_ns,
+        "call_ns": durations,
+        "noop_total_ns": noop_ns,
+        "noop_call_ns": noop_durations,
+    }
 
 
 def _ns(moment: datetime) -> int:
@@ -45,14 +57,18 @@ def _ns(moment: datetime) -> int:
 
 
 def drain_window(workdir: Path) -> dict[str, Any]:
-    """Read back the enqueued tasks' own start and finish times."""
+    """Read back the enqueued tasks' own start and finish times, per task."""
     tasks = _setup()
     ids = json.loads((workdir / "ids.json").read_text())
+    return {name: _window(getattr(tasks, name), ids[name]) for name in ids}
+
+
+def _window(task: Any, ids: list[str]) -> dict[str, Any]:
     starts: list[int] = []
     finishes: list[int] = []
     unfinished = 0
     for result_id in ids:
-        result = tasks.noop.get_result(result_id)
+        result = task.get_result(result_id)
         if result.status != "SUCCESSFUL" or result.started_at is None or result.finished_at is None:
             unfinished += 1
             continue

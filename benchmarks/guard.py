@@ -6,6 +6,11 @@ durability as litetasks' default), then checks ratios only, never absolute rates
 
 * litetasks' enqueue and drain rates must be at least ``--min-vs-dtdb`` (10) times
   django-tasks-db's, and at least ``--min-vs-huey`` (0.8) times huey's.
+* With 8 producer processes enqueueing at once (``benchmarks.producers``, ``--producers-n``
+  calls each), litetasks' aggregate rate must be at least ``--min-producers-vs-huey`` (0.4)
+  times huey's, and at least ``--min-producers-vs-single`` (0.5) times its own with one
+  producer: regression floors under what was measured (0.51x and 0.66x on 2026-12-07), far
+  under issue 17's targets (1.2x and 0.9x).
 
 ``--report-only METRIC:PEER`` (repeatable) prints that check but does not fail on it: for a
 floor not met yet, so that the others still guard against regressions.
@@ -26,14 +31,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from . import producers
 from .report import ratio
 from .run import Options
 from .suite import collect
-from .systems import SYSTEMS
+from .systems import SYSTEMS, System
 
 __all__ = ["Check", "checks", "main", "verdict"]
 
 GUARDED = ("enqueue_per_s", "drain_per_s")
+PRODUCERS = "producers8_per_s"  # aggregate of 8 producer processes
+SINGLE = "litetasks-1"  # the "peer" that is litetasks with one producer
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,13 +63,14 @@ def checks(
     results: dict[str, Any],
     floors: dict[str, float],
     report_only: frozenset[tuple[str, str]] = frozenset(),
+    metrics: Sequence[str] = GUARDED,
 ) -> list[Check]:
     """Return every (metric, peer) check of a run: ``floors`` maps a peer key to its floor;
     the (metric, peer) pairs in ``report_only`` are not enforced."""
     systems = results["systems"]
     base = systems.get("litetasks", {}).get("metrics", {})
     found = []
-    for metric in GUARDED:
+    for metric in metrics:
         for peer, floor in floors.items():
             theirs = systems.get(peer, {}).get("metrics", {}).get(metric)
             value = ratio(base.get(metric), theirs)
@@ -79,6 +88,21 @@ def verdict(measurements: Sequence[list[Check]]) -> int:
     return 1 if any(all(not c.passed for c in each) for each in found) else 0
 
 
+def add_producers(results: dict[str, Any], systems: list[System], n: int, repeat: int) -> None:
+    """Measure 1 and 8 producer processes; put the medians into ``results`` as ``PRODUCERS``
+    (litetasks' single producer as the system ``SINGLE``)."""
+    try:
+        medians = producers.run(systems, ["1", "8"], n, repeat, echo=False)["medians"]
+    except (RuntimeError, OSError) as exc:
+        results["skipped"].append(f"the producers benchmark failed: {exc}")
+        return
+    for system in systems:
+        entry = results["systems"].setdefault(system.key, {"metrics": {}, "notes": []})
+        entry["metrics"][PRODUCERS] = medians["8"][system.key]["aggregate_per_s"]
+    single = medians["1"]["litetasks"]["aggregate_per_s"]
+    results["systems"][SINGLE] = {"metrics": {PRODUCERS: single}, "notes": []}
+
+
 def _print(found: list[Check], results: dict[str, Any]) -> None:
     systems = results["systems"]
     for check in found:
@@ -88,7 +112,7 @@ def _print(found: list[Check], results: dict[str, Any]) -> None:
         met = check.value is not None and check.value >= check.floor
         verdict = ("ok" if met else "FAIL") if check.enforced else ("info" if met else "low")
         print(
-            f"{verdict:4} {check.metric:14} litetasks/{check.peer:12} = {shown:>8} "
+            f"{verdict:4} {check.metric:16} litetasks/{check.peer:12} = {shown:>8} "
             f"(floor {check.floor}x; {_rate(ours)} vs {_rate(theirs)} tasks/s)"
         )
     for key, system in systems.items():
@@ -111,6 +135,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--min-vs-dtdb", type=float, default=10.0)
     parser.add_argument("--min-vs-huey", type=float, default=0.8)
+    parser.add_argument("--min-producers-vs-huey", type=float, default=0.4)
+    parser.add_argument("--min-producers-vs-single", type=float, default=0.5)
+    parser.add_argument(
+        "--producers-n", type=int, default=1000, help="Calls per producer (default 1000)."
+    )
     parser.add_argument(
         "--huey", default="huey-normal", choices=("huey-normal", "huey"), help="Huey to compare."
     )
@@ -129,21 +158,30 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     floors = {"dtdb": args.min_vs_dtdb, args.huey: args.min_vs_huey}
+    producer_floors = {args.huey: args.min_producers_vs_huey, SINGLE: args.min_producers_vs_single}
     report_only = set()
     for item in args.report_only:
         metric, _, peer = item.partition(":")
-        if metric not in GUARDED or peer not in floors:
+        known = (metric in GUARDED and peer in floors) or (
+            metric == PRODUCERS and peer in producer_floors
+        )
+        if not known:
             parser.error(
                 f"--report-only {item!r}: expected METRIC:PEER with METRIC one of "
-                f"{', '.join(GUARDED)} and PEER one of {', '.join(floors)}."
+                f"{', '.join(GUARDED)} and PEER one of {', '.join(floors)}, or {PRODUCERS} "
+                f"and one of {', '.join(producer_floors)}."
             )
         report_only.add((metric, peer))
     options = Options(n=args.n, phases=("enqueue", "drain"), timeout_s=300.0)
     systems = [s for s in SYSTEMS if s.key == "litetasks" or s.key in floors]
+    contenders = [s for s in SYSTEMS if s.key in ("litetasks", args.huey)]
     measurements: list[list[Check]] = []
     while True:
         results = collect(systems, options, repeat=args.repeat)
-        measurements.append(checks(results, floors, frozenset(report_only)))
+        add_producers(results, contenders, args.producers_n, args.repeat)
+        found = checks(results, floors, frozenset(report_only))
+        found += checks(results, producer_floors, frozenset(report_only), (PRODUCERS,))
+        measurements.append(found)
         _print(measurements[-1], results)
         code = verdict(measurements)
         if code == 0 or len(measurements) > args.confirm:

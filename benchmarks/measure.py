@@ -3,17 +3,45 @@
 from __future__ import annotations
 
 import math
+import os
 import random
 import time
 from collections.abc import Callable, Sequence
 from typing import TypeVar
 
-__all__ = ["measure_latency", "percentile", "time_calls", "wait_for_all"]
+__all__ = [
+    "measure_latency",
+    "note_arrival",
+    "percentile",
+    "site_args",
+    "time_calls",
+    "wait_for_all",
+]
 
 H = TypeVar("H")
 
 # Gap between two latency probes: random, so probes do not fall into step with a poll interval.
 GAP_S = (0.005, 0.025)
+
+
+_arrivals: list[int] = []  # the descriptor of $BENCH_ARRIVALS, opened on first use
+
+
+def note_arrival(sent_ns: int) -> None:
+    """Append ``<sent_ns> <now_ns>`` to the file ``$BENCH_ARRIVALS`` (if set): one short
+    ``O_APPEND`` write, whole even from many processes."""
+    path = os.environ.get("BENCH_ARRIVALS")
+    if not path:
+        return
+    if not _arrivals:
+        _arrivals.append(os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600))
+    os.write(_arrivals[0], f"{sent_ns} {time.time_ns()}\n".encode())
+
+
+def site_args(i: int) -> tuple[int, str, dict[str, object]]:
+    """The arguments of the headline task ``record``: what a site passes (an id, a short
+    string, a small dict), the same for every system."""
+    return (i, "signup", {"plan": "pro", "source": "web", "ref": i % 97})
 
 
 def percentile(values: Sequence[float], q: float) -> float:

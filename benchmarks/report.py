@@ -28,14 +28,16 @@ class Metric:
 
 
 METRICS = (
-    Metric("enqueue_per_s", "enqueue, single calls", "tasks/s", True),
+    Metric("enqueue_per_s", "enqueue record(id, str, dict), single calls", "tasks/s", True),
     Metric("enqueue_p50_ms", "enqueue call p50", "ms", False),
     Metric("enqueue_p99_ms", "enqueue call p99", "ms", False),
+    Metric("enqueue_noop_per_s", "enqueue noop(), single calls", "tasks/s", True),
     Metric("bulk_per_s", "bulk enqueue, store-level", "tasks/s", True),
     Metric("bulk_many_per_s", "bulk enqueue, enqueue_many()", "tasks/s", True),
-    Metric("drain_per_s", "drain no-op, 1 proc x 1 thread", "tasks/s", True),
-    Metric("drain_wall_per_s", "  same, wall clock incl. start-up", "tasks/s", True),
-    Metric("drain_pool_per_s", "drain no-op, default pool", "tasks/s", True),
+    Metric("drain_per_s", "drain record, 1 proc x 1 thread", "tasks/s", True),
+    Metric("drain_noop_per_s", "drain noop, 1 proc x 1 thread", "tasks/s", True),
+    Metric("drain_wall_per_s", "  both, wall clock incl. start-up", "tasks/s", True),
+    Metric("drain_pool_per_s", "drain record, default pool", "tasks/s", True),
     Metric("latency_p50_ms", "enqueue-to-start p50", "ms", False),
     Metric("latency_p95_ms", "enqueue-to-start p95", "ms", False),
     Metric("latency_p99_ms", "enqueue-to-start p99", "ms", False),

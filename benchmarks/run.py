@@ -153,12 +153,16 @@ def _tail(log: Path, lines: int = 3) -> str:
 
 
 def _enqueue(ctx: _Context) -> dict[str, float | None]:
+    """N ``record`` tasks (the headline: arguments as a site passes them), then N no-ops."""
     raw = _client(ctx, "enqueue", n=ctx.options.n)
     calls_ms = [ns / 1e6 for ns in raw["call_ns"]]
+    noop_ms = [ns / 1e6 for ns in raw["noop_call_ns"]]
     return {
         "enqueue_per_s": len(calls_ms) / (raw["total_ns"] / 1e9),
         "enqueue_p50_ms": percentile(calls_ms, 50),
         "enqueue_p99_ms": percentile(calls_ms, 99),
+        "enqueue_noop_per_s": len(noop_ms) / (raw["noop_total_ns"] / 1e9),
+        "enqueue_noop_p50_ms": percentile(noop_ms, 50),
     }
 
 
@@ -176,7 +180,8 @@ def _bulk(ctx: _Context) -> dict[str, float | None]:
 
 
 def _drain(ctx: _Context) -> dict[str, float | None]:
-    """Drain the tasks of the enqueue phase with one process and one thread."""
+    """Drain the tasks of the enqueue phase with one process and one thread: the ``record``
+    tasks first (they were enqueued first), then the no-ops; a rate for each."""
     if "enqueue" not in ctx.options.phases:
         raise BenchError("the drain runs the tasks of the enqueue phase; add it to the phases.")
     started = time.monotonic()
@@ -186,8 +191,9 @@ def _drain(ctx: _Context) -> dict[str, float | None]:
         window, reaped = _drain_django(ctx, ctx.system.drain_command, "drain")
     wall_s = time.monotonic() - started
     return {
-        "drain_per_s": _window_rate(window, ctx.options.n),
-        "drain_wall_per_s": ctx.options.n / wall_s,
+        "drain_per_s": _window_rate(window["record"], ctx.options.n),
+        "drain_noop_per_s": _window_rate(window["noop"], ctx.options.n),
+        "drain_wall_per_s": 2 * ctx.options.n / wall_s,
         "peak_rss_mb": reaped.max_rss_kb / 1024,
     }
 
@@ -198,7 +204,7 @@ def _pool(ctx: _Context) -> dict[str, float | None]:
         return {"drain_pool_per_s": None}
     _client(ctx, "enqueue", n=ctx.options.n)
     window, _ = _drain_django(ctx, ctx.system.pool_drain_command, "pool")
-    return {"drain_pool_per_s": _window_rate(window, ctx.options.n)}
+    return {"drain_pool_per_s": _window_rate(window["record"], ctx.options.n)}
 
 
 def _window_rate(window: dict[str, Any], n: int) -> float:
@@ -225,7 +231,7 @@ def _drain_huey(ctx: _Context) -> tuple[dict[str, Any], procstat.Reaped]:
         ctx,
         ctx.system.serve_command,
         "drain",
-        BENCH_HUEY_EXPECT=str(ctx.options.n),
+        BENCH_HUEY_EXPECT=str(2 * ctx.options.n),
         BENCH_HUEY_WINDOW=str(window_file),
     )
     deadline = time.monotonic() + ctx.options.timeout_s

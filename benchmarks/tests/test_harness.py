@@ -183,3 +183,38 @@ def test_tree_cpu_counts_a_busy_child() -> None:
     proc = subprocess.Popen([sys.executable, "-c", code], start_new_session=True)
     procstat.reap(proc, timeout_s=30)  # reaped by us: its time is in our cutime now
     assert procstat.tree_cpu_s(os.getpid()) >= 0.3
+
+
+def test_the_guard_checks_eight_producers_against_huey_and_one_producer() -> None:
+    from benchmarks.guard import PRODUCERS, SINGLE
+
+    results = {
+        "systems": {
+            "litetasks": {"metrics": {PRODUCERS: 9_000.0}},
+            "huey-normal": {"metrics": {PRODUCERS: 10_000.0}},
+            SINGLE: {"metrics": {PRODUCERS: 20_000.0}},
+        }
+    }
+
+    found = {
+        (c.metric, c.peer): c
+        for c in checks(results, {"huey-normal": 0.5, SINGLE: 0.6}, metrics=(PRODUCERS,))
+    }
+
+    assert found[PRODUCERS, "huey-normal"].passed  # 0.9x against 0.5
+    assert found[PRODUCERS, SINGLE].value == 0.45
+    assert not found[PRODUCERS, SINGLE].passed  # 0.45x of its own single producer
+
+
+def test_producers_summary_has_aggregate_percentiles_and_fairness() -> None:
+    from benchmarks.producers import summarise
+
+    fast = {"start_ns": 0, "end_ns": 1_000_000_000, "call_ns": [1_000_000] * 100}
+    slow = {"start_ns": 0, "end_ns": 4_000_000_000, "call_ns": [1_000_000] * 99 + [9_000_000]}
+
+    figures = summarise([fast, slow])
+
+    assert figures["aggregate_per_s"] == 50.0  # 200 calls over 4 s
+    assert (figures["p50_ms"], figures["max_ms"]) == (1.0, 9.0)
+    assert figures["fair"] == 0.0  # 25/s against a mean of 62.5/s: below half
+    assert summarise([fast, fast])["fair"] == 1.0

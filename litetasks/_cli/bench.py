@@ -13,7 +13,6 @@ import importlib
 import json
 import math
 import os
-import platform
 import random
 import resource
 import secrets
@@ -29,27 +28,28 @@ from pathlib import Path
 from typing import Any
 
 import apsw
-import django
 from django.conf import settings
 from rich.console import Console
 from rich.markup import escape
-from rich.table import Column, Table
 
 from .. import __version__
 from .._django.backend import SQLiteBackend
+from .._store.enqueueing import new_job_ids
 from .._django.compat import FRAMEWORK
-from .._store.connection import immediate, mount_of, open_connection
+from .._store.connection import immediate, open_connection
 from .._store.doorbell import doorbell_path
 from .._store.enqueueing import new_job_ids
 from .._store.records import JobState, NewJob
 from .._store.store import Store
 from ..exceptions import ConfigurationError, LiteTasksError
+from .benchtable import print_table, report
 from .bootstrap import find_settings_module, get_backend, setup_django
 
 __all__ = ["QUICK", "BenchError", "BenchOptions", "bench_options", "percentile", "run_bench"]
 
 SETTINGS_MODULE = "litetasks_bench_settings"
 TASKS_MODULE = "litetasks_bench_tasks"
+SITE_ARGS = (42, "signup", {"plan": "pro", "source": "web", "ref": 7})  # the headline task's
 QUICK = {"n": 1000, "probes": 30, "idle_s": 2.0, "settle_s": 0.5}  # the --quick defaults
 _GAP_S = (0.005, 0.025)  # between latency probes: random, so they cannot fall into step
 _DRAIN_TIMEOUT_S = 600.0
@@ -88,6 +88,11 @@ from $framework import task
 @task(backend=$alias, queue_name=$queue)
 def noop() -> None:  # the figures measure the queue, not the task
     pass
+
+
+@task(backend=$alias, queue_name=$queue)
+def record(user_id: int, action: str, data: dict) -> int:  # what a site passes, and returns
+    return user_id + len(action) + len(data)
 
 
 @task(backend=$alias, queue_name=$queue)
@@ -244,27 +249,45 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[max(1, math.ceil(q / 100 * len(ordered))) - 1]
 
 
-def _enqueue(run: _Run) -> tuple[dict[str, float], list[str]]:
-    """Enqueue N no-op tasks through ``Task.enqueue()``, timing every call."""
-    noop, clock = run.tasks.noop, time.perf_counter_ns
+def _enqueue(run: _Run, task: Any, args: tuple[Any, ...]) -> tuple[list[float], float, list[str]]:
+    """Enqueue N ``task(*args)`` through ``Task.enqueue()``; return each call's ms, the rate and
+    the ids."""
+    clock = time.perf_counter_ns
     ids: list[str] = []
     calls_ms: list[float] = []
     begin = clock()
     for _ in range(run.options.n):
         start = clock()
-        ids.append(noop.enqueue().id)
+        ids.append(task.enqueue(*args).id)
         calls_ms.append((clock() - start) / 1e6)
-    rate = len(ids) / ((clock() - begin) / 1e9)
-    p50, p99 = percentile(calls_ms, 50), percentile(calls_ms, 99)
-    return {"enqueue_per_s": rate, "enqueue_p50_ms": p50, "enqueue_p99_ms": p99}, ids
+    return calls_ms, len(ids) / ((clock() - begin) / 1e9), ids
+
+
+def _enqueues(run: _Run) -> tuple[dict[str, float], list[str], list[str]]:
+    """N ``record`` tasks (the headline: arguments as a site passes them), then N no-ops."""
+    run.tasks.stamp.enqueue()  # untimed: the connection (and the file) open here
+    calls_ms, rate, ids = _enqueue(run, run.tasks.record, SITE_ARGS)
+    _, noop_rate, noop_ids = _enqueue(run, run.tasks.noop, ())
+    metrics = {"enqueue_per_s": rate, "enqueue_noop_per_s": noop_rate}
+    metrics |= {
+        "enqueue_p50_ms": percentile(calls_ms, 50),
+        "enqueue_p99_ms": percentile(calls_ms, 99),
+    }
+    return metrics, ids, noop_ids
 
 
 def _bulk(run: _Run) -> tuple[dict[str, float], list[str]]:
-    """Enqueue N no-op jobs in one ``Store.enqueue()`` call, building the ``NewJob``s included."""
-    task = run.tasks.noop
+    """Enqueue N ``record`` jobs in one ``Store.enqueue()`` call, building the ``NewJob``s
+    included."""
+    task, args_json = run.tasks.record, json.dumps(list(SITE_ARGS))
     begin = time.perf_counter_ns()
     jobs = [
-        NewJob(job_id=job_id, task_path=task.module_path, queue_name=task.queue_name)
+        NewJob(
+            job_id=job_id,
+            task_path=task.module_path,
+            queue_name=task.queue_name,
+            args_json=args_json,
+        )
         for job_id in new_job_ids(run.options.n)
     ]
     run.backend.store.enqueue(jobs)
@@ -272,14 +295,19 @@ def _bulk(run: _Run) -> tuple[dict[str, float], list[str]]:
     return {"bulk_per_s": rate}, [job.job_id for job in jobs]
 
 
-def _drain(run: _Run, ids: list[str], name: str, *flags: str) -> float:
-    """Drain ``ids`` with ``litetasks run --burst``; return tasks/s, by the tasks' own times."""
+def _drain(run: _Run, id_lists: list[list[str]], name: str, *flags: str) -> list[float]:
+    """Drain with ``litetasks run --burst``; return tasks/s of each list of ids, by the tasks'
+    own times."""
     try:
         code = run.start(name, "--burst", *flags).wait(_DRAIN_TIMEOUT_S)
     except subprocess.TimeoutExpired:
         raise BenchError(f"The {name} did not finish in {_DRAIN_TIMEOUT_S:.0f} s.") from None
     if code != 0:
         raise BenchError(f"The {name} worker exited {code}: {run.log_tail(name)}")
+    return [_rate(run, ids, name) for ids in id_lists]
+
+
+def _rate(run: _Run, ids: list[str], name: str) -> float:
     jobs = [run.backend.store.get(job_id) for job_id in ids]
     done = [job for job in jobs if job.state is JobState.SUCCESSFUL]
     if len(done) < len(ids):
@@ -335,101 +363,22 @@ def _serve(run: _Run) -> dict[str, float]:
 
 def _measure(run: _Run, progress: Callable[[str], None]) -> dict[str, float]:
     n, worker = run.options.n, run.backend.config.worker
-    progress(f"Enqueueing {n:,} tasks with Task.enqueue()")
-    metrics, ids = _enqueue(run)
-    progress(f"Draining {n:,} tasks with 1 process x 1 thread")
-    metrics["drain_1x1_per_s"] = _drain(run, ids, "drain", "--processes", "1", "--threads", "1")
+    progress(f"Enqueueing {n:,} record(id, str, dict) and {n:,} noop() with Task.enqueue()")
+    metrics, ids, noop_ids = _enqueues(run)
+    progress(f"Draining {2 * n:,} tasks with 1 process x 1 thread")
+    one = ("--processes", "1", "--threads", "1")
+    metrics["drain_1x1_per_s"], metrics["drain_noop_1x1_per_s"] = _drain(
+        run, [ids, noop_ids], "drain", *one
+    )
     # That drain was our first child: this is its peak RSS, or its worker's if that is larger.
     metrics["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     progress(f"Enqueueing {n:,} jobs with one Store.enqueue() call")
     bulk, ids = _bulk(run)
     pool = ("--processes", str(worker.processes), "--threads", str(worker.threads))
     progress(f"Draining {n:,} tasks with the pool")
-    metrics |= bulk | {"drain_pool_per_s": _drain(run, ids, "pool drain", *pool)}
+    (metrics["drain_pool_per_s"],) = _drain(run, [ids], "pool drain", *pool)
     progress(f"Probing latency with {run.options.probes} tasks, then idling")
-    return metrics | _serve(run)
-
-
-def _cpu_model() -> str:
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.partition(":")[2].strip()
-    return platform.processor() or "unknown CPU"
-
-
-def _filesystem(folder: Path) -> str:
-    """Return the type and source of the filesystem holding ``folder`` (Linux), else "unknown"."""
-    mount = mount_of(folder)
-    return "unknown" if mount is None else " on ".join(mount)
-
-
-def _report(run: _Run, metrics: dict[str, float], load_before: list[float]) -> dict[str, Any]:
-    store, worker, options = run.backend.config.store, run.backend.config.worker, run.options
-    return {
-        "machine": {
-            "cpu": _cpu_model(),
-            "cores": os.cpu_count(),
-            "python": platform.python_version(),
-            "django": django.get_version(),
-            "litetasks": __version__,
-            "sqlite": apsw.sqlite_lib_version(),
-            "queue_file": str(store.path),
-            "filesystem": _filesystem(store.path.parent),
-        },
-        "settings": {
-            "project": run.project,
-            "backend": run.backend.alias,
-            "synchronous": store.synchronous,
-            "processes": worker.process_count,
-            "threads": worker.threads,
-            **{"n": options.n, "probes": options.probes, "idle_s": options.idle_s},
-        },
-        "metrics": {name: round(value, 4) for name, value in metrics.items()},
-        "load_average": {"before": load_before, "after": [round(x, 2) for x in os.getloadavg()]},
-    }
-
-
-_ROWS = (  # metric, label, unit, format
-    ("enqueue_per_s", "enqueue, Task.enqueue() one call at a time", "tasks/s", ",.0f"),
-    ("enqueue_p50_ms", "  per call, p50", "ms", ".3f"),
-    ("enqueue_p99_ms", "  per call, p99", "ms", ".3f"),
-    ("bulk_per_s", "bulk enqueue, one Store.enqueue() of N jobs", "tasks/s", ",.0f"),
-    ("drain_1x1_per_s", "drain no-op tasks, 1 process x 1 thread", "tasks/s", ",.0f"),
-    ("drain_pool_per_s", "drain no-op tasks, the pool ({pool})", "tasks/s", ",.0f"),
-    ("latency_p50_ms", "enqueue-to-start on the idle pool, p50", "ms", ".2f"),
-    ("latency_p95_ms", "  p95", "ms", ".2f"),
-    ("latency_p99_ms", "  p99", "ms", ".2f"),
-    ("idle_cpu_pct", "idle pool CPU over {idle_s:g} s", "% of a core", ".3f"),
-    ("peak_rss_mb", "peak RSS of the 1 x 1 worker", "MiB", ".1f"),
-)
-
-
-def _print_table(report: dict[str, Any], console: Console) -> None:
-    machine, given = report["machine"], report["settings"]
-    processes, threads = given["processes"], given["threads"]
-    pool = f"{processes} process{'es' * (processes > 1)} x {threads} thread{'s' * (threads > 1)}"
-    project = given["project"] or "none found, so a throwaway project"
-    console.print(
-        f"[bold]litetasks bench[/] {machine['litetasks']}: N={given['n']:,}, "
-        f"synchronous={given['synchronous']}, {given['probes']} latency probes\n"
-        f"Settings: {escape(project)}, backend {escape(repr(given['backend']))}\n"
-        f"Machine:  {escape(machine['cpu'])}, {machine['cores']} cores, Python "
-        f"{machine['python']}, Django {machine['django']}, SQLite {machine['sqlite']}\n"
-        f"Queue:    {escape(machine['queue_file'])} on {escape(machine['filesystem'])}",
-        soft_wrap=True,
-    )
-    table = Table("measure", Column("value", justify="right"), "unit")
-    for key, label, unit, spec in _ROWS:
-        text = label.format(pool=pool, idle_s=given["idle_s"])
-        table.add_row(text, format(report["metrics"][key], spec), unit)
-    console.print(table)
-    load = report["load_average"]["before"][0]
-    if load > (machine["cores"] or 1) / 2:
-        console.print(
-            f"Load average {load} on {machine['cores']} cores before the run: other work was "
-            "running, so these figures are lower and noisier than on a quiet machine."
-        )
+    return metrics | bulk | _serve(run)
 
 
 def _remove(root: Path, path: Path | None, *, path_existed: bool) -> None:
@@ -457,7 +406,7 @@ def _bench(options: BenchOptions, root: Path, status: Console) -> dict[str, Any]
         finally:
             for proc in run.started:
                 _stop(proc)
-    return _report(run, metrics, load_before)
+    return report(run, metrics, load_before)
 
 
 def run_bench(options: BenchOptions) -> int:
@@ -479,7 +428,7 @@ def run_bench(options: BenchOptions) -> int:
     root = Path(tempfile.mkdtemp(prefix="litetasks-bench-")).resolve()
     previous = signal.signal(signal.SIGTERM, signal.default_int_handler)  # like Ctrl-C
     try:
-        report = _bench(options, root, status)
+        figures = _bench(options, root, status)
     except KeyboardInterrupt:
         status.print("Interrupted: the benchmark's workers are stopped and its files removed.")
         return 130
@@ -489,7 +438,7 @@ def run_bench(options: BenchOptions) -> int:
     finally:
         _remove(root, options.path, path_existed=path_existed)
         signal.signal(signal.SIGTERM, previous)
-    _print_table(report, Console(highlight=False))
+    print_table(figures, Console(highlight=False))
     if options.json_path is not None:
-        options.json_path.write_text(json.dumps(report, indent=2) + "\n")
+        options.json_path.write_text(json.dumps(figures, indent=2) + "\n")
     return 0

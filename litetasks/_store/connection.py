@@ -22,6 +22,7 @@ from ..exceptions import StoreError
 __all__ = [
     "COMPANION_SUFFIXES",
     "NETWORK_FILESYSTEMS",
+    "WAL_CHECKPOINT_PAGES",
     "FileIds",
     "MovedCheck",
     "TranslatedErrors",
@@ -316,6 +317,10 @@ _BUSY_MIN_S = 0.00005
 _BUSY_MAX_S = 0.005
 
 
+# A commit that leaves the WAL this long (pages) checkpoints it (see below).
+WAL_CHECKPOINT_PAGES = 10_000
+
+
 def connection_bounded_wal(connection: apsw.Connection) -> None:
     """Truncate the WAL back to 64 MiB after a checkpoint, so a burst cannot leave it huge.
 
@@ -326,7 +331,9 @@ def connection_bounded_wal(connection: apsw.Connection) -> None:
     maintenance thread instead (``Store.checkpoint_passive``), so commits seldom reach the
     limit; 10,000 pages (40 MB) bounds the WAL when no worker runs.
     """
-    connection.execute("PRAGMA journal_size_limit = 67108864; PRAGMA wal_autocheckpoint = 10000")
+    connection.execute(
+        f"PRAGMA journal_size_limit = 67108864; PRAGMA wal_autocheckpoint = {WAL_CHECKPOINT_PAGES}"
+    )
 
 
 def connection_tuning(connection: apsw.Connection) -> None:

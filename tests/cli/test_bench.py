@@ -15,7 +15,14 @@ from litetasks._store.records import NewJob
 from litetasks._store.store import Store
 from tests.harness import ProcessGroup, descendants, subprocess_env, wait_for
 
-RATES = ("enqueue_per_s", "bulk_per_s", "drain_1x1_per_s", "drain_pool_per_s")
+RATES = (
+    "enqueue_per_s",
+    "enqueue_noop_per_s",
+    "bulk_per_s",
+    "drain_1x1_per_s",
+    "drain_noop_1x1_per_s",
+    "drain_pool_per_s",
+)
 LATENCIES = ("latency_p50_ms", "latency_p95_ms", "latency_p99_ms")
 
 
@@ -77,7 +84,8 @@ def test_quick_bench_measures_everything_and_leaves_no_process_or_file(
         30,
     )
     assert Path(report["machine"]["queue_file"]).parent.parent == temp
-    assert "drain no-op tasks, 1 process x 1 thread" in started.output
+    assert "enqueue record(id, str, dict), one call at a time" in started.output
+    assert "drain noop tasks, 1 process x 1 thread" in started.output
     assert procs.survivors() == []
     assert list(temp.iterdir()) == []
     assert sorted(p.name for p in cwd.iterdir()) == ["out.json"]

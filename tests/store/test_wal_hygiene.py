@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -10,6 +11,8 @@ import apsw
 import pytest
 
 from litetasks._runtime.maintenance import Maintenance
+from litetasks._runtime.supervisor import build_pool
+from litetasks._store.connection import WAL_CHECKPOINT_PAGES
 from litetasks._store.records import NewJob
 from litetasks._store.store import Store
 
@@ -62,3 +65,26 @@ def test_a_reader_that_blocks_the_checkpoint_is_reported(
     maintenance.checkpoint(store)
     assert not caplog.records
     assert Path(f"{queue_path}-wal").stat().st_size == 0
+
+
+def test_producers_alone_keep_the_wal_bounded(tmp_path: Path) -> None:
+    # No worker checkpoints: the commit that leaves the WAL past WAL_CHECKPOINT_PAGES does. (A
+    # checkpoint after the writer's turn, so as not to hold the others, was tried: 8 producers
+    # then checkpoint on every commit while the WAL cannot restart, 0.75x the rate.)
+    path = tmp_path / "tasks.sqlite3"
+    args = json.dumps(["x" * 1500])  # about a page a row
+    with Store(path) as store:
+        for batch in range(8):  # 16,000 rows: well past 10,000 pages
+            jobs = [
+                NewJob(job_id=f"{batch:04}{i:028}", task_path="tests.tasks.noop", args_json=args)
+                for i in range(2000)
+            ]
+            store.enqueue(jobs)
+        store.enqueue([NewJob(job_id="f" * 32, task_path="tests.tasks.noop")])
+        other = apsw.Connection(str(path))
+        try:
+            _busy, frames, _done = other.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        finally:
+            other.close()
+
+    assert frames < WAL_CHECKPOINT_PAGES
