@@ -32,9 +32,7 @@ from django.conf import settings
 from rich.console import Console
 from rich.markup import escape
 
-from .. import __version__
 from .._django.backend import SQLiteBackend
-from .._store.enqueueing import new_job_ids
 from .._django.compat import FRAMEWORK
 from .._store.connection import immediate, open_connection
 from .._store.doorbell import doorbell_path

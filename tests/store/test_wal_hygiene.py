@@ -11,7 +11,6 @@ import apsw
 import pytest
 
 from litetasks._runtime.maintenance import Maintenance
-from litetasks._runtime.supervisor import build_pool
 from litetasks._store.connection import WAL_CHECKPOINT_PAGES
 from litetasks._store.records import NewJob
 from litetasks._store.store import Store
