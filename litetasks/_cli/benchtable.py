@@ -15,7 +15,7 @@ from rich.markup import escape
 from rich.table import Column, Table
 
 from .. import __version__
-from .._store.connection import mount_of
+from .._store.filesystems import mount_of
 
 __all__ = ["print_table", "report"]
 

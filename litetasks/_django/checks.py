@@ -9,8 +9,8 @@ from pathlib import Path
 
 from django.core import checks
 
-from .._store.connection import filesystem_type
 from .._store.doorbell import doorbell_folder_problem, doorbell_path
+from .._store.filesystems import filesystem_type
 
 __all__ = ["queue_file_checks"]
 

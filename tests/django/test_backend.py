@@ -42,8 +42,8 @@ from litetasks._django.compat import (
     task_enqueued,
 )
 from litetasks._store.config import OPTION_NAMES
-from litetasks._store.connection import filesystem_type
 from litetasks._store.enqueueing import new_job_id, new_job_ids
+from litetasks._store.filesystems import filesystem_type
 from litetasks.testing import drain
 from tests import tasks
 
