@@ -12,13 +12,10 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
 import statistics
-import sys
-import tempfile
 import time
-from pathlib import Path
 
+from .inprocess import setup_django_in_tempdir
 from .prune import FILL
 
 
@@ -28,14 +25,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n", type=int, default=5000)
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args(argv)
-    root = Path(__file__).resolve().parent.parent
-    sys.path.insert(0, str(root))
-    folder = Path(tempfile.mkdtemp(prefix="litetasks-bigfile-"))
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.settings")
-    os.environ["LITETASKS_TEST_DIR"] = str(folder)
-    import django
-
-    django.setup()
+    folder = setup_django_in_tempdir("litetasks-bigfile-")
     import logging
 
     logging.disable(logging.CRITICAL)

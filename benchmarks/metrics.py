@@ -16,12 +16,10 @@ machine does not inflate), and the file's size.
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
-import sys
-import tempfile
 import time
-from pathlib import Path
+
+from .inprocess import setup_django_in_tempdir
 
 # Finished jobs over the last day: 30 task paths in 3 queues, 10 % FAILED, durations of
 # 1 ms to ~4 min and waits of 0 to ~1 min (so the counters fill many buckets).
@@ -46,14 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ready", type=int, default=10_000)
     parser.add_argument("--scrapes", type=int, default=30)
     args = parser.parse_args(argv)
-    root = Path(__file__).resolve().parent.parent
-    sys.path.insert(0, str(root))
-    folder = Path(tempfile.mkdtemp(prefix="litetasks-metrics-"))
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.settings")
-    os.environ["LITETASKS_TEST_DIR"] = str(folder)
-    import django
-
-    django.setup()
+    folder = setup_django_in_tempdir("litetasks-metrics-")
     from litetasks._django.compat import task_backends
 
     backend = task_backends["default"]

@@ -33,11 +33,11 @@ from . import machine
 from .measure import percentile, site_args
 from .systems import PYTHON, SYSTEMS, System
 
-__all__ = ["main", "measure", "summarise"]
+__all__ = ["READY", "main", "measure", "release", "start_producers", "summarise"]
 
 DEFAULT_SHAPES = ("1", "2", "4", "8", "8t")
 DEFAULT_SYSTEMS = "litetasks,huey-normal,dtdb-wal"
-_READY = "ready"
+READY = "ready"
 _TIMEOUT_S = 600.0
 
 
@@ -80,7 +80,7 @@ def child(kind: str, n: int, threads: int, out_path: Path) -> None:
     for worker in workers:
         worker.start()
     time.sleep(0.2)  # the warm-ups are done (each is one enqueue)
-    print(_READY, flush=True)
+    print(READY, flush=True)
     sys.stdin.readline()
     go.set()
     for worker in workers:
@@ -102,12 +102,31 @@ def measure(system: System, shape: str, n: int) -> list[dict[str, Any]]:
     try:
         env = {**os.environ, **system.prepare(workdir)}
         system.setup(workdir, env, workdir / "setup.log")
-        procs = []
-        for index in range(processes):
-            argv = [PYTHON, "-m", "benchmarks.producers", "--child", system.kind]
-            argv += ["--n", str(n), "--threads", str(threads)]
-            argv += ["--out", str(workdir / f"p{index}.json")]
-            log = (workdir / f"p{index}.log").open("wb")
+        child = ["benchmarks.producers", "--child", system.kind, "--n", str(n)]
+        procs = start_producers(processes, [*child, "--threads", str(threads)], workdir, env)
+        release(procs)
+        for proc in procs:
+            if proc.wait(_TIMEOUT_S) != 0:
+                raise RuntimeError(f"a producer exited {proc.returncode}: {_log(workdir)}")
+        return [
+            result
+            for index in range(processes)
+            for result in json.loads((workdir / f"p{index}.json").read_text())
+        ]
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def start_producers(
+    count: int, child: list[str], workdir: Path, env: dict[str, str]
+) -> list[subprocess.Popen[str]]:
+    """Start ``count`` producers, ``python -m *child --out <workdir>/p<index>.json``, in
+    ``workdir``, each one's stderr in ``p<index>.log``; return them once each has said it is
+    set up and warm (``READY``) and waits on stdin to begin."""
+    procs = []
+    for index in range(count):
+        argv = [PYTHON, "-m", *child, "--out", str(workdir / f"p{index}.json")]
+        with (workdir / f"p{index}.log").open("wb") as log:
             procs.append(
                 subprocess.Popen(
                     argv,
@@ -119,24 +138,19 @@ def measure(system: System, shape: str, n: int) -> list[dict[str, Any]]:
                     text=True,
                 )
             )
-        for proc in procs:  # every producer is set up and warm
-            line = proc.stdout.readline() if proc.stdout else ""
-            if line.strip() != _READY:
-                raise RuntimeError(f"a producer did not start: {_log(workdir)}")
-        for proc in procs:
-            assert proc.stdin is not None
-            proc.stdin.write("go\n")
-            proc.stdin.flush()
-        for proc in procs:
-            if proc.wait(_TIMEOUT_S) != 0:
-                raise RuntimeError(f"a producer exited {proc.returncode}: {_log(workdir)}")
-        return [
-            result
-            for index in range(processes)
-            for result in json.loads((workdir / f"p{index}.json").read_text())
-        ]
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
+    for proc in procs:
+        line = proc.stdout.readline() if proc.stdout else ""
+        if line.strip() != READY:
+            raise RuntimeError(f"a producer did not start: {_log(workdir)}")
+    return procs
+
+
+def release(procs: list[subprocess.Popen[str]]) -> None:
+    """Let every started producer begin, at once."""
+    for proc in procs:
+        assert proc.stdin is not None
+        proc.stdin.write("go\n")
+        proc.stdin.flush()
 
 
 def _log(workdir: Path) -> str:

@@ -31,13 +31,13 @@ from typing import Any
 
 from . import machine
 from .measure import percentile, site_args
+from .producers import READY, release, start_producers
 from .systems import PYTHON, SETTINGS_MODULE, SYSTEMS, System
 
 __all__ = ["main"]
 
 DEFAULT_RATES = (1000, 2000, 5000, 10000)
 _MAX_LAG_NS = 1_000_000_000  # bounded: every task started within 1 s of the window's end
-_READY = "ready"
 _WORKERS = os.cpu_count() or 1  # litetasks' default pool: a process per core ...
 _THREADS = 4  # ... of 4 threads each
 
@@ -58,7 +58,7 @@ def _enqueuer(kind: str) -> Any:
 def child(kind: str, rate: float, seconds: float, out: Path) -> None:
     """One producer: ``rate`` calls a second for ``seconds``, on schedule; start at a line."""
     call = _enqueuer(kind)
-    print(_READY, flush=True)
+    print(READY, flush=True)
     sys.stdin.readline()
     count = int(rate * seconds)
     calls: list[int] = []
@@ -104,30 +104,11 @@ def _offer(
 ) -> dict[str, Any]:
     """Offer ``rate`` tasks/s for ``seconds`` from ``producers`` processes; return the figures."""
     arrivals = Path(env["BENCH_ARRIVALS"])
-    procs = []
-    for index in range(producers):
-        argv = [PYTHON, "-m", "benchmarks.sustained", "--child", system.kind]
-        argv += ["--rate", str(rate / producers), "--seconds", str(seconds)]
-        argv += ["--out", str(workdir / f"p{index}.json")]
-        procs.append(
-            subprocess.Popen(
-                argv,
-                cwd=workdir,
-                env=env,
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                text=True,
-            )
-        )
-    for proc in procs:
-        if proc.stdout is None or proc.stdout.readline().strip() != _READY:
-            raise RuntimeError("a producer did not start")
+    child = ["benchmarks.sustained", "--child", system.kind, "--rate", str(rate / producers)]
+    procs = start_producers(producers, [*child, "--seconds", str(seconds)], workdir, env)
     begin_ns = time.time_ns()
     end_ns = begin_ns + int(seconds * 1e9)
-    for proc in procs:
-        assert proc.stdin is not None
-        proc.stdin.write("go\n")
-        proc.stdin.flush()
+    release(procs)
     for proc in procs:
         proc.wait(seconds * 10 + 60)
     outs = [json.loads((workdir / f"p{i}.json").read_text()) for i in range(producers)]

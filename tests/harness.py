@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import dataclasses
 import json
 import os
 import signal
@@ -21,8 +22,10 @@ from typing import Any, TypeVar
 
 from typer.testing import CliRunner
 
+from litetasks._store.clock import wall_clock_us
 from litetasks._store.enqueueing import new_job_id
-from litetasks._store.records import JobRecord, JobState, NewJob
+from litetasks._store.liveness import this_process
+from litetasks._store.records import JobRecord, JobState, NewJob, WorkerRecord
 from litetasks.cli import app
 from tests import tasks
 
@@ -46,6 +49,7 @@ __all__ = [
     "stop",
     "subprocess_env",
     "wait_for",
+    "worker_of_this_process",
     "write_project",
 ]
 
@@ -96,6 +100,24 @@ def litetasks_argv(*args: str) -> list[str]:
         return [str(script), *args]
     bootstrap = "import sys; del sys.path[0]; from litetasks.cli import main; main()"
     return [sys.executable, "-c", bootstrap, *args]
+
+
+def worker_of_this_process(worker_id: str, **fields: Any) -> WorkerRecord:
+    """A worker row of this process (its pid, host and domain, a heartbeat now), so it is
+    alive to a liveness check; ``fields`` replace any of its fields."""
+    here, now = this_process(), wall_clock_us()
+    record = WorkerRecord(
+        worker_id=worker_id,
+        pid=here.pid,
+        host=here.host,
+        boot_id=here.boot_id,
+        proc_start=here.proc_start,
+        pid_namespace=here.pid_namespace,
+        queues=None,
+        started_at_us=now,
+        heartbeat_at_us=now,
+    )
+    return dataclasses.replace(record, **fields)
 
 
 def run_cli(

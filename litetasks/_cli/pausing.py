@@ -6,6 +6,7 @@ Imported by commands.py, whose ``app`` these commands join.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -27,29 +28,32 @@ IsSchedule = Annotated[
 ]
 
 
-@app.command(short_help="Pause a queue or (--schedule) a periodic schedule.")
-def pause(
-    name: Name,
-    schedule: IsSchedule = False,
-    settings: Settings = None,
-    pythonpath: PythonPath = None,
-    backend: Backend = "default",
-) -> None:
-    """Pause a queue (no worker takes its tasks) or a periodic schedule (its slots are skipped)
-    until `litetasks resume`. Workers notice within about a second."""
-    _run(settings, pythonpath, backend, name, schedule=schedule, paused=True)
+def _command(*, paused: bool) -> Callable[..., None]:
+    """The body ``litetasks pause`` (``paused``) and ``litetasks resume`` share."""
+
+    def command(
+        name: Name,
+        schedule: IsSchedule = False,
+        settings: Settings = None,
+        pythonpath: PythonPath = None,
+        backend: Backend = "default",
+    ) -> None:
+        _run(settings, pythonpath, backend, name, schedule=schedule, paused=paused)
+
+    return command
 
 
-@app.command(short_help="Resume a paused queue or periodic schedule.")
-def resume(
-    name: Name,
-    schedule: IsSchedule = False,
-    settings: Settings = None,
-    pythonpath: PythonPath = None,
-    backend: Backend = "default",
-) -> None:
-    """Resume a paused queue or periodic schedule."""
-    _run(settings, pythonpath, backend, name, schedule=schedule, paused=False)
+pause = app.command(
+    "pause",
+    short_help="Pause a queue or (--schedule) a periodic schedule.",
+    help="Pause a queue (no worker takes its tasks) or a periodic schedule (its slots are "
+    "skipped) until `litetasks resume`. Workers notice within about a second.",
+)(_command(paused=True))
+resume = app.command(
+    "resume",
+    short_help="Resume a paused queue or periodic schedule.",
+    help="Resume a paused queue or periodic schedule.",
+)(_command(paused=False))
 
 
 def _run(

@@ -16,12 +16,17 @@ from typer.testing import CliRunner
 
 import litetasks
 from litetasks._cli.django_options import split_django_options
-from litetasks._store.liveness import this_process
-from litetasks._store.records import WorkerRecord
-from litetasks._store.store import wall_clock_us
 from litetasks.cli import app
 from tests import tasks
-from tests.harness import REPO, invoke, manage, run_cli, subprocess_env, write_project
+from tests.harness import (
+    REPO,
+    invoke,
+    manage,
+    run_cli,
+    subprocess_env,
+    worker_of_this_process,
+    write_project,
+)
 
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
@@ -88,20 +93,7 @@ def test_status_tables_at_80_columns_cut_nothing(runner: CliRunner, queue_path: 
         from litetasks._django.compat import task_backends
 
         backend = task_backends["default"]
-        here, now = this_process(), wall_clock_us()
-        backend.store.register_worker(
-            WorkerRecord(
-                worker_id="w1",
-                pid=here.pid,
-                host=here.host,
-                boot_id=here.boot_id,
-                proc_start=here.proc_start,
-                pid_namespace=here.pid_namespace,
-                queues=("default", queue),
-                started_at_us=now,
-                heartbeat_at_us=now,
-            )
-        )
+        backend.store.register_worker(worker_of_this_process("w1", queues=("default", queue)))
         for _ in range(2):
             tasks.noop.using(queue_name=queue).enqueue()
         running = [job.job_id for _ in range(2) for job in backend.store.claim("w1")]

@@ -22,6 +22,7 @@ from litetasks.testing import drain
 from tests import tasks
 
 CONSOLE = "/admin/litetasks/task/"
+NIGHTLY = {"nightly": {"task": "tests.tasks.noop", "cron": "0 3 * * *"}}
 PAGES = ["", "tasks/", "workers/", "queues/", "periodic/"]
 
 
@@ -58,6 +59,17 @@ def failed_task(backend: Any, **kwargs: Any) -> str:
     drain()
     assert backend.store.get(result.id).state is JobState.FAILED
     return str(result.id)
+
+
+def tasks_setting_with(tmp_path: Path, **options: Any) -> dict[str, Any]:
+    """TASKS of one litetasks backend, its queue file in ``tmp_path``, with ``options``."""
+    path = str(tmp_path / "tasks.sqlite3")
+    return {
+        "default": {
+            "BACKEND": "litetasks.backend.SQLiteBackend",
+            "OPTIONS": {"path": path, **options},
+        }
+    }
 
 
 def csrf_post(client: Client, url: str, data: dict[str, Any]) -> Any:
@@ -240,12 +252,7 @@ def test_a_bulk_retry_confirms_the_snapshot_and_leaves_later_failures_alone(back
 
 
 def test_redacted_values_never_reach_the_page_source(tmp_path: Path):
-    tasks_setting = {
-        "default": {
-            "BACKEND": "litetasks.backend.SQLiteBackend",
-            "OPTIONS": {"path": str(tmp_path / "tasks.sqlite3"), "redact": ["card"]},
-        }
-    }
+    tasks_setting = tasks_setting_with(tmp_path, redact=["card"])
     with override_settings(TASKS=tasks_setting):
         result = tasks.echo.enqueue("visible", nested={"credit_card": "4111-SECRET", "n": 1})
         drain()
@@ -270,12 +277,7 @@ def test_default_redaction_hides_passwords_and_tokens(backend: Any):
 
 
 def test_a_redact_option_that_is_not_a_list_of_key_names_fails_a_check(tmp_path: Path):
-    tasks_setting = {
-        "default": {
-            "BACKEND": "litetasks.backend.SQLiteBackend",
-            "OPTIONS": {"path": str(tmp_path / "tasks.sqlite3"), "redact": ["token", 3, ""]},
-        }
-    }
+    tasks_setting = tasks_setting_with(tmp_path, redact=["token", 3, ""])
     with override_settings(TASKS=tasks_setting):
         found = list(task_backends["default"].check())
 
@@ -286,15 +288,7 @@ def test_a_redact_option_that_is_not_a_list_of_key_names_fails_a_check(tmp_path:
 
 
 def test_run_now_enqueues_the_schedules_task(tmp_path: Path):
-    tasks_setting = {
-        "default": {
-            "BACKEND": "litetasks.backend.SQLiteBackend",
-            "OPTIONS": {
-                "path": str(tmp_path / "tasks.sqlite3"),
-                "periodic": {"nightly": {"task": "tests.tasks.noop", "cron": "0 3 * * *"}},
-            },
-        }
-    }
+    tasks_setting = tasks_setting_with(tmp_path, periodic=NIGHTLY)
     with override_settings(TASKS=tasks_setting):
         client = user("actor", "view_task", "act_on_task")
         listed = client.get(CONSOLE + "periodic/").content.decode()
@@ -325,15 +319,7 @@ def test_pausing_a_queue_from_the_queues_page_keeps_it_paused_until_resumed(back
 
 
 def test_pausing_a_schedule_from_the_periodic_page(tmp_path: Path):
-    tasks_setting = {
-        "default": {
-            "BACKEND": "litetasks.backend.SQLiteBackend",
-            "OPTIONS": {
-                "path": str(tmp_path / "tasks.sqlite3"),
-                "periodic": {"nightly": {"task": "tests.tasks.noop", "cron": "0 3 * * *"}},
-            },
-        }
-    }
+    tasks_setting = tasks_setting_with(tmp_path, periodic=NIGHTLY)
     with override_settings(TASKS=tasks_setting):
         client = user("actor", "view_task", "act_on_task")
         data = {"kind": "schedule", "verb": "pause", "name": "nightly"}
@@ -451,15 +437,8 @@ def test_a_bulk_action_on_more_tasks_than_django_takes_form_fields(backend: Any)
 
 
 def test_a_broken_periodic_schedule_is_reported_and_the_pages_still_render(tmp_path: Path):
-    tasks_setting = {
-        "default": {
-            "BACKEND": "litetasks.backend.SQLiteBackend",
-            "OPTIONS": {
-                "path": str(tmp_path / "tasks.sqlite3"),
-                "periodic": {"bad": {"task": "tests.tasks.noop", "cron": "not a cron"}},
-            },
-        }
-    }
+    broken = {"bad": {"task": "tests.tasks.noop", "cron": "not a cron"}}
+    tasks_setting = tasks_setting_with(tmp_path, periodic=broken)
     with override_settings(TASKS=tasks_setting):
         client = user("viewer", "view_task")
         responses = [client.get(CONSOLE), client.get(CONSOLE + "periodic/")]

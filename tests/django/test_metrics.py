@@ -20,7 +20,7 @@ import litetasks.metrics
 from litetasks._django.compat import FRAMEWORK, InvalidTaskBackend, task_backends
 from litetasks.testing import drain
 from tests import tasks
-from tests.harness import litetasks_argv, subprocess_env
+from tests.harness import litetasks_argv, subprocess_env, worker_of_this_process
 
 TOKEN = "s3cret-token-for-scrapers"
 
@@ -98,24 +98,7 @@ def test_a_scrape_reports_real_tasks(backend) -> None:  # type: ignore[no-untype
 
 
 def test_a_running_task_counts_as_a_busy_thread_of_a_live_worker(backend) -> None:  # type: ignore[no-untyped-def]
-    from litetasks._store.liveness import this_process
-    from litetasks._store.records import WorkerRecord
-
-    here = this_process()
-    now = backend.store.now_us()
-    backend.store.register_worker(
-        WorkerRecord(
-            worker_id="w-here",
-            pid=here.pid,
-            host=here.host,
-            boot_id=here.boot_id,
-            proc_start=here.proc_start,
-            pid_namespace=here.pid_namespace,
-            queues=None,
-            started_at_us=now,
-            heartbeat_at_us=now,
-        )
-    )
+    backend.store.register_worker(worker_of_this_process("w-here"))
     tasks.noop.using(queue_name="emails").enqueue()
     backend.store.claim("w-here")
     scraped = scrape()

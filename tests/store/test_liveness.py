@@ -8,7 +8,6 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 import apsw
 import pytest
@@ -16,10 +15,10 @@ import pytest
 from litetasks._runtime.recovery import recover_lost
 from litetasks._store.clock import wall_clock_us
 from litetasks._store.liveness import classify_workers, this_process
-from litetasks._store.records import JobState, NewJob, WorkerRecord
+from litetasks._store.records import JobState, NewJob
 from litetasks._store.schema import MIGRATIONS
 from litetasks._store.store import Store
-from tests.harness import REPO
+from tests.harness import REPO, worker_of_this_process
 
 OTHER_NAMESPACE = "pid:[1]"  # no real namespace has this inode
 
@@ -34,24 +33,6 @@ def _dead_pid() -> int:
     return int(done.stdout)
 
 
-def _worker(worker_id: str, **fields: Any) -> WorkerRecord:
-    """A worker row of this process's domain, this process's pid, unless ``fields`` say not."""
-    here = this_process()
-    now = wall_clock_us()
-    record = WorkerRecord(
-        worker_id=worker_id,
-        pid=here.pid,
-        host=here.host,
-        boot_id=here.boot_id,
-        proc_start=here.proc_start,
-        pid_namespace=here.pid_namespace,
-        queues=None,
-        started_at_us=now,
-        heartbeat_at_us=now,
-    )
-    return dataclasses.replace(record, **fields)
-
-
 def test_this_process_knows_its_pid_namespace() -> None:
     here = this_process()
 
@@ -61,7 +42,8 @@ def test_this_process_knows_its_pid_namespace() -> None:
 
 def test_workers_of_this_domain_are_judged_by_pid() -> None:
     dead, alive = classify_workers(
-        [_worker("live"), _worker("gone", pid=_dead_pid())], this_process()
+        [worker_of_this_process("live"), worker_of_this_process("gone", pid=_dead_pid())],
+        this_process(),
     )
 
     assert (dead, alive) == (["gone"], ["live"])
@@ -73,8 +55,8 @@ def test_workers_of_this_domain_are_judged_by_pid() -> None:
 def test_a_worker_of_another_domain_is_judged_by_heartbeat_alone(namespace: str) -> None:
     """Its pid 7 is not our pid 7: our /proc says nothing of it, alive or dead."""
     workers = [
-        _worker("same-pid", pid_namespace=namespace),
-        _worker("no-such-pid-here", pid=_dead_pid(), pid_namespace=namespace),
+        worker_of_this_process("same-pid", pid_namespace=namespace),
+        worker_of_this_process("no-such-pid-here", pid=_dead_pid(), pid_namespace=namespace),
     ]
 
     assert classify_workers(workers, this_process()) == ([], [])
@@ -83,7 +65,7 @@ def test_a_worker_of_another_domain_is_judged_by_heartbeat_alone(namespace: str)
 def test_a_process_that_does_not_know_its_namespace_judges_no_pid() -> None:
     here = dataclasses.replace(this_process(), pid_namespace="")
 
-    assert classify_workers([_worker("gone", pid=_dead_pid())], here) == ([], [])
+    assert classify_workers([worker_of_this_process("gone", pid=_dead_pid())], here) == ([], [])
 
 
 @pytest.mark.skipif(shutil.which("unshare") is None, reason="needs unshare(1)")
@@ -109,7 +91,9 @@ def test_a_process_whose_proc_shows_another_namespace_claims_no_domain() -> None
 def test_recovery_recovers_another_domains_worker_only_after_its_lease(tmp_path: Path) -> None:
     lease_s = 60.0
     with Store(tmp_path / "tasks.sqlite3") as store:
-        store.register_worker(_worker("far", pid=_dead_pid(), pid_namespace=OTHER_NAMESPACE))
+        store.register_worker(
+            worker_of_this_process("far", pid=_dead_pid(), pid_namespace=OTHER_NAMESPACE)
+        )
         store.enqueue([NewJob(job_id="a", task_path="t.f", queue_name="default", priority=0)])
         store.claim("far")
 
