@@ -363,31 +363,35 @@ def demo(
     raise typer.Exit(run_demo(keep=keep, tasks=tasks))
 
 
+BenchFile = Annotated[
+    Path | None, typer.Option(metavar="FILE", help="Queue file to use (new or empty).")
+]
+BenchTasks = Annotated[int | None, typer.Option(min=1, metavar="N", help="Tasks per rate [5000].")]
+Probes = Annotated[int | None, typer.Option(min=1, metavar="N", help="Latency probes [100].")]
+IdleSeconds = Annotated[
+    float | None,
+    typer.Option(min=0.1, metavar="SECONDS", help="Idle window [5]."),
+]
+Synchronous = Annotated[
+    Literal["NORMAL", "FULL"] | None,
+    typer.Option(case_sensitive=False, metavar="NORMAL|FULL", help="Default: OPTIONS."),
+]
+JsonFile = Annotated[Path | None, typer.Option("--json", metavar="FILE", help="Save JSON here.")]
+Quick = Annotated[bool, typer.Option(help="1000 tasks, 30 probes, 2 s idle.")]
+
+
 @app.command(short_help="Measure enqueue, drain, latency, idle CPU and memory.")
 def bench(
     settings: Settings = None,
     pythonpath: PythonPath = None,
     backend: Backend = "default",
-    path: Annotated[
-        Path | None, typer.Option(metavar="FILE", help="Queue file to use (new or empty).")
-    ] = None,
-    n: Annotated[
-        int | None, typer.Option(min=1, metavar="N", help="Tasks per rate [5000].")
-    ] = None,
-    probes: Annotated[
-        int | None, typer.Option(min=1, metavar="N", help="Latency probes [100].")
-    ] = None,
-    idle_seconds: Annotated[
-        float | None, typer.Option(min=0.1, metavar="SECONDS", help="Idle window [5].")
-    ] = None,
-    synchronous: Annotated[
-        Literal["NORMAL", "FULL"] | None,
-        typer.Option(case_sensitive=False, metavar="NORMAL|FULL", help="Default: OPTIONS."),
-    ] = None,
-    as_json: Annotated[
-        Path | None, typer.Option("--json", metavar="FILE", help="Save JSON here.")
-    ] = None,
-    quick: Annotated[bool, typer.Option(help="1000 tasks, 30 probes, 2 s idle.")] = False,
+    path: BenchFile = None,
+    n: BenchTasks = None,
+    probes: Probes = None,
+    idle_seconds: IdleSeconds = None,
+    synchronous: Synchronous = None,
+    as_json: JsonFile = None,
+    quick: Quick = False,
 ) -> None:
     """Measure enqueue, drain, latency, idle CPU and memory here, on a temporary queue file."""
     from .bench import bench_options, run_bench

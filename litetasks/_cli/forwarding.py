@@ -68,29 +68,34 @@ def forward(
     """Enqueue every task that has not started on backend TO, then mark it FORWARDED here."""
     lite = _setup(settings, pythonpath, backend)
     _check_target(lite, to)
-    console = Console(stderr=True)
     try:
         if dry_run:
             report = lite.forward(to, queues=queue, tasks=task, dry_run=True)
         else:
-            total = lite.store.forwarding.count_ready(queues=queue, tasks=task)
-            with Progress(
-                TextColumn(f"forward to {to}"), BarColumn(), MofNCompleteColumn(), console=console
-            ) as progress:
-                bar = progress.add_task("forward", total=total)
-                report = lite.forward(
-                    to,
-                    queues=queue,
-                    tasks=task,
-                    batch=batch,
-                    progress=lambda n: progress.advance(bar, n),
-                )
+            report = _forward_with_progress(lite, to, queue, task, batch)
     except Exception as exc:  # the target's own errors: down, misconfigured, unknown alias
         typer.echo(f"litetasks: error: forward to {to!r} stopped: {exc}", err=True)
         typer.echo("Tasks not enqueued there are READY here; run the command again.", err=True)
         raise typer.Exit(1) from None
     _print_report(report, dry_run=dry_run)
     raise typer.Exit(1 if report.refused else 0)
+
+
+def _forward_with_progress(
+    lite: SQLiteBackend, to: str, queues: list[str] | None, tasks: list[str] | None, batch: int
+) -> ForwardReport:
+    """Forward the READY tasks to backend ``to``, with a progress bar on stderr."""
+    total = lite.store.forwarding.count_ready(queues=queues, tasks=tasks)
+    with Progress(
+        TextColumn(f"forward to {to}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        console=Console(stderr=True),
+    ) as progress:
+        bar = progress.add_task("forward", total=total)
+        return lite.forward(
+            to, queues=queues, tasks=tasks, batch=batch, progress=lambda n: progress.advance(bar, n)
+        )
 
 
 def _check_target(lite: SQLiteBackend, to: str) -> None:

@@ -81,9 +81,11 @@ def pause_or_resume(backend: SQLiteBackend, name: str, *, schedule: bool, paused
     if paused:  # resuming takes any name: a pause outlives the settings that named it
         _check_known(backend, name, schedule=schedule)
     if schedule:
-        changed = store.pause_schedule(name) if paused else store.resume_schedule(name)
+        changed = (
+            store.pausing.pause_schedule(name) if paused else store.pausing.resume_schedule(name)
+        )
     else:
-        changed = store.pause_queue(name) if paused else store.resume_queue(name)
+        changed = store.pausing.pause_queue(name) if paused else store.pausing.resume_queue(name)
     if changed:
         typer.echo(f"{'Paused' if paused else 'Resumed'} {kind} {name!r}.")
     else:

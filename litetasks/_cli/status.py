@@ -41,7 +41,7 @@ def status_data(backend: SQLiteBackend) -> dict[str, Any]:
         "stranded_workers": stranded,
         "unserved_queues": _unserved(queues, workers, lost),
         "periodic": _periodic(backend),
-        "paused_queues": sorted(store.paused_queues()),
+        "paused_queues": sorted(store.pausing.paused_queues()),
     }
 
 
@@ -52,7 +52,7 @@ def _periodic(backend: SQLiteBackend) -> list[dict[str, Any]]:
 
     schedules = load_schedules(backend)
     recorded = backend.store.schedules()
-    paused = backend.store.paused_schedules()
+    paused = backend.store.pausing.paused_schedules()
     upcoming = Scheduler(backend, schedules).next_runs()
     rows = []
     for name, schedule in sorted(schedules.items()):

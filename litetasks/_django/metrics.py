@@ -117,8 +117,8 @@ class _Families:
 
     def add(self, backend: SQLiteBackend) -> None:
         store, alias = backend.store, backend.alias
-        live = store.live_counts()
-        paused = store.paused_queues()
+        live = store.counters.live_counts()
+        paused = store.pausing.paused_queues()
         queues = set(backend.queues) | set(live.ready) | {q for q, _ in live.running} | paused
         now = store.now_us()
         for queue in sorted(queues):
@@ -128,7 +128,7 @@ class _Families:
             oldest = live.oldest_due_us.get(queue)
             self.oldest.add_metric([alias, queue], 0 if oldest is None else (now - oldest) / 1e6)
             self.paused.add_metric([alias, queue], 1 if queue in paused else 0)
-        self._add_finished(alias, store.finished_stats())
+        self._add_finished(alias, store.counters.finished_stats())
         self._add_workers(backend, live.running, now)
         path = backend.config.store.path
         self.db_size.add_metric([alias], _size(path))

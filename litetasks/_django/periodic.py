@@ -135,10 +135,17 @@ def periodic(
         },
         where=f"periodic({task.module_path})",
     )
+    _declare(task, schedule)
+    return task
+
+
+def _declare(task: Task, schedule: Schedule) -> None:
+    """Keep ``schedule`` of ``task`` under its name for the task's backend; refuse another
+    schedule under a name already declared (the same one again is a module re-imported)."""
     with _declared_lock:
         schedules = _declared.setdefault(task.backend, {})
         earlier = schedules.get(schedule.name)
-        if earlier is not None and earlier != schedule:  # the same one again: a module re-imported
+        if earlier is not None and earlier != schedule:
             raise ConfigurationError(
                 f"periodic({task.module_path}): a schedule named {schedule.name!r} is already "
                 f"declared ({earlier.description}); this one ({schedule.description}) would "
@@ -146,7 +153,6 @@ def periodic(
                 f"as periodic({task.module_path}, ..., name='{schedule.name}-2')."
             )
         schedules[schedule.name] = schedule
-    return task
 
 
 def declared_in_code() -> dict[str, list[str]]:

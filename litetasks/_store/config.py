@@ -160,12 +160,7 @@ def from_options(
             f"TASKS[{alias!r}]['OPTIONS'] must be a dict (got {type(options).__name__})."
         )
     values = {name: _checked(alias, name, value) for name, value in options.items()}
-    store = StoreConfig(
-        path=_absolute(alias, "path", values.pop("path", default_path), base_dir),
-        synchronous=values.pop("synchronous", "NORMAL").upper(),
-        busy_timeout_ms=values.pop("busy_timeout_ms", 5000),
-        file_mode=values.pop("file_mode", 0o600),
-    )
+    store = _store_config(alias, values, default_path, base_dir)
     test_path = values.pop("test_path", None)
     if test_path:
         test_path = _absolute(alias, "test_path", test_path, base_dir)
@@ -179,14 +174,9 @@ def from_options(
     not_found_delays_s = tuple(float(delay) for delay in delays)
     redact = values.pop("redact", None)
     metrics_token = values.pop("metrics_token", None)
-    worker_values = {k: v for k, v in values.items() if k in _WORKER_FIELDS}
-    try:
-        worker = WorkerConfig(**worker_values)
-    except ConfigurationError as exc:
-        raise ConfigurationError(f"TASKS[{alias!r}]['OPTIONS']: {exc}") from None
     return BackendConfig(
         store=store,
-        worker=worker,
+        worker=_worker_config(alias, values),
         autorun=autorun,
         test_path=test_path,
         autorun_grace_s=autorun_grace_s,
@@ -196,6 +186,28 @@ def from_options(
         redact=None if redact is None else tuple(redact),
         metrics_token=metrics_token,
     )
+
+
+def _store_config(
+    alias: str, values: dict[str, Any], default_path: Path, base_dir: Path | None
+) -> StoreConfig:
+    """Take the queue file's options out of the checked ``values`` (the rest stay there)."""
+    return StoreConfig(
+        path=_absolute(alias, "path", values.pop("path", default_path), base_dir),
+        synchronous=values.pop("synchronous", "NORMAL").upper(),
+        busy_timeout_ms=values.pop("busy_timeout_ms", 5000),
+        file_mode=values.pop("file_mode", 0o600),
+    )
+
+
+def _worker_config(alias: str, values: Mapping[str, Any]) -> WorkerConfig:
+    """The worker settings among the checked ``values``; an inconsistent set is refused with
+    the backend's alias in the message."""
+    worker_values = {k: v for k, v in values.items() if k in _WORKER_FIELDS}
+    try:
+        return WorkerConfig(**worker_values)
+    except ConfigurationError as exc:
+        raise ConfigurationError(f"TASKS[{alias!r}]['OPTIONS']: {exc}") from None
 
 
 def _absolute(alias: str, name: str, value: str | Path, base_dir: Path | None) -> Path:

@@ -14,7 +14,7 @@ from typing import Any
 
 import apsw
 
-from . import sql
+from . import sql_bad_rows
 from .records import ErrorRecord, Hook, JobRecord
 from .rows import TIME_RULE, shown
 
@@ -100,7 +100,7 @@ def fail_malformed(
     problems = "; ".join(problem for _, problem in job.malformed)
     failure = _write_failure(db, job, seq, worker_id, now, columns)
     if failure is not None:  # the error could not be written: only what cannot fail is
-        db.execute(sql.SET_ASIDE, {"seq": seq})
+        db.execute(sql_bad_rows.SET_ASIDE, {"seq": seq})
         logger.error(
             "Task id=%s path=%s: its row holds values litetasks cannot read (%s), and writing "
             "the error failed too (%s): set aside as FAILED, unchanged otherwise",
@@ -123,10 +123,11 @@ def fail_malformed(
 def _write_failure(
     db: apsw.Connection, job: JobRecord, seq: int, worker_id: str, now: int, columns: list[str]
 ) -> apsw.Error | str | None:
-    """Write the job's error and repairs (``sql.FAIL_MALFORMED``); None, or why it failed."""
+    """Write the job's error and repairs (``sql_bad_rows.FAIL_MALFORMED``); None, or why it
+    failed."""
     error = malformed_error(job)
     repairs = ",\n    ".join(dict.fromkeys(_REPAIRS[c][0] for c in columns if c in _REPAIRS))
-    statement = sql.FAIL_MALFORMED.format(repairs=repairs + "," if repairs else "")
+    statement = sql_bad_rows.FAIL_MALFORMED.format(repairs=repairs + "," if repairs else "")
     params: dict[str, Any] = {
         "seq": seq,
         "worker_id": worker_id,
@@ -153,7 +154,7 @@ def drop_bad_hooks(db: apsw.Connection, job_id: str, hooks_json: Any) -> None:
         "hook was enqueued when the task finished; it was set to NULL.\n"
     )
     db.execute(
-        sql.DROP_HOOKS,
+        sql_bad_rows.DROP_HOOKS,
         {
             "job_id": job_id,
             "error": json.dumps({"exception_class_path": MALFORMED_ERROR_PATH, "traceback": text}),

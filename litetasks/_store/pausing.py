@@ -23,6 +23,7 @@ __all__ = [
     "QUEUE",
     "REFRESH_S",
     "SCHEDULE",
+    "Pausing",
     "is_paused",
     "pause",
     "paused",
@@ -105,3 +106,37 @@ def _forget(handle: Handle) -> None:
 def _check_name(kind: str, name: str) -> None:
     if not isinstance(name, str) or not name:
         raise ValueError(f"A {kind} name must be a non-empty string, not {name!r}.")
+
+
+class Pausing:
+    """Pause and resume on one queue file (``Store.pausing``), read and written now."""
+
+    def __init__(self, handle: Handle) -> None:
+        self._handle = handle
+
+    def pause_queue(self, name: str) -> bool:
+        """Pause the queue ``name``: no worker claims its tasks until it is resumed (workers
+        notice within about a second). False if it was paused already."""
+        return pause(self._handle, QUEUE, name)
+
+    def resume_queue(self, name: str) -> bool:
+        """Resume the paused queue ``name``; False if it was not paused."""
+        return resume(self._handle, QUEUE, name)
+
+    def paused_queues(self) -> set[str]:
+        """Return the names of the paused queues."""
+        return paused(self._handle, QUEUE)
+
+    def pause_schedule(self, name: str) -> bool:
+        """Pause the periodic schedule ``name``: its slots are skipped until it is resumed.
+        False if it was paused already."""
+        return pause(self._handle, SCHEDULE, name)
+
+    def resume_schedule(self, name: str) -> bool:
+        """Resume the paused periodic schedule ``name`` from its next slot; False if it was
+        not paused."""
+        return resume(self._handle, SCHEDULE, name)
+
+    def paused_schedules(self) -> set[str]:
+        """Return the names of the paused periodic schedules."""
+        return paused(self._handle, SCHEDULE)

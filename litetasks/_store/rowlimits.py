@@ -19,7 +19,7 @@ from typing import Any
 
 import apsw
 
-from . import sql
+from . import sql_bad_rows
 from .rows import returned_hooks, returned_text
 
 __all__ = ["ROW_MARGIN_BYTES", "TOO_BIG_ERROR_PATH", "TooBigToClaim", "claim_one_by_one"]
@@ -69,15 +69,15 @@ def claim_one_by_one(
 
 
 def _fail(db: apsw.Connection, seq: int, now: int, max_row_bytes: int) -> tuple[str, Any]:
-    """FAILED without running, with an error that fits: see ``sql.FAIL_TOO_BIG``."""
-    sizes: Any = db.execute(sql.TOO_BIG_SIZES, (seq,)).fetchone()
+    """FAILED without running, with an error that fits: see ``sql_bad_rows.FAIL_TOO_BIG``."""
+    sizes: Any = db.execute(sql_bad_rows.TOO_BIG_SIZES, (seq,)).fetchone()
     args_bytes, earlier = sizes
     for keep_errors in (True, False):
         error = _error_json(int(args_bytes), max_row_bytes, 0 if keep_errors else int(earlier))
         params: dict[str, Any] = {"seq": seq, "now": now, "error": error, "keep": keep_errors}
         try:
             with db:
-                row: Any = db.execute(sql.FAIL_TOO_BIG, params).fetchone()
+                row: Any = db.execute(sql_bad_rows.FAIL_TOO_BIG, params).fetchone()
                 job_id, task_path = returned_text(row[0]), returned_text(row[1])
                 hooks = returned_hooks(row[2], row[3])
             break

@@ -19,13 +19,10 @@ __all__ = [
     "CLAIM_ANY",
     "CLAIM_ONE_QUEUE",
     "CLAIM_QUEUES",
-    "DROP_HOOKS",
     "DUE_ANY",
     "DUE_ONE_QUEUE",
     "DUE_QUEUES",
     "ERRORS_OK",
-    "FAIL_MALFORMED",
-    "FAIL_TOO_BIG",
     "FORGET_LOST_WORKERS",
     "INSERT",
     "JOB_COLUMNS",
@@ -41,12 +38,11 @@ __all__ = [
     "RECOVER",
     "RELEASE",
     "RUNNING_JOBS",
-    "SET_ASIDE",
     "TAKE",
     "TAKEN",
     "TAKEN_ROWS",
     "TAKEN_ROWS_RAW",
-    "TOO_BIG_SIZES",
+    "append_error",
     "is_json_array",
 ]
 
@@ -147,7 +143,7 @@ ERRORS_OK = """(CASE WHEN typeof(errors) = 'text' AND json_valid(errors) THEN
 ELSE 0 END)"""
 
 
-def _append_error(error: str) -> str:
+def append_error(error: str) -> str:
     """SQL for ``errors`` with ``error`` (an SQL expression of JSON text) appended; an
     ``errors`` that is not a list of errors is replaced, by a note saying so and ``error``."""
     return (
@@ -269,63 +265,6 @@ TAKEN_ROWS_RAW = (
 )
 JOB_ROW_RAW = "SELECT " + _as_blobs(JOB_COLUMN_NAMES) + " FROM jobs WHERE job_id = ?"
 
-# A job whose row is too big to claim (it has no room for a worker id) fails without running.
-# Its error must fit in a row with no room left: the arguments make way for it and, when that is
-# not enough (errors of earlier attempts fill the row), the earlier errors too.
-FAIL_TOO_BIG = f"""
-UPDATE jobs
-SET state = 'FAILED',
-    owner = NULL,
-    finished_at = :now,
-    args = '[]',
-    kwargs = '{{}}',
-    errors = CASE WHEN :keep AND {ERRORS_OK}
-                  THEN json_insert(errors, '$[#]', json(:error))
-                  ELSE json_array(json(:error)) END
-WHERE seq = :seq AND state = 'READY'
-RETURNING CAST(job_id AS BLOB), CAST(task_path AS BLOB), typeof(hooks), CAST(hooks AS BLOB)
-"""
-# The size of a row's arguments, and how many errors it holds, for FAIL_TOO_BIG.
-TOO_BIG_SIZES = f"""
-SELECT length(CAST(args AS BLOB)) + length(CAST(kwargs AS BLOB)),
-       CASE WHEN {ERRORS_OK} THEN json_array_length(errors) ELSE 0 END
-FROM jobs WHERE seq = ?
-"""
-
-# A claimed job whose row holds values litetasks cannot read fails without running (rows.py):
-# ``{repairs}`` is filled with constant SET clauses, one per bad column, which replace them.
-FAIL_MALFORMED = (
-    """
-UPDATE jobs
-SET {repairs}
-    state = 'FAILED',
-    owner = NULL,
-    finished_at = :now,
-    errors = CASE WHEN :keep AND """
-    + ERRORS_OK
-    + """
-                  THEN json_insert(errors, '$[#]', json(:error))
-                  ELSE json_array(json(:error)) END
-WHERE seq = :seq AND state = 'RUNNING' AND owner = :worker_id
-RETURNING seq
-"""
-)
-
-# A finished job whose hooks cannot be read (rows.py): none is enqueued, and its errors say so.
-DROP_HOOKS = f"""
-UPDATE jobs
-SET hooks = NULL,
-    errors = {_append_error(":error")}
-WHERE job_id = :job_id
-"""
-
-# A job whose row cannot be read and cannot be repaired either (see rows.py): FAILED, and so
-# never claimed again, with nothing else written (the row only shrinks).
-SET_ASIDE = """
-UPDATE jobs SET state = 'FAILED', owner = NULL WHERE seq = :seq
-"""
-
-
 # Text a worker reads back from a row comes as a blob (``CAST(... AS BLOB)``, with ``typeof``
 # where it matters): apsw raises on text that is not UTF-8 (a row written by other code), which
 # would abort the whole transaction and every outcome in it; rows.returned_text() and
@@ -375,7 +314,7 @@ SET state = CASE WHEN {_RETRY} THEN 'READY' ELSE 'FAILED' END,
     due_at = CASE WHEN {_RETRY} THEN :retry_at ELSE due_at END,
     run_after = CASE WHEN {_RETRY} THEN :retry_at ELSE run_after END,
     owner = NULL,
-    errors = {_append_error(":error")},
+    errors = {append_error(":error")},
     started_at = CASE WHEN attempts = 1 THEN :started_at ELSE started_at END,
     last_attempted_at = :started_at
 WHERE job_id = :job_id AND state = 'RUNNING' AND owner = :worker_id AND attempts = :attempt
@@ -435,7 +374,7 @@ UPDATE jobs
 SET state = CASE WHEN {_AGAIN} THEN 'READY' ELSE 'FAILED' END,
     finished_at = CASE WHEN {_AGAIN} THEN NULL ELSE :now END,
     owner = NULL,
-    errors = {_append_error("CASE WHEN cancel_requested THEN :cancel_error ELSE :error END")}
+    errors = {append_error("CASE WHEN cancel_requested THEN :cancel_error ELSE :error END")}
 WHERE state = 'RUNNING' AND {LOST_OWNER}
 RETURNING CAST(job_id AS BLOB), state, typeof(hooks), CAST(hooks AS BLOB)
 """
@@ -452,7 +391,7 @@ CANCEL_READY = f"""
 UPDATE jobs
 SET state = 'FAILED',
     finished_at = :now,
-    errors = {_append_error(":error")}
+    errors = {append_error(":error")}
 WHERE job_id = :job_id AND state = 'READY'
 RETURNING state, typeof(hooks), CAST(hooks AS BLOB)
 """

@@ -31,6 +31,7 @@ from .handle import Handle
 __all__ = [
     "BUCKETS_S",
     "NO_ATTEMPT",
+    "Counters",
     "FinishedStats",
     "LiveCounts",
     "count_finished",
@@ -223,3 +224,26 @@ def live_counts(handle: Handle) -> LiveCounts:
 
 def _text(raw: bytes | None) -> str:
     return "" if raw is None else bytes(raw).decode("utf-8", "replace")
+
+
+class Counters:
+    """The counters of one queue file (``Store.counters``): finished tasks, kept in the file,
+    and the live READY and RUNNING jobs."""
+
+    def __init__(self, handle: Handle) -> None:
+        self._handle = handle
+
+    def finished_stats(self) -> FinishedStats:
+        """Return the counts of finished tasks kept in the file (they outlast pruning): per
+        queue, task path and state, and the histograms of durations and queue waits."""
+        return finished_stats(self._handle)
+
+    def live_counts(self) -> LiveCounts:
+        """Return the READY and RUNNING jobs per queue, and the oldest due READY one; reads
+        only their indexes, so it costs the same with a million finished rows."""
+        return live_counts(self._handle)
+
+    def finished_per_minute(self, since_us: int) -> list[tuple[int, int, int]]:
+        """Return ``(minute, successful, failed)`` per minute since ``since_us`` (the last day
+        at most); see ``finished_per_minute``."""
+        return finished_per_minute(self._handle, since_us)

@@ -6,8 +6,9 @@ statement, so two workers can never claim the same job.
 
 ``Store`` is the one API of the storage layer; each of its parts is a module of functions of
 the connection's ``Handle``: ``enqueueing``, ``claiming`` and ``recording`` (the hot paths),
-``workers`` (registry and recovery), ``actions`` (cancel, retry, prune), ``pausing``,
-``reading`` and ``maintenance``.
+``workers`` (registry and recovery), ``actions`` (cancel, retry, prune), ``reading`` and
+``maintenance``. Pausing, the counters, the console's reads and the forward are objects
+behind a property each (``Store.pausing``, ``counters``, ``console``, ``forwarding``).
 """
 
 from __future__ import annotations
@@ -17,13 +18,15 @@ from pathlib import Path
 
 import apsw
 
-from . import actions, console, enqueueing, maintenance, pausing, reading, recording, stats, workers
+from . import actions, console, enqueueing, maintenance, reading, recording, workers
 from .actions import CANCELLED_ERROR, CancelResult
 from .clock import Clock, wall_clock_us
 from .forwarding import Forwarding
 from .handle import Handle
 from .overview import ConsoleReads
+from .pausing import Pausing
 from .records import ErrorRecord, JobRecord, JobState, NewJob, Outcome, WorkerRecord
+from .stats import Counters
 
 __all__ = ["CancelResult", "Clock", "Store"]
 
@@ -248,6 +251,7 @@ class Store:
     def forwarding(self) -> Forwarding:
         """What ``litetasks forward`` does to this file (forwarding.py)."""
         return Forwarding(self._handle)
+
     def delete(self, job_ids: Collection[str]) -> dict[str, str]:
         """Delete jobs that are not RUNNING; see ``console.delete``."""
         return console.delete(self._handle, job_ids)
@@ -257,34 +261,10 @@ class Store:
         """The operator's console's queries (console.py, overview.py) on this connection."""
         return ConsoleReads(self._handle)
 
-    # -- pausing (pausing.py) ------------------------------------------------------------------
-
-    def pause_queue(self, name: str) -> bool:
-        """Pause the queue ``name``: no worker claims its tasks until it is resumed (workers
-        notice within about a second). False if it was paused already."""
-        return pausing.pause(self._handle, pausing.QUEUE, name)
-
-    def resume_queue(self, name: str) -> bool:
-        """Resume the paused queue ``name``; False if it was not paused."""
-        return pausing.resume(self._handle, pausing.QUEUE, name)
-
-    def paused_queues(self) -> set[str]:
-        """Return the names of the paused queues."""
-        return pausing.paused(self._handle, pausing.QUEUE)
-
-    def pause_schedule(self, name: str) -> bool:
-        """Pause the periodic schedule ``name``: its slots are skipped until it is resumed.
-        False if it was paused already."""
-        return pausing.pause(self._handle, pausing.SCHEDULE, name)
-
-    def resume_schedule(self, name: str) -> bool:
-        """Resume the paused periodic schedule ``name`` from its next slot; False if it was
-        not paused."""
-        return pausing.resume(self._handle, pausing.SCHEDULE, name)
-
-    def paused_schedules(self) -> set[str]:
-        """Return the names of the paused periodic schedules."""
-        return pausing.paused(self._handle, pausing.SCHEDULE)
+    @property
+    def pausing(self) -> Pausing:
+        """Pause and resume queues and periodic schedules (pausing.py) on this connection."""
+        return Pausing(self._handle)
 
     # -- reading (reading.py) ------------------------------------------------------------------
 
@@ -303,20 +283,11 @@ class Store:
         leaving out jobs whose task path is in ``skip`` (as the claim does)."""
         return reading.next_due_at(self._handle, queues, skip)
 
-    def finished_stats(self) -> stats.FinishedStats:
-        """Return the counts of finished tasks kept in the file (they outlast pruning): per
-        queue, task path and state, and the histograms of durations and queue waits."""
-        return stats.finished_stats(self._handle)
+    @property
+    def counters(self) -> Counters:
+        """The counters of finished and live tasks (stats.py) on this connection."""
+        return Counters(self._handle)
 
-    def live_counts(self) -> stats.LiveCounts:
-        """Return the READY and RUNNING jobs per queue, and the oldest due READY one; reads
-        only their indexes, so it costs the same with a million finished rows."""
-        return stats.live_counts(self._handle)
-
-    def finished_per_minute(self, since_us: int) -> list[tuple[int, int, int]]:
-        """Return ``(minute, successful, failed)`` per minute since ``since_us`` (the last day
-        at most); see ``stats.finished_per_minute``."""
-        return stats.finished_per_minute(self._handle, since_us)
     def left(
         self, queues: Collection[str] | None, *, worker_prefix: str | None, since_us: int = 0
     ) -> reading.Left:

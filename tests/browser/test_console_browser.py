@@ -120,7 +120,7 @@ def test_a_paused_queue_is_left_by_the_pool_until_resumed(browser: Any, site: Co
     page.goto(f"{site.url}/admin/litetasks/task/queues/")
     page.click('form:has(input[name="name"][value="emails"]) button[value="pause"]')
     page.locator(".messagelist").wait_for()
-    assert site.backend.store.paused_queues() == {"emails"}
+    assert site.backend.store.pausing.paused_queues() == {"emails"}
     page.wait_for_timeout(1_500)  # workers notice a pause within about a second
     job_id = console_tasks.always_fails.using(queue_name="emails").enqueue("paused").id
 

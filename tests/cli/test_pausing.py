@@ -43,12 +43,12 @@ def test_pause_and_resume_a_queue(runner: CliRunner, backend) -> None:  # type: 
     result = invoke(runner, "pause", "emails")
     assert result.exit_code == 0, result.output
     assert "Paused queue 'emails'" in result.stdout
-    assert backend.store.paused_queues() == {"emails"}
+    assert backend.store.pausing.paused_queues() == {"emails"}
     assert "was paused already" in invoke(runner, "pause", "emails").stdout
     result = invoke(runner, "resume", "emails")
     assert result.exit_code == 0, result.output
     assert "Resumed queue 'emails'" in result.stdout
-    assert backend.store.paused_queues() == set()
+    assert backend.store.pausing.paused_queues() == set()
     assert "was not paused" in invoke(runner, "resume", "emails").stdout
 
 
@@ -60,7 +60,7 @@ def test_pausing_an_unknown_queue_is_one_line_naming_the_known_ones(
     assert result.exit_code == 2
     assert "Unknown queue 'emials'" in result.stderr
     assert "default, emails, reports" in result.stderr
-    assert backend.store.paused_queues() == set()
+    assert backend.store.pausing.paused_queues() == set()
 
 
 def test_status_shows_a_paused_queue_and_how_to_resume_it(runner: CliRunner, backend) -> None:  # type: ignore[no-untyped-def]

@@ -308,13 +308,13 @@ def test_pausing_a_queue_from_the_queues_page_keeps_it_paused_until_resumed(back
     refused = csrf_post(viewer, CONSOLE + "pause/", data)
     paused = csrf_post(actor, CONSOLE + "pause/", data)
     page = actor.get(CONSOLE + "queues/").content.decode()
-    stored = backend.store.paused_queues()
+    stored = backend.store.pausing.paused_queues()
     resumed = csrf_post(actor, CONSOLE + "pause/", {**data, "verb": "resume"})
 
     assert (refused.status_code, paused.status_code, resumed.status_code) == (403, 303, 303)
     assert stored == {"emails"}
     assert "paused</span>" in page and 'value="resume"' in page
-    assert backend.store.paused_queues() == set()
+    assert backend.store.pausing.paused_queues() == set()
     assert LogEntry.objects.filter(object_id="emails").count() == 2
 
 
@@ -325,7 +325,7 @@ def test_pausing_a_schedule_from_the_periodic_page(tmp_path: Path):
         data = {"kind": "schedule", "verb": "pause", "name": "nightly"}
         response = csrf_post(client, CONSOLE + "pause/", data)
         listed = client.get(CONSOLE + "periodic/").content.decode()
-        paused = task_backends["default"].store.paused_schedules()
+        paused = task_backends["default"].store.pausing.paused_schedules()
 
     assert response.status_code == 303
     assert paused == {"nightly"}

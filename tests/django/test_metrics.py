@@ -64,7 +64,7 @@ def test_a_scrape_reports_real_tasks(backend) -> None:  # type: ignore[no-untype
     assert drain() == 4
     tasks.noop.using(queue_name="reports").enqueue()
     tasks.noop.using(queue_name="reports").enqueue()
-    backend.store.pause_queue("reports")
+    backend.store.pausing.pause_queue("reports")
     time.sleep(0.05)
 
     scraped = scrape()

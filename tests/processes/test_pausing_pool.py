@@ -24,7 +24,7 @@ def test_a_pool_skips_a_paused_queue_until_it_is_resumed(pool: Pool) -> None:
     pool.children(1)
     pool.wait_state(enqueue_in(pool, "emails", "before"), JobState.SUCCESSFUL)
 
-    assert pool.store.pause_queue("emails")
+    assert pool.store.pausing.pause_queue("emails")
     time.sleep(1.5)  # the pool's copy of the paused queues is at most a second old
     paused = [enqueue_in(pool, "emails", f"paused-{i}") for i in range(3)]
     pool.wait_state(enqueue_in(pool, "default", "served"), JobState.SUCCESSFUL)
@@ -33,7 +33,7 @@ def test_a_pool_skips_a_paused_queue_until_it_is_resumed(pool: Pool) -> None:
     assert pool.started()["paused-0"] == 0
 
     resumed = time.monotonic()
-    assert pool.store.resume_queue("emails")
+    assert pool.store.pausing.resume_queue("emails")
     wait_for(
         lambda: all(pool.job(job_id).state == JobState.SUCCESSFUL for job_id in paused),
         timeout_s=5,
@@ -46,7 +46,7 @@ def test_a_pool_skips_a_paused_queue_until_it_is_resumed(pool: Pool) -> None:
 
 
 def test_a_queue_paused_before_the_pool_starts_stays_paused(pool: Pool) -> None:
-    pool.store.pause_queue("reports")
+    pool.store.pausing.pause_queue("reports")
     waiting = enqueue_in(pool, "reports", "waiting")
     worker = pool.start()
     pool.children(1)

@@ -39,13 +39,13 @@ def test_a_paused_schedule_skips_its_slots_and_resumes_at_the_next(backend, queu
     clock = Clock(datetime(2026, 5, 1, 10, 0, 30, tzinfo=timezone.utc))
     scheduler = Scheduler(backend, load_schedules(backend), clock=clock)
     scheduler.tick()
-    backend.store.pause_schedule("sum")
+    backend.store.pausing.pause_schedule("sum")
     clock.advance(seconds=30)
     scheduler.tick()  # 10:01: only the other schedule's slot
     clock.advance(seconds=60)
     scheduler.tick()  # 10:02: the same
     assert [args for args, _ in jobs_of(queue_path)] == ["[3, 4]", "[3, 4]"]
-    backend.store.resume_schedule("sum")
+    backend.store.pausing.resume_schedule("sum")
     scheduler.tick()  # the missed slots are not caught up
     assert len(jobs_of(queue_path)) == 2
     clock.advance(seconds=60)

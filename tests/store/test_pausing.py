@@ -1,4 +1,4 @@
-"""Pausing queues and periodic schedules (``Store.pause_queue`` and friends, pausing.py)."""
+"""Pausing queues and periodic schedules (``Store.pausing``, pausing.py)."""
 
 from __future__ import annotations
 
@@ -32,32 +32,32 @@ def enqueue_in(store: Store, queue: str, *ids: str) -> None:
 
 
 def test_pause_and_resume_say_whether_they_changed_anything(store: Store) -> None:
-    assert store.paused_queues() == set()
-    assert store.pause_queue("emails") is True
-    assert store.pause_queue("emails") is False
-    assert store.paused_queues() == {"emails"}
-    assert store.resume_queue("emails") is True
-    assert store.resume_queue("emails") is False
-    assert store.paused_queues() == set()
+    assert store.pausing.paused_queues() == set()
+    assert store.pausing.pause_queue("emails") is True
+    assert store.pausing.pause_queue("emails") is False
+    assert store.pausing.paused_queues() == {"emails"}
+    assert store.pausing.resume_queue("emails") is True
+    assert store.pausing.resume_queue("emails") is False
+    assert store.pausing.paused_queues() == set()
 
 
 def test_a_paused_queue_is_not_claimed_by_any_kind_of_claim(store: Store) -> None:
     enqueue_in(store, "emails", "e1", "e2")
     enqueue_in(store, "default", "d1")
-    store.pause_queue("emails")
+    store.pausing.pause_queue("emails")
     assert claim_ids(store, limit=10) == ["d1"]  # every queue but the paused one
     enqueue_in(store, "default", "d2")
     assert claim_ids(store, queues=["emails"], limit=10) == []
     assert claim_ids(store, queues=["emails", "default"], limit=10) == ["d2"]
-    store.resume_queue("emails")
+    store.pausing.resume_queue("emails")
     assert claim_ids(store, queues=["emails"], limit=10) == ["e1", "e2"]
 
 
 def test_a_paused_queue_keeps_its_ready_tasks_out_of_next_due_at(store: Store) -> None:
     enqueue_in(store, "emails", "e1")
-    store.pause_queue("emails")
+    store.pausing.pause_queue("emails")
     assert store.next_due_at() is None  # or an idle worker would poll without sleeping
-    store.resume_queue("emails")
+    store.pausing.resume_queue("emails")
     assert store.next_due_at() is not None
 
 
@@ -66,34 +66,34 @@ def test_another_connection_sees_a_pause_within_the_refresh_interval(
 ) -> None:
     enqueue_in(store, "emails", "e1", "e2", "e3")
     assert claim_ids(other, limit=1) == ["e1"]  # other has read the paused queues: none
-    store.pause_queue("emails")
+    store.pausing.pause_queue("emails")
     now = [pausing.time.monotonic()]
     monkeypatch.setattr(pausing.time, "monotonic", lambda: now[0])
     now[0] += pausing.REFRESH_S / 2
     assert claim_ids(other, limit=1) == ["e2"]  # its copy is younger than the interval
     now[0] += pausing.REFRESH_S
     assert claim_ids(other, limit=1) == []
-    store.resume_queue("emails")
+    store.pausing.resume_queue("emails")
     now[0] += pausing.REFRESH_S
     assert claim_ids(other, limit=1) == ["e3"]
 
 
 def test_pausing_survives_reopening_the_file(store: Store) -> None:
-    store.pause_queue("emails")
-    store.pause_schedule("nightly")
+    store.pausing.pause_queue("emails")
+    store.pausing.pause_schedule("nightly")
     with Store(store.path) as reopened:
-        assert reopened.paused_queues() == {"emails"}
-        assert reopened.paused_schedules() == {"nightly"}
+        assert reopened.pausing.paused_queues() == {"emails"}
+        assert reopened.pausing.paused_schedules() == {"nightly"}
 
 
 def test_queues_and_schedules_are_paused_apart(store: Store) -> None:
-    assert store.pause_schedule("emails") is True
-    assert store.paused_queues() == set()
-    assert store.paused_schedules() == {"emails"}
-    assert store.pause_schedule("emails") is False
-    assert store.resume_queue("emails") is False
-    assert store.resume_schedule("emails") is True
-    assert store.paused_schedules() == set()
+    assert store.pausing.pause_schedule("emails") is True
+    assert store.pausing.paused_queues() == set()
+    assert store.pausing.paused_schedules() == {"emails"}
+    assert store.pausing.pause_schedule("emails") is False
+    assert store.pausing.resume_queue("emails") is False
+    assert store.pausing.resume_schedule("emails") is True
+    assert store.pausing.paused_schedules() == set()
 
 
 def slot_job(job_id: str) -> NewJob:
@@ -102,11 +102,11 @@ def slot_job(job_id: str) -> NewJob:
 
 def test_a_paused_schedule_enqueues_no_slot_and_resumes_at_the_next(store: Store) -> None:
     assert store.enqueue_slot("nightly", 1_000, slot_job("s1")) is not None
-    store.pause_schedule("nightly")
+    store.pausing.pause_schedule("nightly")
     assert store.enqueue_slot("nightly", 2_000, slot_job("s2")) is None
     assert store.schedules()["nightly"] == (2_000, None)  # skipped, not caught up later
     assert store.enqueue_slot("nightly", 2_000, slot_job("s2")) is None
-    store.resume_schedule("nightly")
+    store.pausing.resume_schedule("nightly")
     assert store.enqueue_slot("nightly", 3_000, slot_job("s3")) is not None
     assert claim_ids(store, limit=10) == ["s1", "s3"]
 
@@ -114,4 +114,4 @@ def test_a_paused_schedule_enqueues_no_slot_and_resumes_at_the_next(store: Store
 @pytest.mark.parametrize("name", ["", None, 3])
 def test_a_name_that_is_not_a_string_is_refused(store: Store, name: object) -> None:
     with pytest.raises(ValueError, match="non-empty string"):
-        store.pause_queue(name)  # type: ignore[arg-type]
+        store.pausing.pause_queue(name)  # type: ignore[arg-type]

@@ -791,7 +791,7 @@ class QueueMachine(RuleBasedStateMachine):
     @invariant()
     def finished_counters_match_what_finished(self) -> None:
         for store in self.stores:  # pruning deletes rows, never counts
-            assert store.finished_stats().totals == self.finished_counts
+            assert store.counters.finished_stats().totals == self.finished_counts
 
     @invariant()
     def every_job_matches_the_model(self) -> None:

@@ -189,7 +189,7 @@ def run_now(admin: TaskAdmin, request: HttpRequest) -> HttpResponse:
 
 
 def pause(admin: TaskAdmin, request: HttpRequest) -> HttpResponse:
-    """Pause or resume a queue or a periodic schedule (``Store.pause_queue`` and the rest)."""
+    """Pause or resume a queue or a periodic schedule (``Store.pausing``)."""
     if request.method != "POST":
         return HttpResponseNotAllowed(["POST"])
     if not request.user.has_perm(ACT):
@@ -198,10 +198,10 @@ def pause(admin: TaskAdmin, request: HttpRequest) -> HttpResponse:
     kind, verb, name = (request.POST.get(k, "") for k in ("kind", "verb", "name"))
     store = backend.store
     operations = {
-        ("queue", "pause"): store.pause_queue,
-        ("queue", "resume"): store.resume_queue,
-        ("schedule", "pause"): store.pause_schedule,
-        ("schedule", "resume"): store.resume_schedule,
+        ("queue", "pause"): store.pausing.pause_queue,
+        ("queue", "resume"): store.pausing.resume_queue,
+        ("schedule", "pause"): store.pausing.pause_schedule,
+        ("schedule", "resume"): store.pausing.resume_schedule,
     }
     operation = operations.get((kind, verb))
     if operation is None or not name:

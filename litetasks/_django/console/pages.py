@@ -53,7 +53,7 @@ def _queue_rows(backend: SQLiteBackend, counts: Counts) -> list[dict[str, Any]]:
     store = backend.store
     oldest = store.console.oldest_due()
     now = store.now_us()
-    paused = store.paused_queues()
+    paused = store.pausing.paused_queues()
     names = sorted(set(backend.queues or ()) | {queue for queue, _ in counts.by_queue} | paused)
     rows = []
     for name in names:
@@ -105,7 +105,7 @@ def _schedules(backend: SQLiteBackend, now_us: int) -> tuple[list[dict[str, Any]
     except (ConfigurationError, InvalidTask, ImportError) as exc:  # the page shows the rest
         return [], f"The periodic schedules cannot be read: {exc}"
     recorded = backend.store.schedules()
-    paused = backend.store.paused_schedules()
+    paused = backend.store.pausing.paused_schedules()
     rows = []
     for name, schedule in sorted(schedules.items()):
         last_slot, last_job = recorded.get(name, (None, None))
@@ -131,7 +131,7 @@ def overview(admin: TaskAdmin, request: HttpRequest) -> HttpResponse:
     counts = store.console.counts()
     # The chart from the counters kept in the file (stats.py: they survive pruning); the
     # row-based overview.finished_per_minute() gives the same shape from the newest rows.
-    minutes = _every_minute(store.finished_per_minute(now - DAY_US), now)
+    minutes = _every_minute(store.counters.finished_per_minute(now - DAY_US), now)
     all_workers = store.get_workers()
     lost = lost_workers(backend, all_workers, now)
     registered = {w.worker_id for w in all_workers}
