@@ -179,18 +179,34 @@ def run(
         schedules = {} if burst or reload else load_schedules(lite)  # bad ones: exit 2 here
     except LiteTasksError as exc:
         raise _fail(exc) from None
+    due_within = due_within if until_empty else -1
+    raise typer.Exit(_run_pool(lite, config, schedules, burst, due_within, reload, pythonpath))
+
+
+def _run_pool(
+    lite: SQLiteBackend,
+    config: WorkerConfig,
+    schedules: dict[str, Any],
+    burst: bool,
+    due_within: float | None,
+    reload: bool,
+    pythonpath: str | None,
+) -> int:
+    """Run the pool again at every code change (--reload), drain (--burst, --until-empty;
+    ``due_within`` -1 for --burst), or run the supervised pool until it is stopped; return
+    the exit code."""
     if reload:
         from .autoreload import reload_command, run_with_reload
 
         folders = [Path.cwd(), *([Path(pythonpath)] if pythonpath else [])]
-        raise typer.Exit(run_with_reload(reload_command(sys.argv), folders))
+        return run_with_reload(reload_command(sys.argv), folders)
     if burst:
         from .drain import drain
 
-        raise typer.Exit(drain(lite, config, (due_within if until_empty else -1.0)))
+        return drain(lite, config, due_within)
     from .._runtime.supervisor import Supervisor
 
-    raise typer.Exit(Supervisor(lite, config, schedules).run())
+    return Supervisor(lite, config, schedules).run()
 
 
 def _setup_with_logging(settings: str | None, pythonpath: str | None, level: str | None) -> None:

@@ -6,7 +6,7 @@ import json
 import os
 import pty
 import re
-import select
+import selectors
 import signal
 import subprocess
 import time
@@ -69,15 +69,28 @@ def test_json_prints_one_object_per_interval(tmp_path: Path) -> None:
 def test_on_a_terminal_it_redraws_in_place_and_stops_on_ctrl_c(tmp_path: Path) -> None:
     enqueue(tmp_path, "reports")
     controller, terminal = pty.openpty()
+    # A selector, not select(): late in a long test run the pty's descriptor may be above 1023.
+    reader = selectors.DefaultSelector()
+    reader.register(controller, selectors.EVENT_READ)
+
+    def read(timeout_s: float) -> bytes:
+        try:
+            return os.read(controller, 65536) if reader.select(timeout_s) else b""
+        except OSError:  # the terminal's other side is closed: nothing more to read
+            return b""
+
     with start(tmp_path, stdin=terminal, stdout=terminal, stderr=terminal) as proc:
         os.close(terminal)
         output = b""
         deadline = time.monotonic() + 30
         while output.count(b"Ctrl-C to stop") < 3 and time.monotonic() < deadline:
-            if select.select([controller], [], [], 0.5)[0]:
-                output += os.read(controller, 65536)
+            output += read(0.5)
         proc.send_signal(signal.SIGINT)
-        assert proc.wait(timeout=10) == 0
+        deadline = time.monotonic() + 10
+        while proc.poll() is None and time.monotonic() < deadline:
+            output += read(0.1)  # keep the pty drained, so a last redraw cannot block the exit
+        assert proc.wait(timeout=1) == 0
+    reader.close()
     os.close(controller)
     text = ANSI.sub("", output.decode(errors="replace"))
     assert output.count(b"Ctrl-C to stop") >= 3, text  # redrawn, not printed once
