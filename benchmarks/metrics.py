@@ -78,7 +78,7 @@ def _fill(backend, rows: int, ready: int) -> None:  # type: ignore[no-untyped-de
     from litetasks._store.clock import wall_clock_us
     from litetasks._store.enqueueing import new_job_ids
     from litetasks._store.liveness import this_process
-    from litetasks._store.records import NewJob, WorkerRecord
+    from litetasks._store.records import NewJob
 
     store = backend.store
     finished = rows - ready - 100
@@ -95,19 +95,7 @@ def _fill(backend, rows: int, ready: int) -> None:  # type: ignore[no-untyped-de
         count = ready // 3 + (1 if queue == "q0" else 0) * (ready % 3)
         ids = new_job_ids(count + (100 if queue == "q0" else 0))
         store.enqueue([NewJob(job_id=i, task_path="app.tasks.wait", queue_name=queue) for i in ids])
-    here = this_process()
-    worker = WorkerRecord(
-        worker_id="w-bench",
-        pid=here.pid,
-        host=here.host,
-        boot_id=here.boot_id,
-        proc_start=here.proc_start,
-        pid_namespace=here.pid_namespace,
-        queues=None,
-        started_at_us=now,
-        heartbeat_at_us=now,
-    )
-    store.register_worker(worker)
+    store.register_worker(this_process().worker("w-bench", None, now))
     store.claim("w-bench", queues=["q0"], limit=100)
     store.checkpoint()
 

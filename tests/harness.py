@@ -105,18 +105,7 @@ def litetasks_argv(*args: str) -> list[str]:
 def worker_of_this_process(worker_id: str, **fields: Any) -> WorkerRecord:
     """A worker row of this process (its pid, host and domain, a heartbeat now), so it is
     alive to a liveness check; ``fields`` replace any of its fields."""
-    here, now = this_process(), wall_clock_us()
-    record = WorkerRecord(
-        worker_id=worker_id,
-        pid=here.pid,
-        host=here.host,
-        boot_id=here.boot_id,
-        proc_start=here.proc_start,
-        pid_namespace=here.pid_namespace,
-        queues=None,
-        started_at_us=now,
-        heartbeat_at_us=now,
-    )
+    record = this_process().worker(worker_id, None, wall_clock_us())
     return dataclasses.replace(record, **fields)
 
 

@@ -265,17 +265,7 @@ class WorkerPool:
             self._dispatcher.waiter.stop()
 
     def _record(self) -> WorkerRecord:
-        return WorkerRecord(
-            worker_id=self.worker_id,
-            pid=self.identity.pid,
-            host=self.identity.host,
-            boot_id=self.identity.boot_id,
-            proc_start=self.identity.proc_start,
-            pid_namespace=self.identity.pid_namespace,
-            queues=self.config.queues,
-            started_at_us=wall_clock_us(),
-            heartbeat_at_us=wall_clock_us(),
-        )
+        return self.identity.worker(self.worker_id, self.config.queues, wall_clock_us())
 
     # -- what collaborators call -------------------------------------------------------------
 

@@ -41,6 +41,20 @@ class ProcessIdentity:
     # unknown (no /proc, or a /proc of another namespace): its pids are then judged by no one.
     pid_namespace: str = ""
 
+    def worker(self, worker_id: str, queues: tuple[str, ...] | None, now_us: int) -> WorkerRecord:
+        """The row of a worker running in this process, started and heard from at ``now_us``."""
+        return WorkerRecord(
+            worker_id=worker_id,
+            pid=self.pid,
+            host=self.host,
+            boot_id=self.boot_id,
+            proc_start=self.proc_start,
+            pid_namespace=self.pid_namespace,
+            queues=queues,
+            started_at_us=now_us,
+            heartbeat_at_us=now_us,
+        )
+
 
 def _boot_id() -> str:
     try:
