@@ -15,6 +15,7 @@ from typing import Any
 import apsw
 
 from . import sql_bad_rows
+from .clock import EARLIEST_US
 from .records import ErrorRecord, Hook, JobRecord
 from .rows import TIME_RULE, shown
 
@@ -40,7 +41,9 @@ _REPAIRS: dict[str, tuple[str, str]] = {
     "priority": ("priority = 0", "0"),
     "args": ("args = '[]'", "[]"),
     "kwargs": ("kwargs = '{}'", "{}"),
-    "enqueued_at": ("enqueued_at = :now", "the time of the claim"),
+    # Not the claim's time: prune stops at rows enqueued after its cut-off (actions.prune_step),
+    # so a repaired row must not look newer than the rows after it.
+    "enqueued_at": (f"enqueued_at = {EARLIEST_US}", "the earliest time a queue file holds"),
     "run_after": ("run_after = NULL", "NULL"),
     "due_at": ("due_at = :now", "the time of the claim"),
     "started_at": ("started_at = :now", "the time of the claim"),

@@ -29,6 +29,7 @@ from litetasks._store.records import (
     Outcome,
 )
 from litetasks._store.store import Store
+from litetasks.exceptions import JobNotFound
 
 START_US = 1_700_000_000_000_000
 MALFORMED = "litetasks.exceptions.MalformedJob"
@@ -467,3 +468,27 @@ def test_results_status_cancel_and_retry_of_a_row_with_a_bad_value(
         assert f"column {column!r} holds" in result.errors[-1].traceback
     assert backend.store.get(result.id).malformed == ()
     assert sum(status_data(backend)["queues"]["default"].values()) == 1
+
+
+def test_a_row_failed_for_a_bad_enqueued_at_does_not_stop_prune_before_older_results(
+    store: Store, clock: Clock
+) -> None:
+    # Prune walks the table in seq order and stops at rows enqueued after its cut-off. The
+    # repaired row must not look enqueued at the claim: the results behind it were finished
+    # before the cut-off and must go (found by the store's state machine).
+    enqueue(store, "bad")
+    enqueue(store, "old")
+    corrupt(store, "bad", "enqueued_at", "'yesterday'")
+    store.cancel(["old"])  # FAILED, finished now
+    clock.now += 1_000_000
+    assert store.claim("w1", queues=None, limit=1) == []  # fails the bad row at the claim
+    assert store.get("bad").state is JobState.FAILED
+
+    deleted = store.prune(
+        finished_before_us=clock.now, states={JobState.FAILED, JobState.SUCCESSFUL}, batch=1
+    )
+
+    assert deleted == 1
+    with pytest.raises(JobNotFound):
+        store.get("old")
+    assert store.get("bad").enqueued_at_us == EARLIEST_US  # unknown: the earliest time a file holds
