@@ -84,18 +84,21 @@ def decode_job(row: Sequence[Any]) -> JobRecord:
 
 
 def decode_rows(rows: Sequence[Sequence[Any]]) -> list[Sequence[Any]]:
-    """``rows`` with text read from blobs (``sql.TAKEN_ROWS_RAW``): text that is not UTF-8
-    stays a blob, which ``decode_job`` reports as not text."""
+    """``rows`` with text read from blobs (``sql.TAKEN_ROWS_RAW``, ``sql.JOB_ROW_RAW``: a first
+    byte x'01' marks text, x'02' a blob): text that is not UTF-8 stays a blob, which
+    ``decode_job`` reports as not text, and so does every blob."""
     return [tuple(_text_of(value) for value in row) for row in rows]
 
 
 def _text_of(value: Any) -> Any:
-    if type(value) is bytes:
+    if type(value) is not bytes:
+        return value
+    if value[:1] == b"\x01":
         try:
-            return value.decode("utf-8")
+            return value[1:].decode("utf-8")
         except UnicodeDecodeError:
-            return value
-    return value
+            return value[1:]
+    return value[1:] if value[:1] == b"\x02" else value
 
 
 def _plain_job(row: Sequence[Any]) -> JobRecord | None:

@@ -252,9 +252,13 @@ TAKEN_ROWS = (
 
 
 # The same again with every text as a blob, when some text is not UTF-8 (Python cannot read it).
+# A first byte tells what each blob was (rows.decode_rows): x'01' text, x'02' a blob, so that a
+# blob another program wrote is never read as text.
 def _as_blobs(columns: tuple[str, ...]) -> str:
     return ", ".join(
-        f"CASE WHEN typeof({c}) = 'text' THEN CAST({c} AS BLOB) ELSE {c} END" for c in columns
+        f"CASE typeof({c}) WHEN 'text' THEN CAST(x'01' || {c} AS BLOB)"
+        f" WHEN 'blob' THEN CAST(x'02' || {c} AS BLOB) ELSE {c} END"
+        for c in columns
     )
 
 

@@ -492,3 +492,21 @@ def test_a_row_failed_for_a_bad_enqueued_at_does_not_stop_prune_before_older_res
     with pytest.raises(JobNotFound):
         store.get("old")
     assert store.get("bad").enqueued_at_us == EARLIEST_US  # unknown: the earliest time a file holds
+
+
+def test_a_blob_claimed_beside_text_that_is_not_utf8_is_still_not_text(store: Store) -> None:
+    # Rows holding text that is not UTF-8 are read back with every text as a blob; a real blob
+    # among them must not turn into text (it did: the job ran with args '\x00', then failed
+    # without its repair; seen once in a full run of test_poison_rows_pool).
+    enqueue(store, "text")
+    enqueue(store, "blob")
+    corrupt(store, "text", "task_path", "CAST(x'ff' AS TEXT)")
+    corrupt(store, "blob", "args", "x'00'")
+
+    assert store.claim("w1", queues=None, limit=4) == []
+
+    for job_id, column in [("text", "task_path"), ("blob", "args")]:
+        job = store.get(job_id)
+        assert job.state is JobState.FAILED
+        assert job.malformed == ()  # repaired
+        assert f"column {column!r} holds" in job.errors[-1].traceback
