@@ -95,7 +95,7 @@ def _fill(backend, rows: int, ready: int) -> None:  # type: ignore[no-untyped-de
         count = ready // 3 + (1 if queue == "q0" else 0) * (ready % 3)
         ids = new_job_ids(count + (100 if queue == "q0" else 0))
         store.enqueue([NewJob(job_id=i, task_path="app.tasks.wait", queue_name=queue) for i in ids])
-    store.register_worker(this_process().worker("w-bench", None, now))
+    store.register_worker(this_process().worker("w-bench", None, now, threads=100))
     store.claim("w-bench", queues=["q0"], limit=100)
     store.checkpoint()
 

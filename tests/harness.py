@@ -103,9 +103,9 @@ def litetasks_argv(*args: str) -> list[str]:
 
 
 def worker_of_this_process(worker_id: str, **fields: Any) -> WorkerRecord:
-    """A worker row of this process (its pid, host and domain, a heartbeat now), so it is
-    alive to a liveness check; ``fields`` replace any of its fields."""
-    record = this_process().worker(worker_id, None, wall_clock_us())
+    """A worker row of this process (its pid, host and domain, one thread, a heartbeat now), so
+    it is alive to a liveness check; ``fields`` replace any of its fields."""
+    record = this_process().worker(worker_id, None, wall_clock_us(), threads=1)
     return dataclasses.replace(record, **fields)
 
 

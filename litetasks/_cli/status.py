@@ -105,6 +105,7 @@ def _worker_data(worker: WorkerRecord, now_us: int, is_lost: bool) -> dict[str, 
         "host": worker.host,
         "queues": list(worker.queues) if worker.queues is not None else None,
         "running": list(worker.current_job_ids),
+        "threads": worker.threads,  # None: unknown (registered by an older litetasks)
         "heartbeat_age_s": round((now_us - worker.heartbeat_at_us) / 1_000_000, 1),
         "is_lost": is_lost,
     }
@@ -145,13 +146,16 @@ def _table(title: str, *columns: str) -> Table:
 
 
 def _workers_table(rows: list[dict[str, Any]]) -> Table:
-    table = _table("workers", "pid", "host", "queues", "running", "last heartbeat", "state")
+    table = _table(
+        "workers", "pid", "host", "queues", "running", "threads", "last heartbeat", "state"
+    )
     for worker in rows:
         table.add_row(
             str(worker["pid"]),
             worker["host"],
             "\n".join(worker["queues"] or ["*"]),
             "\n".join(worker["running"]) or "-",
+            "-" if worker["threads"] is None else str(worker["threads"]),
             f"{worker['heartbeat_age_s']} s ago",
             "LOST" if worker["is_lost"] else "alive",
         )

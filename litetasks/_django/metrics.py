@@ -80,6 +80,9 @@ _FAMILIES = (
      "its workers', whatever the task).", ("queue",)),
     ("workers", "gauge", "litetasks_workers", "Registered worker processes.", ("state",)),
     ("busy", "gauge", "litetasks_busy_threads", "Tasks running under live workers.", ()),
+    ("threads", "gauge", "litetasks_threads",
+     "Executor threads of live workers (one registered by an older litetasks counts none).",
+     ()),
     ("paused", "gauge", "litetasks_queue_paused", "1 when the queue is paused.", ("queue",)),
     ("db_size", "gauge", "litetasks_db_size_bytes", "Size of the queue file.", ()),
     ("wal_size", "gauge", "litetasks_wal_size_bytes", "Size of the queue file's WAL.", ()),
@@ -96,6 +99,7 @@ class _Families:
     wait: Any
     workers: Any
     busy: Any
+    threads: Any
     paused: Any
     db_size: Any
     wal_size: Any
@@ -162,6 +166,9 @@ class _Families:
         self.workers.add_metric([backend.alias, "lost"], len(lost))
         self.busy.add_metric(
             [backend.alias], sum(n for (_, owner), n in running.items() if owner in live)
+        )
+        self.threads.add_metric(
+            [backend.alias], sum(w.threads or 0 for w in workers if w.worker_id in live)
         )
 
 

@@ -265,7 +265,9 @@ class WorkerPool:
             self._dispatcher.waiter.stop()
 
     def _record(self) -> WorkerRecord:
-        return self.identity.worker(self.worker_id, self.config.queues, wall_clock_us())
+        return self.identity.worker(
+            self.worker_id, self.config.queues, wall_clock_us(), threads=self.config.threads
+        )
 
     # -- what collaborators call -------------------------------------------------------------
 

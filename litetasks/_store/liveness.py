@@ -41,8 +41,11 @@ class ProcessIdentity:
     # unknown (no /proc, or a /proc of another namespace): its pids are then judged by no one.
     pid_namespace: str = ""
 
-    def worker(self, worker_id: str, queues: tuple[str, ...] | None, now_us: int) -> WorkerRecord:
-        """The row of a worker running in this process, started and heard from at ``now_us``."""
+    def worker(
+        self, worker_id: str, queues: tuple[str, ...] | None, now_us: int, *, threads: int
+    ) -> WorkerRecord:
+        """The row of a worker running ``threads`` executor threads in this process, started
+        and heard from at ``now_us``."""
         return WorkerRecord(
             worker_id=worker_id,
             pid=self.pid,
@@ -51,6 +54,7 @@ class ProcessIdentity:
             proc_start=self.proc_start,
             pid_namespace=self.pid_namespace,
             queues=queues,
+            threads=threads,
             started_at_us=now_us,
             heartbeat_at_us=now_us,
         )

@@ -177,7 +177,8 @@ class WorkerRecord:
 
     ``boot_id`` and ``proc_start`` (the kernel's boot id and the process start time in clock
     ticks) let a process on the same host tell a live worker from a reused pid;
-    ``pid_namespace`` says which pids ``pid`` is one of ("": unknown, judged by heartbeat).
+    ``pid_namespace`` says which pids ``pid`` is one of ("": unknown, judged by heartbeat);
+    ``threads`` is how many executor threads it runs (None: unknown, a row of older code).
     """
 
     worker_id: str
@@ -189,4 +190,5 @@ class WorkerRecord:
     started_at_us: int
     heartbeat_at_us: int
     pid_namespace: str = ""
+    threads: int | None = None
     current_job_ids: tuple[str, ...] = field(default=())

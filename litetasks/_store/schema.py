@@ -130,8 +130,14 @@ CREATE TABLE finished_stats (
 ) WITHOUT ROWID;
 """
 
+# How many executor threads each worker runs, for the console and the metrics (issue 15);
+# NULL in rows registered before version 7: unknown.
+_THREADS = """
+ALTER TABLE workers ADD COLUMN threads INTEGER;
+"""
+
 # MIGRATIONS[n] takes a file from version n to n + 1. Append only; never edit a released one.
-MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4, _PAUSING, _STATS)
+MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4, _PAUSING, _STATS, _THREADS)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -39,12 +39,14 @@ CANCELLED_LOST_ERROR = ErrorRecord(
 
 _REGISTER = """
 INSERT OR REPLACE INTO workers
-    (worker_id, pid, host, boot_id, proc_start, pid_namespace, queues, started_at, heartbeat_at)
-VALUES (:worker_id, :pid, :host, :boot_id, :proc_start, :pid_namespace, :queues,
+    (worker_id, pid, host, boot_id, proc_start, pid_namespace, queues, threads, started_at,
+     heartbeat_at)
+VALUES (:worker_id, :pid, :host, :boot_id, :proc_start, :pid_namespace, :queues, :threads,
         :started_at, :now)
 """
 _WORKERS = """
-SELECT worker_id, pid, host, boot_id, proc_start, pid_namespace, queues, started_at, heartbeat_at
+SELECT worker_id, pid, host, boot_id, proc_start, pid_namespace, queues, threads, started_at,
+       heartbeat_at
 FROM workers ORDER BY started_at
 """
 
@@ -62,6 +64,7 @@ def register_worker(handle: Handle, worker: WorkerRecord) -> None:
                 "proc_start": worker.proc_start,
                 "pid_namespace": worker.pid_namespace or None,
                 "queues": None if worker.queues is None else json.dumps(list(worker.queues)),
+                "threads": worker.threads,
                 "started_at": worker.started_at_us,
                 "now": handle.now(),
             },
@@ -139,7 +142,7 @@ def get_workers(handle: Handle) -> list[WorkerRecord]:
 
 
 def _worker(row: Any, running: dict[str, list[str]]) -> WorkerRecord:
-    worker_id, pid, host, boot_id, proc_start, namespace, queues, started_at, beat = row
+    worker_id, pid, host, boot_id, proc_start, namespace, queues, threads, started_at, beat = row
     return WorkerRecord(
         worker_id=str(worker_id),
         pid=int(pid),
@@ -148,6 +151,7 @@ def _worker(row: Any, running: dict[str, list[str]]) -> WorkerRecord:
         proc_start=int(proc_start),
         pid_namespace=str(namespace or ""),
         queues=None if queues is None else tuple(json.loads(str(queues))),
+        threads=None if threads is None else int(threads),
         started_at_us=int(started_at),
         heartbeat_at_us=int(beat),
         current_job_ids=tuple(running.get(str(worker_id), ())),

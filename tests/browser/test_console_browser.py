@@ -176,6 +176,17 @@ def test_every_page_works_with_javascript_off(browser: Any, site: ConsoleSite, p
     assert page.locator("h1").inner_text().startswith("Tasks")
 
 
+def test_the_workers_page_shows_the_threads_of_the_pool_s_worker(browser: Any, site: ConsoleSite):
+    page = logged_in(browser, site, "admin")
+
+    page.goto(f"{site.url}/admin/litetasks/task/workers/")
+
+    headings = page.locator("#lt-live thead th").all_text_contents()  # as written, not as shown
+    [row] = page.locator("#lt-live tbody tr").all()
+    cells = dict(zip(headings, row.locator("td").all_text_contents(), strict=True))
+    assert (cells["Threads"], cells["Status"]) == ("2", "alive")  # `litetasks run --threads 2`
+
+
 def _set_visibility(page: Any, state: str) -> None:
     page.evaluate(
         """state => {

@@ -2,17 +2,29 @@
 
 from __future__ import annotations
 
+import io
+import re
 import subprocess
 import sys
 
-from litetasks._cli.status import status_data
+from rich.console import Console
+
+from litetasks._cli.status import print_status, status_data
 from litetasks._store.clock import wall_clock_us
 from litetasks._store.liveness import process_start, this_process
 from litetasks._store.records import WorkerRecord
 from tests import tasks
 
 
-def _register(backend, worker_id: str, *, pid: int, proc_start: int, heartbeat_age_s: float = 0):  # type: ignore[no-untyped-def]
+def _register(
+    backend,
+    worker_id: str,
+    *,
+    pid: int,
+    proc_start: int,
+    heartbeat_age_s: float = 0,
+    threads: int | None = None,
+):  # type: ignore[no-untyped-def]
     here = this_process()
     now = wall_clock_us()
     backend.store.register_worker(
@@ -24,6 +36,7 @@ def _register(backend, worker_id: str, *, pid: int, proc_start: int, heartbeat_a
             proc_start=proc_start,
             pid_namespace=here.pid_namespace,
             queues=("emails",),
+            threads=threads,
             started_at_us=now,
             heartbeat_at_us=now,
         )
@@ -104,3 +117,24 @@ def test_status_names_no_unserved_queue_without_workers_or_with_one_serving_all(
     _register(backend, "w-mail", pid=here.pid, proc_start=here.proc_start)
     backend.store._db.execute("UPDATE workers SET queues = NULL")
     assert status_data(backend)["unserved_queues"] == []
+
+
+def test_status_shows_each_workers_threads_and_a_dash_when_unknown(backend) -> None:  # type: ignore[no-untyped-def]
+    here = this_process()
+    _register(backend, "w-new", pid=here.pid, proc_start=here.proc_start, threads=4)
+    _register(backend, "w-old", pid=here.pid, proc_start=here.proc_start)  # an older row: NULL
+    printed = io.StringIO()
+
+    print_status(backend, as_json=False, console=Console(file=printed, width=160))
+
+    data = status_data(backend)
+    assert {w["worker_id"]: w["threads"] for w in data["workers"]} == {"w-new": 4, "w-old": None}
+    rows = [
+        [cell.strip() for cell in re.split(r"[│┃]", line)[1:-1]]
+        for line in printed.getvalue().splitlines()
+        if "│" in line or "┃" in line
+    ]
+    start = next(i for i, row in enumerate(rows) if row[0] == "pid")  # the workers table
+    header, *workers = rows[start:]
+    column = header.index("threads")
+    assert sorted(row[column] for row in workers) == ["-", "4"]

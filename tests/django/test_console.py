@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import apsw
 import pytest
 from django.contrib.admin.models import LogEntry
 from django.contrib.auth.models import Permission, User
@@ -20,6 +21,7 @@ from litetasks._store.records import JobState
 from litetasks.exceptions import JobNotFound
 from litetasks.testing import drain
 from tests import tasks
+from tests.harness import Pool
 
 CONSOLE = "/admin/litetasks/task/"
 NIGHTLY = {"nightly": {"task": "tests.tasks.noop", "cron": "0 3 * * *"}}
@@ -384,6 +386,62 @@ def test_the_overview_and_workers_page_show_a_lost_worker_and_its_stranded_task(
     assert "1 lost" in overview
     assert "gone-worker" in workers and 'class="lt-bad">lost<' in workers
     assert f"/tasks/{stranded}/" in workers
+
+
+def workers_table(client: Client) -> list[dict[str, str]]:
+    """The rows of the Workers page, each as {column heading: the cell's text}."""
+    html = client.get(CONSOLE + "workers/").content.decode()
+    table = html.split("<h2>Workers</h2>", 1)[1].split("</table>", 1)[0]  # not the admin's nav
+    header, *rows = [
+        [
+            re.sub(r"<[^>]+>", "", cell).strip()
+            for cell in re.findall(r"<t[hd][^>]*>(.*?)</t[hd]>", row, re.S)
+        ]
+        for row in re.findall(r"<tr>(.*?)</tr>", table, re.S)
+    ]
+    return [dict(zip(header, row, strict=True)) for row in rows]
+
+
+@pytest.mark.slow
+def test_the_workers_page_shows_how_many_threads_a_real_pool_runs(pool: Pool):
+    pool.start(threads=3)
+    [pid] = pool.children(1)
+    client = user("viewer", "view_task")
+
+    [row] = [row for row in workers_table(client) if row["PID"] == str(pid)]
+
+    assert (row["Threads"], row["Status"]) == ("3", "alive")
+
+
+def test_a_worker_row_of_an_older_litetasks_shows_its_threads_as_unknown(
+    queue_path: Path, lite_settings: dict[str, Any]
+):
+    from litetasks._store.liveness import this_process
+    from litetasks._store.schema import MIGRATIONS
+
+    here = this_process()
+    connection = apsw.Connection(str(queue_path))  # a queue file of schema version 6
+    for migration in MIGRATIONS[:6]:
+        connection.execute(migration)
+    connection.execute("PRAGMA user_version = 6")
+    connection.execute(
+        "INSERT INTO workers (worker_id, pid, host, boot_id, proc_start, pid_namespace, queues, "
+        "started_at, heartbeat_at) VALUES ('old-worker', :pid, :host, :boot_id, :proc_start, "
+        ":namespace, NULL, 1, 1)",
+        {
+            "pid": here.pid,
+            "host": here.host,
+            "boot_id": here.boot_id,
+            "proc_start": here.proc_start,
+            "namespace": here.pid_namespace,
+        },
+    )
+    connection.close()
+    client = user("viewer", "view_task")
+
+    [row] = workers_table(client)
+
+    assert (row["Worker"], row["Threads"], row["Status"]) == ("old-worker", "\N{EN DASH}", "alive")
 
 
 def test_a_task_page_links_its_hooks_to_the_tasks_they_enqueued(backend: Any):

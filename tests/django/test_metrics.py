@@ -89,6 +89,7 @@ def test_a_scrape_reports_real_tasks(backend) -> None:  # type: ignore[no-untype
     assert value(scraped, "litetasks_queue_paused", queue="default") == 0
     assert value(scraped, "litetasks_workers", state="alive") == 0
     assert value(scraped, "litetasks_busy_threads") == 0
+    assert value(scraped, "litetasks_threads") == 0
     assert value(scraped, "litetasks_db_size_bytes") > 0
     assert value(scraped, "litetasks_wal_size_bytes") >= 0
 
@@ -106,6 +107,19 @@ def test_a_running_task_counts_as_a_busy_thread_of_a_live_worker(backend) -> Non
     assert value(scraped, "litetasks_workers", state="alive") == 1
     assert value(scraped, "litetasks_workers", state="lost") == 0
     assert value(scraped, "litetasks_busy_threads") == 1
+
+
+def test_threads_count_those_of_live_workers_and_none_for_an_older_row(backend) -> None:  # type: ignore[no-untyped-def]
+    backend.store.register_worker(worker_of_this_process("w-here", threads=4))
+    backend.store.register_worker(worker_of_this_process("w-older", threads=None))
+    gone = worker_of_this_process("w-gone", threads=8, pid=2**22 + 7)  # no such process
+    backend.store.register_worker(gone)
+
+    scraped = scrape()
+
+    assert value(scraped, "litetasks_workers", state="alive") == 2
+    assert value(scraped, "litetasks_workers", state="lost") == 1
+    assert value(scraped, "litetasks_threads") == 4
 
 
 def request(**headers: str) -> Any:

@@ -536,6 +536,15 @@ def test_register_and_heartbeat_keep_the_worker_row_fresh(store: Store, clock: F
     assert row.heartbeat_at_us == clock()
 
 
+def test_a_worker_row_keeps_its_thread_count_or_none_when_unknown(store: Store, clock: FakeClock):
+    store.register_worker(dataclasses.replace(worker("w1", clock), threads=3))
+    store.register_worker(worker("w2", clock))
+
+    rows = {row.worker_id: row.threads for row in store.get_workers()}
+
+    assert rows == {"w1": 3, "w2": None}
+
+
 def test_heartbeat_of_an_unknown_worker_returns_false(store: Store):
     assert store.heartbeat("nobody") is False
 
@@ -782,6 +791,30 @@ def test_a_version_1_file_is_migrated_in_place_keeping_its_jobs(db_path: Path, c
         assert store.retry(["old"]) == {"old": "retried"}
         assert store.get("old").max_attempts == 6
     assert user_version(db_path) == SCHEMA_VERSION
+
+
+def test_a_version_6_file_keeps_its_worker_rows_whose_threads_are_unknown(
+    db_path: Path, clock: FakeClock
+):
+    from litetasks._store.schema import MIGRATIONS
+
+    connection = apsw.Connection(str(db_path))
+    for migration in MIGRATIONS[:6]:
+        connection.execute(migration)
+    connection.execute("PRAGMA user_version = 6")
+    connection.execute(
+        "INSERT INTO workers (worker_id, pid, host, boot_id, proc_start, pid_namespace, queues, "
+        "started_at, heartbeat_at) VALUES ('old', 42, 'box', 'boot', 7, 'pid:[1]', "
+        "'[\"emails\"]', 1, 2)"
+    )
+    connection.close()
+
+    with Store(db_path, clock=clock) as store:
+        [old] = store.get_workers()
+    assert (old.worker_id, old.pid, old.host, old.queues) == ("old", 42, "box", ("emails",))
+    assert (old.pid_namespace, old.started_at_us, old.heartbeat_at_us) == ("pid:[1]", 1, 2)
+    assert old.threads is None
+    assert user_version(db_path) == SCHEMA_VERSION == 7
 
 
 def test_a_file_with_a_newer_schema_is_refused(db_path: Path):
