@@ -161,9 +161,9 @@ def run(
     with --until-empty, until nothing is left)."""
     if due_within is not None and not until_empty:
         raise _fail(ConfigurationError("--due-within needs --until-empty."))
-    burst = burst or until_empty
+    mode = _RunMode(burst=burst, until_empty=until_empty, due_within=due_within, reload=reload)
     flags = {
-        "burst": burst,
+        "burst": mode.drains,
         "threads": threads,
         "processes": processes,
         "grace_s": grace,
@@ -174,39 +174,57 @@ def run(
         _setup_with_logging(settings, pythonpath, log_level)
         lite = get_backend(backend)
         config = _worker_config(lite, queue or [], flags)
-        from .._django.periodic import load_schedules
-
-        schedules = {} if burst or reload else load_schedules(lite)  # bad ones: exit 2 here
+        schedules = mode.schedules(lite)  # bad ones: exit 2 here
     except LiteTasksError as exc:
         raise _fail(exc) from None
-    due_within = due_within if until_empty else -1
-    raise typer.Exit(_run_pool(lite, config, schedules, burst, due_within, reload, pythonpath))
+    raise typer.Exit(mode.run(lite, config, schedules, pythonpath))
 
 
-def _run_pool(
-    lite: SQLiteBackend,
-    config: WorkerConfig,
-    schedules: dict[str, Any],
-    burst: bool,
-    due_within: float | None,
-    reload: bool,
-    pythonpath: str | None,
-) -> int:
-    """Run the pool again at every code change (--reload), drain (--burst, --until-empty;
-    ``due_within`` -1 for --burst), or run the supervised pool until it is stopped; return
-    the exit code."""
-    if reload:
-        from .autoreload import reload_command, run_with_reload
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class _RunMode:
+    """How ``run`` runs the pool, from its flags: again at every code change (--reload, which
+    wins), as a drain that exits (--burst, --until-empty), or supervised until stopped."""
 
-        folders = [Path.cwd(), *([Path(pythonpath)] if pythonpath else [])]
-        return run_with_reload(reload_command(sys.argv), folders)
-    if burst:
-        from .drain import drain
+    burst: bool
+    until_empty: bool
+    due_within: float | None  # seconds; only with until_empty
+    reload: bool
 
-        return drain(lite, config, due_within)
-    from .._runtime.supervisor import Supervisor
+    @property
+    def drains(self) -> bool:
+        """Whether the pool runs what there is and exits (``burst`` in its config)."""
+        return self.burst or self.until_empty
 
-    return Supervisor(lite, config, schedules).run()
+    def schedules(self, lite: SQLiteBackend) -> dict[str, Any]:
+        """The periodic schedules the pool runs: only a supervised pool runs them (a bad one
+        raises ``ConfigurationError``)."""
+        if self.drains or self.reload:
+            return {}
+        from .._django.periodic import load_schedules
+
+        return load_schedules(lite)
+
+    def run(
+        self,
+        lite: SQLiteBackend,
+        config: WorkerConfig,
+        schedules: dict[str, Any],
+        pythonpath: str | None,
+    ) -> int:
+        """Run the pool so (--reload also watches ``pythonpath``); return the exit code."""
+        if self.reload:
+            from .autoreload import reload_command, run_with_reload
+
+            folders = [Path.cwd(), *([Path(pythonpath)] if pythonpath else [])]
+            return run_with_reload(reload_command(sys.argv), folders)
+        if self.drains:
+            from .drain import drain
+
+            # -1: one burst, what is due now (--burst); None: until nothing is left at all.
+            return drain(lite, config, self.due_within if self.until_empty else -1)
+        from .._runtime.supervisor import Supervisor
+
+        return Supervisor(lite, config, schedules).run()
 
 
 def _setup_with_logging(settings: str | None, pythonpath: str | None, level: str | None) -> None:

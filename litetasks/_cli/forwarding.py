@@ -6,7 +6,7 @@ import contextlib
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, TextIO
+from typing import TYPE_CHECKING, Annotated, BinaryIO, TextIO
 
 import typer
 from rich.console import Console
@@ -162,17 +162,23 @@ def export(
 ) -> None:
     """Write the tasks that have not started as versioned JSON Lines (they stay READY here)."""
     lite = _setup(settings, pythonpath, backend)
-    lines = lite.store.forwarding.export_lines(queues=queue, tasks=task)
-    count = -1  # the header is not a task
+    export = lite.store.forwarding.export(queues=queue, tasks=task)
     try:
         with _open_out(dest) as out:
-            for line in lines:
+            for line in export.lines:
                 out.write(line + "\n")
-                count += 1
     except FileExistsError:
         typer.echo(f"litetasks: error: {str(dest)!r} exists; name a new file.", err=True)
         raise typer.Exit(2) from None
-    typer.echo(f"{count} task(s) exported to {str(dest)!r}; they stay READY here.", err=True)
+    for row in export.unreadable:
+        typer.echo(f"litetasks: refused {row.job_id} ({row.task_path}): {row.reason}", err=True)
+    refused = f", {len(export.unreadable)} refused" if export.unreadable else ""
+    typer.echo(
+        f"{len(export.lines) - 1} task(s) exported to {str(dest)!r}{refused}; "
+        "they stay READY here.",
+        err=True,
+    )
+    raise typer.Exit(1 if export.unreadable else 0)
 
 
 @app.command(name="import", short_help="Add the tasks of an export to the queue file.")
@@ -206,9 +212,10 @@ def _open_out(dest: Path) -> Iterator[TextIO]:
 
 
 @contextlib.contextmanager
-def _open_in(source: Path) -> Iterator[TextIO]:
+def _open_in(source: Path) -> Iterator[BinaryIO]:
+    """The file's lines as bytes: the import decodes each, naming a line that is not UTF-8."""
     if str(source) == "-":
-        yield sys.stdin
+        yield sys.stdin.buffer
         return
-    with source.open(encoding="utf-8") as lines:
+    with source.open("rb") as lines:
         yield lines

@@ -3,7 +3,8 @@
 Each READY task (due now, deferred, or waiting for a retry) is enqueued on the target through
 Django's public API, ``task.using(backend=..., queue_name=..., priority=..., run_after=...)``
 and ``enqueue(*args, **kwargs)``, then marked FORWARDED with the target's result id; a task the
-target refuses stays READY and is reported with the reason. RUNNING tasks are left alone.
+target refuses stays READY and is reported with the reason, as is a row litetasks cannot read
+(written by other code: it is left as it is). RUNNING tasks are left alone.
 
 Crash safety (``_store/forwarding.py``): the forward takes a batch (READY -> FORWARDED, under
 way), enqueues each task and marks it in its own transaction. A rerun takes what a killed
@@ -27,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from .._store.forwarding import Taken
 from .._store.records import JobRecord, JobState
+from .._store.unreadable import Unreadable
 from ..exceptions import TaskNotAllowed, TaskNotFound
 from .compat import InvalidTask, InvalidTaskBackend, Task, TaskResultDoesNotExist, task_backends
 from .results import from_us
@@ -94,28 +96,49 @@ def forward(
     target = target_backend(alias, source)
     report = ForwardReport(target=alias, chooses_ids=chooses_ids(target))
     if dry_run:
-        for job in source.store.forwarding.ready(queues=queues, tasks=tasks):
-            try:
-                _prepare_and_note(source, target, job, report)
-            except _Refused:
-                continue
-            _count(report, job)
+        _dry_run(source, target, report, queues, tasks)
         return report
     new_id = (lambda: str(uuid.uuid4())) if report.chooses_ids else (lambda: None)
     started = time.monotonic()
+    skip: set[int] = set()  # the seqs of rows refused: the next batches leave them out
     while True:
         taken = source.store.forwarding.take(
-            alias,
-            limit=batch,
-            queues=queues,
-            tasks=tasks,
-            new_id=new_id,
-            skip=[job_id for job_id, _, _ in report.refused],
+            alias, limit=batch, queues=queues, tasks=tasks, new_id=new_id, skip=skip
         )
-        if not taken:
+        if not (taken.taken or taken.unreadable):
             report.elapsed_s = time.monotonic() - started
             return report
-        _forward_batch(source, target, taken, report, progress)
+        _refuse_unreadable(report, taken.unreadable, progress)
+        _forward_batch(source, target, taken.taken, report, progress)
+        refused = {job_id for job_id, _, _ in report.refused}
+        skip.update(row.seq for row in taken.unreadable)
+        skip.update(item.seq for item in taken.taken if item.job.job_id in refused)
+
+
+def _dry_run(
+    source: SQLiteBackend,
+    target: BaseTaskBackend,
+    report: ForwardReport,
+    queues: Collection[str] | None,
+    tasks: Collection[str] | None,
+) -> None:
+    jobs, unreadable = source.store.forwarding.ready(queues=queues, tasks=tasks)
+    _refuse_unreadable(report, unreadable, None)
+    for job in jobs:
+        try:
+            _prepare_and_note(source, target, job, report)
+        except _Refused:
+            continue
+        _count(report, job)
+
+
+def _refuse_unreadable(
+    report: ForwardReport, rows: list[Unreadable], progress: Callable[[int], None] | None
+) -> None:
+    """Report the rows a forward left as they are: they hold values litetasks cannot read."""
+    report.refused += [(row.job_id, row.task_path, row.reason) for row in rows]
+    if progress is not None and rows:
+        progress(len(rows))
 
 
 def _forward_batch(

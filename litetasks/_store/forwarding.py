@@ -6,21 +6,26 @@ target, and each gets the id the target will use when the caller can choose it. 
 target accepted is then marked (``forwarded_id``, ``forwarded_at``) in its own transaction; a
 job it refused goes back to READY as it was. A forward killed in between leaves jobs under way:
 the next forward takes them first (``pending``), and finds them on the target by their chosen id.
+A row holding values litetasks cannot read (written by other code) is never taken: the forward
+leaves it as it is, READY or under way, and says why (``unreadable``).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Collection, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from . import sql, transfer
 from .handle import Handle
 from .records import JobRecord
-from .rows import decode_job, decode_rows
+from .rows import bad_value, decode_job
+from .transfer import Export
+from .unreadable import Unreadable, read_rows, unreadable
 
 __all__ = [
+    "Batch",
     "Forwarded",
     "Forwarding",
     "Taken",
@@ -32,23 +37,27 @@ __all__ = [
     "take",
 ]
 
-_PENDING = f"""
-SELECT {sql.JOB_COLUMNS}, forwarded_id FROM jobs
+# Every statement that reads rows to move comes twice (``_both``): as is, and with every text as
+# a blob, for rows holding text that is not UTF-8 (``unreadable.read_rows``). The rows end in
+# ``forwarded_id`` and ``seq``.
+_PENDING = """
+SELECT {columns} FROM jobs
 WHERE state = 'FORWARDED' AND forwarded_at IS NULL AND forwarded_to = :target
+  AND seq NOT IN (SELECT value FROM json_each(:skip))
 ORDER BY seq
 LIMIT :limit
 """
 _CANDIDATES = """
-SELECT job_id FROM jobs
+SELECT {columns} FROM jobs
 WHERE state = 'READY'
   AND (:queues IS NULL OR queue_name IN (SELECT value FROM json_each(:queues)))
   AND (:tasks IS NULL OR task_path IN (SELECT value FROM json_each(:tasks)))
-  AND job_id NOT IN (SELECT value FROM json_each(:skip))
+  AND seq NOT IN (SELECT value FROM json_each(:skip))
 ORDER BY seq
 LIMIT :limit
 """
-_READY = f"""
-SELECT {sql.JOB_COLUMNS} FROM jobs
+_READY = """
+SELECT {columns} FROM jobs
 WHERE state = 'READY'
   AND (:queues IS NULL OR queue_name IN (SELECT value FROM json_each(:queues)))
   AND (:tasks IS NULL OR task_path IN (SELECT value FROM json_each(:tasks)))
@@ -60,10 +69,9 @@ WHERE state = 'READY'
   AND (:queues IS NULL OR queue_name IN (SELECT value FROM json_each(:queues)))
   AND (:tasks IS NULL OR task_path IN (SELECT value FROM json_each(:tasks)))
 """
-_TAKE = f"""
+_TAKE = """
 UPDATE jobs SET state = 'FORWARDED', forwarded_to = :target, forwarded_id = :forwarded_id
-WHERE job_id = :job_id AND state = 'READY'
-RETURNING {sql.JOB_COLUMNS}, forwarded_id
+WHERE seq = :seq AND state = 'READY'
 """
 _MARK = """
 UPDATE jobs SET forwarded_id = :forwarded_id, forwarded_at = :now
@@ -73,6 +81,19 @@ _GIVE_BACK = """
 UPDATE jobs SET state = 'READY', forwarded_to = NULL, forwarded_id = NULL
 WHERE job_id = :job_id AND state = 'FORWARDED' AND forwarded_at IS NULL
 """
+_COLUMN_NAMES = (*sql.JOB_COLUMN_NAMES, "forwarded_id")
+_FORWARDED_ID, _SEQ = len(_COLUMN_NAMES) - 1, len(_COLUMN_NAMES)
+_TASK_PATH = sql.JOB_COLUMN_NAMES.index("task_path")
+
+
+def _both(statement: str) -> tuple[str, str]:
+    return (
+        statement.format(columns=", ".join(_COLUMN_NAMES) + ", seq"),
+        statement.format(columns=sql.as_blobs(_COLUMN_NAMES) + ", seq"),
+    )
+
+
+_PENDING_ROWS, _CANDIDATE_ROWS, _READY_ROWS = _both(_PENDING), _both(_CANDIDATES), _both(_READY)
 _FORWARDED = """
 SELECT forwarded_to, forwarded_id, forwarded_at FROM jobs
 WHERE job_id = ? AND state = 'FORWARDED'
@@ -83,9 +104,18 @@ WHERE job_id = ? AND state = 'FORWARDED'
 class Taken:
     """A job a forward took: the row, and the target id chosen for it (None: the target's)."""
 
-    job: JobRecord
+    job: JobRecord  # as it was read, before the forward took it
     chosen_id: str | None
     resumed: bool  # taken by an earlier forward that stopped before marking it
+    seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """What one ``take`` took, and the rows it left as they are: they cannot be read."""
+
+    taken: list[Taken]
+    unreadable: list[Unreadable]
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,33 +135,47 @@ def take(
     queues: Collection[str] | None,
     tasks: Collection[str] | None,
     new_id: Callable[[], str | None],
-    skip: Collection[str] = (),
-) -> list[Taken]:
+    skip: Collection[int] = (),
+) -> Batch:
     """Take up to ``limit`` jobs to forward to ``target``: first those an earlier forward left
-    under way, then READY jobs (of ``queues`` and ``tasks``, if given, not in ``skip``: the
-    target refused them) in enqueue order."""
+    under way, then READY jobs (of ``queues`` and ``tasks``, if given) in enqueue order; rows
+    whose seq is in ``skip`` (refused already) are left out.
+
+    A row that cannot be read (``unreadable``) is not taken, and nothing is written to it: it
+    comes back in ``Batch.unreadable`` (and counts towards ``limit``).
+    """
+    batch = Batch([], [])
     with handle.write() as db:
-        pending = [
-            Taken(decode_job(row[:-1]), row[-1], True)
-            for row in decode_rows(
-                db.execute(_PENDING, {"target": target, "limit": limit}).fetchall()
-            )
-        ]
-        params = {
-            **_filters(queues, tasks),
-            "limit": limit - len(pending),
-            "skip": json.dumps(sorted(skip)),
-        }
-        ids = [str(job_id) for (job_id,) in db.execute(_CANDIDATES, params).fetchall()]
-        taken = []
-        for job_id in ids:
-            row = db.execute(
-                _TAKE, {"target": target, "forwarded_id": new_id(), "job_id": job_id}
-            ).fetchone()
-            if row is not None:
-                [row] = decode_rows([row])
-                taken.append(Taken(decode_job(row[:-1]), row[-1], False))
-    return pending + taken
+        params = {"target": target, "limit": limit, "skip": json.dumps(sorted(skip))}
+        pending = read_rows(db, *_PENDING_ROWS, params)
+        for job, row, refused in _read(pending, pending=True):
+            if refused is not None:
+                batch.unreadable.append(refused)
+            else:
+                batch.taken.append(Taken(job, row[_FORWARDED_ID], True, row[_SEQ]))
+        params |= {**_filters(queues, tasks), "limit": limit - len(pending)}
+        for job, row, refused in _read(read_rows(db, *_CANDIDATE_ROWS, params), pending=False):
+            if refused is not None:
+                batch.unreadable.append(refused)
+                continue
+            chosen = new_id()
+            db.execute(_TAKE, {"target": target, "forwarded_id": chosen, "seq": row[_SEQ]})
+            batch.taken.append(Taken(job, chosen, False, row[_SEQ]))
+    return batch
+
+
+def _read(
+    rows: list[Sequence[Any]], *, pending: bool
+) -> Iterator[tuple[JobRecord, Sequence[Any], Unreadable | None]]:
+    """Each row's job, the row, and the row as ``unreadable`` (None if it reads cleanly); a
+    ``forwarded_id`` is read only under way (a READY row's is written over)."""
+    for row in rows:
+        job = decode_job(row[: len(sql.JOB_COLUMN_NAMES)])
+        chosen = row[_FORWARDED_ID]
+        extra = []
+        if pending and chosen is not None and type(chosen) is not str:
+            extra.append(bad_value("forwarded_id", chosen, "text or NULL"))
+        yield job, row, unreadable(job, row[_SEQ], row[_TASK_PATH], extra)
 
 
 def _filters(queues: Collection[str] | None, tasks: Collection[str] | None) -> dict[str, Any]:
@@ -143,11 +187,18 @@ def _filters(queues: Collection[str] | None, tasks: Collection[str] | None) -> d
 
 def ready(
     handle: Handle, queues: Collection[str] | None, tasks: Collection[str] | None
-) -> list[JobRecord]:
-    """The READY jobs a forward would take (of ``queues`` and ``tasks``, if given)."""
+) -> tuple[list[JobRecord], list[Unreadable]]:
+    """The READY jobs a forward would take (of ``queues`` and ``tasks``, if given), and the
+    rows it would leave as they are (``unreadable``)."""
     with handle.translated:
-        rows = handle.db.execute(_READY, _filters(queues, tasks)).fetchall()
-    return [decode_job(row) for row in decode_rows(rows)]
+        rows = read_rows(handle.db, *_READY_ROWS, _filters(queues, tasks))
+    jobs, refused = [], []
+    for job, _, left in _read(rows, pending=False):
+        if left is None:
+            jobs.append(job)
+        else:
+            refused.append(left)
+    return jobs, refused
 
 
 def count_ready(
@@ -198,8 +249,8 @@ class Forwarding:
         queues: Collection[str] | None = None,
         tasks: Collection[str] | None = None,
         new_id: Callable[[], str | None] = lambda: None,
-        skip: Collection[str] = (),
-    ) -> list[Taken]:
+        skip: Collection[int] = (),
+    ) -> Batch:
         """See ``take``."""
         return take(
             self._handle,
@@ -213,7 +264,7 @@ class Forwarding:
 
     def ready(
         self, *, queues: Collection[str] | None = None, tasks: Collection[str] | None = None
-    ) -> list[JobRecord]:
+    ) -> tuple[list[JobRecord], list[Unreadable]]:
         """See ``ready``."""
         return ready(self._handle, queues, tasks)
 
@@ -235,12 +286,12 @@ class Forwarding:
         """See ``forwarded``."""
         return forwarded(self._handle, job_id)
 
-    def export_lines(
+    def export(
         self, *, queues: Collection[str] | None = None, tasks: Collection[str] | None = None
-    ) -> Iterator[str]:
-        """See ``transfer.export_lines``."""
-        return transfer.export_lines(self._handle, queues, tasks)
+    ) -> Export:
+        """See ``transfer.export``."""
+        return transfer.export(self._handle, queues, tasks)
 
-    def import_lines(self, lines: Iterable[str], source: str) -> tuple[int, int]:
+    def import_lines(self, lines: Iterable[str | bytes], source: str) -> tuple[int, int]:
         """See ``transfer.import_lines``."""
         return transfer.import_lines(self._handle, lines, source)

@@ -17,7 +17,7 @@ import apsw
 from . import sql_bad_rows
 from .clock import EARLIEST_US
 from .records import ErrorRecord, Hook, JobRecord
-from .rows import TIME_RULE, shown
+from .rows import TIME_RULE, bad_value, shown
 
 __all__ = [
     "MALFORMED_ERROR_PATH",
@@ -67,8 +67,7 @@ _REPAIRS: dict[str, tuple[str, str]] = {
 
 def with_problem(job: JobRecord, column: str, value: Any, rule: str = TIME_RULE) -> JobRecord:
     """``job`` with one more bad value (a column the record does not hold, such as due_at)."""
-    problem = (column, f"column {column!r} holds {shown(value)}, not {rule}")
-    job.malformed = (*job.malformed, problem)
+    job.malformed = (*job.malformed, (column, bad_value(column, value, rule)))
     return job
 
 

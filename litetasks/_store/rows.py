@@ -27,6 +27,7 @@ from .sql import JOB_COLUMN_NAMES
 
 __all__ = [
     "TIME_RULE",
+    "bad_value",
     "decode_job",
     "decode_rows",
     "hooks_from_json",
@@ -163,7 +164,7 @@ class _Checker:
         self.problems: list[tuple[str, str]] = []
 
     def bad(self, column: str, value: Any, rule: str) -> None:
-        self.problems.append((column, f"column {column!r} holds {shown(value)}, not {rule}"))
+        self.problems.append((column, bad_value(column, value, rule)))
 
     def text(self, column: str, default: str) -> str:
         value = self.values[column]
@@ -247,6 +248,11 @@ def _checked_job(row: Sequence[Any]) -> JobRecord:
         first_put_back_at_us=check.optional_time("first_put_back_at"),
         malformed=tuple(check.problems),
     )
+
+
+def bad_value(column: str, value: Any, rule: str) -> str:
+    """What is wrong with ``value`` in ``column`` (a problem of ``JobRecord.malformed``)."""
+    return f"column {column!r} holds {shown(value)}, not {rule}"
 
 
 def shown(value: Any) -> str:

@@ -43,6 +43,7 @@ __all__ = [
     "TAKEN_ROWS",
     "TAKEN_ROWS_RAW",
     "append_error",
+    "as_blobs",
     "is_json_array",
 ]
 
@@ -254,7 +255,8 @@ TAKEN_ROWS = (
 # The same again with every text as a blob, when some text is not UTF-8 (Python cannot read it).
 # A first byte tells what each blob was (rows.decode_rows): x'01' text, x'02' a blob, so that a
 # blob another program wrote is never read as text.
-def _as_blobs(columns: tuple[str, ...]) -> str:
+def as_blobs(columns: tuple[str, ...]) -> str:
+    """The select list of ``columns``, each text or blob as a marked blob (see above)."""
     return ", ".join(
         f"CASE typeof({c}) WHEN 'text' THEN CAST(x'01' || {c} AS BLOB)"
         f" WHEN 'blob' THEN CAST(x'02' || {c} AS BLOB) ELSE {c} END"
@@ -264,10 +266,10 @@ def _as_blobs(columns: tuple[str, ...]) -> str:
 
 TAKEN_ROWS_RAW = (
     "SELECT "
-    + _as_blobs(CLAIMED_COLUMN_NAMES)
+    + as_blobs(CLAIMED_COLUMN_NAMES)
     + " FROM jobs WHERE seq IN (SELECT value FROM json_each(:seqs))"
 )
-JOB_ROW_RAW = "SELECT " + _as_blobs(JOB_COLUMN_NAMES) + " FROM jobs WHERE job_id = ?"
+JOB_ROW_RAW = "SELECT " + as_blobs(JOB_COLUMN_NAMES) + " FROM jobs WHERE job_id = ?"
 
 # Text a worker reads back from a row comes as a blob (``CAST(... AS BLOB)``, with ``typeof``
 # where it matters): apsw raises on text that is not UTF-8 (a row written by other code), which

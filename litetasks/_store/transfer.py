@@ -3,12 +3,16 @@
 The first line is a header, ``{"format": "litetasks-tasks", "version": 1}``; every other line
 is one READY task with what a queue file holds of it (times as ISO 8601 in UTC, to the
 microsecond), so that importing into a queue file is exact and another system can read it.
+A row holding values litetasks cannot read (written by other code) is not exported: it stays as
+it is, and the export says why (``unreadable``). A line that is not UTF-8, or holds text a queue
+file cannot store, is refused on import, naming the line.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Collection, Iterable, Iterator
+from collections.abc import Collection, Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -16,14 +20,16 @@ from ..exceptions import ConfigurationError
 from . import sql
 from .clock import us_from_datetime, utc_datetime
 from .handle import Handle
+from .rows import bad_value, decode_job
+from .unreadable import Unreadable, read_rows, unreadable
 
-__all__ = ["FORMAT", "VERSION", "export_lines", "import_lines"]
+__all__ = ["FORMAT", "VERSION", "Export", "export", "import_lines"]
 
 FORMAT = "litetasks-tasks"
 VERSION = 1
 
-_EXPORT = f"""
-SELECT {sql.JOB_COLUMNS}, budget
+_EXPORT = """
+SELECT {columns}
 FROM jobs
 WHERE state = 'READY'
   AND (:queues IS NULL OR queue_name IN (SELECT value FROM json_each(:queues)))
@@ -43,55 +49,85 @@ VALUES (
     :attempts, :max_attempts, :budget, :unique_key, :hooks)
 """
 _TIMES = ("enqueued_at", "run_after", "started_at", "last_attempted_at")
+# The rows end in budget and seq; as is, and with every text as a blob for rows holding text that
+# is not UTF-8 (``unreadable.read_rows``).
+_COLUMN_NAMES = (*sql.JOB_COLUMN_NAMES, "budget")
+_EXPORT_ROWS = (
+    _EXPORT.format(columns=", ".join(_COLUMN_NAMES) + ", seq"),
+    _EXPORT.format(columns=sql.as_blobs(_COLUMN_NAMES) + ", seq"),
+)
+_BUDGET, _SEQ = len(_COLUMN_NAMES) - 1, len(_COLUMN_NAMES)
+_TASK_PATH = sql.JOB_COLUMN_NAMES.index("task_path")
+
+
+@dataclass(frozen=True, slots=True)
+class Export:
+    """What an export holds: its lines (the header first), and the rows it left out."""
+
+    lines: list[str]
+    unreadable: list[Unreadable]
 
 
 def _iso(us: int | None) -> str | None:
     return None if us is None else utc_datetime(us).isoformat()
 
 
-def export_lines(
-    handle: Handle, queues: Collection[str] | None, tasks: Collection[str] | None
-) -> Iterator[str]:
-    """The header, then one line per READY task (of ``queues`` and ``tasks``, if given)."""
+def export(handle: Handle, queues: Collection[str] | None, tasks: Collection[str] | None) -> Export:
+    """The header, then one line per READY task (of ``queues`` and ``tasks``, if given); a row
+    that cannot be read is left out, as it is, in ``Export.unreadable``."""
     params = {
         "queues": None if queues is None else json.dumps(sorted(queues)),
         "tasks": None if tasks is None else json.dumps(sorted(tasks)),
     }
-    yield json.dumps({"format": FORMAT, "version": VERSION})
     with handle.translated:
-        rows: list[Any] = handle.db.execute(_EXPORT, params).fetchall()
+        rows = read_rows(handle.db, *_EXPORT_ROWS, params)
+    done = Export([json.dumps({"format": FORMAT, "version": VERSION})], [])
     for values in rows:
-        row = dict(zip((*sql.JOB_COLUMN_NAMES, "budget"), values, strict=True))
-        yield json.dumps(
-            {
-                "id": row["job_id"],
-                "task": row["task_path"],
-                "args": json.loads(row["args"]),
-                "kwargs": json.loads(row["kwargs"]),
-                "queue": row["queue_name"],
-                "priority": row["priority"],
-                **{name: _iso(row[name]) for name in _TIMES},
-                "attempts": row["attempts"],
-                "worker_ids": json.loads(row["worker_ids"]),
-                "errors": json.loads(row["errors"]),
-                "options": {
-                    "max_attempts": row["max_attempts"],
-                    "budget": row["budget"],
-                    "unique_key": row["unique_key"],
-                    "hooks": None if row["hooks"] is None else json.loads(row["hooks"]),
-                },
-            }
-        )
+        job, budget = decode_job(values[:_BUDGET]), values[_BUDGET]
+        extra = [] if type(budget) is int else [bad_value("budget", budget, "a whole number")]
+        refused = unreadable(job, values[_SEQ], values[_TASK_PATH], extra)
+        if refused is None:
+            done.lines.append(_line(values))
+        else:
+            done.unreadable.append(refused)
+    return done
 
 
-def import_lines(handle: Handle, lines: Iterable[str], source: str) -> tuple[int, int]:
+def _line(values: Sequence[Any]) -> str:
+    """The line of a row that reads cleanly (its JSON columns are JSON text)."""
+    row = dict(zip(_COLUMN_NAMES, values, strict=False))
+    return json.dumps(
+        {
+            "id": row["job_id"],
+            "task": row["task_path"],
+            "args": json.loads(row["args"]),
+            "kwargs": json.loads(row["kwargs"]),
+            "queue": row["queue_name"],
+            "priority": row["priority"],
+            **{name: _iso(row[name]) for name in _TIMES},
+            "attempts": row["attempts"],
+            "worker_ids": json.loads(row["worker_ids"]),
+            "errors": json.loads(row["errors"]),
+            "options": {
+                "max_attempts": row["max_attempts"],
+                "budget": row["budget"],
+                "unique_key": row["unique_key"],
+                "hooks": None if row["hooks"] is None else json.loads(row["hooks"]),
+            },
+        }
+    )
+
+
+def import_lines(handle: Handle, lines: Iterable[str | bytes], source: str) -> tuple[int, int]:
     """Add the tasks of an export to the file, all in one transaction; return (added,
     skipped: already there by id, or a live twin holds the unique key).
 
-    Raises ``ConfigurationError`` naming the line of ``source`` that cannot be read; then
-    nothing is added.
+    ``lines`` come as text, or as bytes (UTF-8). Raises ``ConfigurationError`` naming the line
+    of ``source`` that cannot be read; then nothing is added.
     """
-    numbered = ((n, line) for n, line in enumerate(lines, 1) if line.strip())
+    numbered = (
+        (n, text) for n, line in enumerate(lines, 1) if (text := _decoded(line, source, n)).strip()
+    )
     header = next(numbered, None)
     _check_header(header[1] if header else "", source)
     params = [_params(line, f"{source}, line {n}") for n, line in numbered]
@@ -103,6 +139,18 @@ def import_lines(handle: Handle, lines: Iterable[str], source: str) -> tuple[int
     if added:
         handle.ready()
     return added, len(params) - added
+
+
+def _decoded(line: str | bytes, source: str, number: int) -> str:
+    if isinstance(line, str):
+        return line
+    try:
+        return line.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigurationError(
+            f"{source}, line {number} is not UTF-8 (byte 0x{line[exc.start]:02x} at position "
+            f"{exc.start}); nothing was imported. Fix or remove that line."
+        ) from None
 
 
 def _check_header(line: str, source: str) -> None:
@@ -164,6 +212,7 @@ def _moment(value: Any) -> datetime:
 def _text(value: Any) -> str:
     if not isinstance(value, str):
         raise TypeError(f"expected text, got {value!r}")
+    value.encode("utf-8")  # a lone surrogate (JSON can escape one) is no text a file stores
     return value
 
 

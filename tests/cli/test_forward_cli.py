@@ -10,6 +10,7 @@ from typer.testing import CliRunner
 from litetasks._cli.commands import app
 from litetasks._django.compat import FRAMEWORK
 from tests import tasks
+from tests.corruption import corrupt
 
 DUMMY = {"BACKEND": f"{FRAMEWORK}.backends.dummy.DummyBackend", "QUEUES": ["default"]}
 
@@ -32,6 +33,25 @@ def test_forward_reports_what_moved_and_what_was_refused_and_exits_1(lite_settin
     assert f"Queue 'emails' is not valid for backend. (stay READY here: {refused.id})" in (
         result.stdout
     )
+
+
+def test_a_row_that_is_not_utf8_is_refused_by_name_and_the_others_move(lite_settings, queue_path):
+    with override_settings(TASKS={**lite_settings, "target": DUMMY}):
+        tasks.add.enqueue(1, 2)
+        bad = tasks.add.enqueue(3, 4)
+        corrupt(queue_path, bad.id, "task_path", "CAST(x'74ff' AS TEXT)")
+        dry = forward("--to", "target", "--dry-run")
+        result = forward("--to", "target")
+
+    assert "would move      1  tests.tasks.add (queue 'default')" in dry.stdout
+    assert result.exit_code == dry.exit_code == 1
+    assert "1 task(s) moved to 'target', 1 refused" in result.stdout
+    for output in (dry.stdout, result.stdout):
+        assert (
+            "refused      1  t\ufffd: its row holds values litetasks did not write and cannot "
+            "read: column 'task_path' holds b't\\xff' (blob), not text."
+        ) in output
+        assert f"(stay READY here: {bad.id})" in output
 
 
 def test_an_unknown_or_same_target_is_one_line_on_stderr(lite_settings):

@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 from litetasks._cli.commands import app
 from litetasks.testing import drain
 from tests import feature_tasks, tasks
+from tests.corruption import corrupt, raw_row
 from tests.harness import invoke
 
 COLUMNS = (
@@ -116,3 +117,58 @@ def test_a_bad_export_is_refused_naming_the_line_and_nothing_is_imported(
     assert result.exit_code == 2
     assert message in result.stderr
     assert not queue_path.exists() or rows(queue_path) == []
+
+
+def test_export_refuses_a_row_it_cannot_read_by_name_and_writes_the_others(
+    backend, queue_path: Path, tmp_path: Path
+):
+    tasks.add.enqueue(1, 2)
+    bad = tasks.add.enqueue(3, 4)
+    tasks.add.enqueue(5, 6)
+    seq = corrupt(queue_path, bad.id, "args", "CAST(x'5bff5d' AS TEXT)")
+    before = raw_row(queue_path, seq)
+    export = tmp_path / "tasks.jsonl"
+
+    result = CliRunner().invoke(app, ["export", str(export)], prog_name="litetasks")
+
+    assert result.exit_code == 1
+    assert (
+        f"litetasks: refused {bad.id} (tests.tasks.add): its row holds values litetasks did not "
+        "write and cannot read: column 'args' holds b'[\\xff]' (blob), not text."
+    ) in result.stderr
+    assert f"2 task(s) exported to {str(export)!r}, 1 refused; they stay READY here" in (
+        result.stderr
+    )
+    exported = [json.loads(line) for line in export.read_text().splitlines()[1:]]
+    assert [task["args"] for task in exported] == [[1, 2], [5, 6]]
+    assert raw_row(queue_path, seq) == before
+
+
+# A task line whose id holds a byte that is not UTF-8, or (escaped in JSON) a lone surrogate,
+# which no queue file can store: before, a traceback, with the line unnamed.
+@pytest.mark.parametrize(
+    ("id_start", "message"),
+    [
+        (b"\xff", "line 2 is not UTF-8 (byte 0xff at position 8)"),
+        (b"\\udcff", "line 2 is not a task litetasks export writes"),
+    ],
+)
+def test_an_export_holding_text_that_is_not_utf8_is_refused_naming_the_line(
+    backend, queue_path: Path, tmp_path: Path, id_start: bytes, message: str
+):
+    tasks.add.enqueue(1, 2)
+    export = tmp_path / "tasks.jsonl"
+    assert CliRunner().invoke(app, ["export", str(export)]).exit_code == 0
+    header, good = export.read_bytes().splitlines()
+    assert good.startswith(b'{"id": "')
+    bad = good.replace(b'{"id": "', b'{"id": "' + id_start, 1)
+    source = tmp_path / "bad.jsonl"
+    source.write_bytes(b"\n".join([header, bad, good.replace(b'"args": [1', b'"args": [7')]))
+
+    result = CliRunner().invoke(app, ["import", str(source)], prog_name="litetasks")
+
+    assert result.exit_code == 2, result.output
+    assert f"litetasks: error: {source}, {message}" in result.stderr
+    assert "nothing was imported" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert [row["args"] for row in rows(queue_path)] == [[1, 2]]

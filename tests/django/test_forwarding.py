@@ -13,6 +13,7 @@ from django.utils import timezone
 
 from litetasks._django.compat import FRAMEWORK, InvalidTaskBackend, TaskResultStatus, task_backends
 from tests import feature_tasks, tasks
+from tests.corruption import corrupt, raw_row
 
 DUMMY = {"BACKEND": f"{FRAMEWORK}.backends.dummy.DummyBackend", "QUEUES": ["default", "emails"]}
 
@@ -169,3 +170,38 @@ def test_dry_run_names_what_a_target_without_deferred_runs_refuses(lite_settings
     assert report.refused == [
         (deferred.id, "tests.tasks.add", "Backend does not support run_after.")
     ]
+
+
+# Values another program wrote that litetasks cannot read: text that is not UTF-8 (apsw raised
+# UnicodeDecodeError and the whole forward stopped), a blob, JSON that does not parse.
+UNREADABLE = [
+    ("task_path", "CAST(x'ff' AS TEXT)"),
+    ("args", "CAST(x'5bff5d' AS TEXT)"),
+    ("job_id", "CAST(x'ff' AS TEXT)"),
+    ("args", "x'5b5d'"),
+    ("kwargs", "'{bad'"),
+]
+
+
+@pytest.mark.parametrize(("column", "value"), UNREADABLE)
+def test_a_row_that_cannot_be_read_is_refused_untouched_and_the_others_move(
+    two_backends, queue_path, column, value
+):
+    source, target = two_backends
+    tasks.add.enqueue(1, 2)
+    bad = tasks.add.enqueue(3, 4)
+    tasks.add.enqueue(5, 6)
+    seq = corrupt(queue_path, bad.id, column, value)
+    before = raw_row(queue_path, seq)
+
+    dry = source.forward("target", dry_run=True)
+    report = source.forward("target", batch=1)
+
+    for done in (dry, report):
+        assert done.moved_count == 2
+        [(_, _, reason)] = done.refused
+        assert f"column {column!r} holds " in reason
+        assert "Something other than litetasks wrote it" in reason
+    assert sorted(tuple(r.args) for r in target.results) == [(1, 2), (5, 6)]
+    assert raw_row(queue_path, seq) == before  # left as it was: READY, nothing lost
+    assert source.forward("target").moved_count == 0
