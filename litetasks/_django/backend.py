@@ -8,7 +8,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import timedelta
@@ -46,7 +45,7 @@ from .modules import TaskModules
 from .setup_checks import setup_checks, warn_if_app_missing
 from .task import LiteTask, check_options, hooks_of, unique_key
 from .testqueue import in_test_environment, queue_path_for_tests
-from .values import normalized_arguments
+from .values import dump_json, normalized_arguments
 
 __all__ = ["Call", "SQLiteBackend", "call_arguments", "default_queue_path"]
 
@@ -204,7 +203,7 @@ class SQLiteBackend(BaseTaskBackend):
             args, args_json, kwargs, kwargs_json = [], "[]", {}, "{}"  # Django passes *args
         else:
             args, kwargs = normalized_arguments(args, kwargs, task.module_path)
-            args_json, kwargs_json = json.dumps(args), json.dumps(kwargs)
+            args_json, kwargs_json = dump_json(args), dump_json(kwargs)
         self._check_room(len(args_json) + len(kwargs_json))
         run_after = task.run_after
         return (

@@ -29,7 +29,7 @@ from .._django.compat import (
 )
 from .._django.results import finished_result, running_result
 from .._django.task import DEFAULT_BACKOFF, LiteTask
-from .._django.values import load_json, normalized_json
+from .._django.values import dump_json, load_json, normalized_json
 from .._store.clock import wall_clock_us
 from .._store.records import ErrorRecord, JobRecord, Outcome
 from .._store.rowlimits import ROW_MARGIN_BYTES
@@ -225,7 +225,7 @@ class TaskRunner:
             else:
                 try:
                     value = normalized_json(raw, "the return value")
-                    return_json = json.dumps(value)
+                    return_json = dump_json(value)
                     self._check_size(job, return_json)
                 except BaseException as not_json:  # a non-JSON return value fails the task
                     exc = not_json

@@ -54,7 +54,7 @@ from litetasks._django.compat import (
     normalize_json,
     task_enqueued,
 )
-from litetasks._django.values import MAX_JSON_DEPTH
+from litetasks._django.values import MAX_JSON_DEPTH, dump_json, normalized_json
 from litetasks._store.enqueueing import new_job_id
 from litetasks._store.records import JobState, NewJob
 from litetasks.exceptions import StoreError
@@ -263,6 +263,39 @@ def test_a_return_value_that_is_not_json_fails_the_task(backend: SQLiteBackend, 
 
 
 # -- the decisions, by example -----------------------------------------------------------------
+
+
+class _Label(str):
+    pass
+
+
+class _Count(int):
+    pass
+
+
+# Subclasses of the JSON types, which normalize_json passes through as they are (the fast path
+# for the built-in types themselves must leave them to it).
+subclassed = st.builds(_Label, text) | st.builds(_Count, st.integers()) | st.builds(
+    collections.UserDict, st.dictionaries(keys, scalars, max_size=2)
+)
+
+
+@given(st.recursive(scalars | subclassed, _containers, max_leaves=20))
+def test_normalized_json_makes_what_normalize_json_makes(value: Any) -> None:
+    assert typed(normalized_json(value, "a value")) == typed(normalize_json(value))
+
+
+@given(json_values)
+def test_dump_json_writes_what_json_dumps_writes(value: Any) -> None:
+    normal = normalized_json(value, "a value")
+    assert dump_json(normal) == json.dumps(normal)
+
+
+def test_a_value_at_the_depth_limit_is_normal_and_one_level_more_is_refused() -> None:
+    at_limit, beyond = nested(MAX_JSON_DEPTH), nested(MAX_JSON_DEPTH + 1)
+    assert typed(normalized_json(at_limit, "a value")) == typed(normalize_json(at_limit))
+    with pytest.raises(ValueError, match="nested more than 100 levels deep"):
+        normalized_json(beyond, "a value")
 
 
 def stored(backend: SQLiteBackend, result_id: str) -> tuple[str, str | None]:
