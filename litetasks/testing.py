@@ -42,5 +42,6 @@ def drain(alias: str = "default", queues: Collection[str] | None = None) -> int:
         while pool.run_once(store):
             ran += 1
     finally:
+        pool.close()  # its interrupter's thread, started by the first task, and its connection
         store.unregister_worker(pool.worker_id)
     return ran

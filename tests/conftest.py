@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import atexit
+import collections
 import contextlib
 import os
 import shutil
@@ -35,6 +36,29 @@ from litetasks._django.compat import task_backends  # noqa: E402
 from tests.harness import FAST, QUEUES, Pool, ProcessGroup  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
+
+# What the test process may still have open once every test ran: half of what select() takes
+# (FD_SETSIZE, 1024). A fast run ends near 100; a connection kept per test passed 1,500.
+MAX_OPEN_DESCRIPTORS = 512
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_descriptor_leak() -> Iterator[None]:
+    """Fail the run (an error at the last test's teardown) if descriptors were left open."""
+    yield
+    folder = Path("/proc/self/fd")
+    if not folder.is_dir():
+        return
+    targets: collections.Counter[str] = collections.Counter()
+    for fd in folder.iterdir():
+        with contextlib.suppress(OSError):  # the listing's own descriptor, closed since
+            targets[Path(os.readlink(fd)).name] += 1
+    opened = sum(targets.values())
+    assert opened <= MAX_OPEN_DESCRIPTORS, (
+        f"{opened} descriptors are open after the run (at most {MAX_OPEN_DESCRIPTORS}): a test or "
+        f"litetasks leaves connections, pipes or watchers open. Most common: "
+        f"{targets.most_common(5)}"
+    )
 
 
 @pytest.fixture

@@ -147,6 +147,8 @@ class Interrupter:
         next_poll = 0.0
         while True:
             with self._lock:
+                if self._stopping:  # stop() came before this thread first waited
+                    return
                 wait = self._until_next(next_poll) if self._attempts else CANCEL_POLL_S
                 self._wake_at = time.monotonic() + wait
                 self._lock.wait(wait)

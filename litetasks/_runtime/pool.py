@@ -249,16 +249,19 @@ class WorkerPool:
             # rest are recovered as lost once this process has exited.
             with contextlib.suppress(StoreError):
                 store.release(self.worker_id, unstarted)
-            self._close()
+            self.close()
             return
         if self._capacity.busy == 0:
             # Every outcome is recorded; let executors send their last task_finished before
             # this process may exit. (After the grace period, running tasks are abandoned.)
             self._executors.join(_FINISH_WAIT_S)
-        self._close()
+        self.close()
         _unregister(store, self.worker_id, self._tx)
 
-    def _close(self) -> None:
+    def close(self) -> None:
+        """Stop the threads the pool started (the interrupter's watcher, the event loop, the
+        waiter) and with them their connections. ``run()`` calls it; a caller of ``run_once``
+        calls it when done."""
         self._loop.close()
         self._interrupter.stop()
         if self._dispatcher.waiter is not None:

@@ -43,6 +43,7 @@ import logging
 import os
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import NoReturn, TypeVar
@@ -64,10 +65,15 @@ COMPANION_CHECK_S = 0.1
 # A file moved again while its jobs were being written anew: give up after this many moves.
 _MAX_MOVES = 3
 
-# One Store per (thread, queue file). A connection must never cross fork(), so a Store opened
-# by another process (we are a forked child) is abandoned, never closed: closing it could
-# disturb the parent's locks (SQLite "How To Corrupt", section 2.6). So is a Store whose file
-# was moved or deleted: it is kept, unused, until the process ends.
+# One Store per (thread, queue file), for the last _STORES_PER_THREAD queue files the thread
+# used: an older one is let go, and closed once no caller holds it. Unbounded, a thread that
+# meets new queue files again and again (a test suite with one per test, a queue file per
+# tenant) kept three descriptors per file until the process ran out of them. A thread that
+# ends closes its Stores. A connection must never cross fork(), so a Store opened by another
+# process (we are a forked child) is abandoned, never closed: closing it could disturb the
+# parent's locks (SQLite "How To Corrupt", section 2.6). So is a Store whose file was moved or
+# deleted: it is kept, unused, until the process ends.
+_STORES_PER_THREAD = 8
 _stores = threading.local()
 _abandoned: list[Store] = []
 # Queue files this process no longer enqueues into (their -wal or -shm was replaced): why.
@@ -86,18 +92,23 @@ class _Entry:
 
 
 def thread_store(config: StoreConfig) -> Store:
-    """Return this thread's ``Store`` for ``config.path``, opening it on first use."""
+    """Return this thread's ``Store`` for ``config.path``, opening it on first use.
+
+    A caller may keep it: one the cache lets go is closed only when nothing holds it.
+    """
     return _entry(config).store
 
 
 def _entry(config: StoreConfig) -> _Entry:
-    cache: dict[Path, _Entry] | None = getattr(_stores, "by_path", None)
+    cache: OrderedDict[Path, _Entry] | None = getattr(_stores, "by_path", None)
     if cache is None:
-        cache = _stores.by_path = {}
+        cache = _stores.by_path = OrderedDict()
     entry = cache.get(config.path)
     if entry is not None:
         if entry.pid == os.getpid():
+            cache.move_to_end(config.path)  # the most recently used last
             return entry
+        del cache[config.path]
         _abandoned.append(entry.store)
     store = Store(
         config.path,
@@ -107,11 +118,15 @@ def _entry(config: StoreConfig) -> _Entry:
         file_mode=config.file_mode,
     )
     entry = cache[config.path] = _Entry(store)
+    while len(cache) > _STORES_PER_THREAD:
+        _, oldest = cache.popitem(last=False)
+        if oldest.pid != os.getpid():
+            _abandoned.append(oldest.store)
     return entry
 
 
 def _forget(config: StoreConfig, entry: _Entry) -> None:
-    cache: dict[Path, _Entry] = _stores.by_path
+    cache: OrderedDict[Path, _Entry] = _stores.by_path
     if cache.get(config.path) is entry:
         del cache[config.path]
     _abandoned.append(entry.store)

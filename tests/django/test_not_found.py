@@ -174,7 +174,7 @@ def test_bad_not_found_delays_are_refused(queue_path: Any, delays: Any) -> None:
 
 
 def test_a_worker_leaves_tasks_it_did_not_find_to_other_workers_for_twice_the_delay(
-    with_delays: Callable[[list[float]], SQLiteBackend],
+    with_delays: Callable[[list[float]], SQLiteBackend], request: pytest.FixtureRequest
 ) -> None:
     from litetasks._runtime.execution import TaskRunner
     from litetasks._runtime.pool import WorkerPool
@@ -191,6 +191,7 @@ def test_a_worker_leaves_tasks_it_did_not_find_to_other_workers_for_twice_the_de
         config=WorkerConfig(burst=True),
         worker_id="w1",
     )
+    request.addfinalizer(pool.close)  # the interrupter's thread its first task started
 
     assert pool.run_once(backend.store)  # the first one: put back
     assert runner.not_here() == ["shop.tasks.send_receipt"]
@@ -207,7 +208,7 @@ def test_a_worker_leaves_tasks_it_did_not_find_to_other_workers_for_twice_the_de
 
 
 def test_a_worker_does_not_spin_on_due_tasks_it_leaves_to_other_workers(
-    with_delays: Callable[[list[float]], SQLiteBackend],
+    with_delays: Callable[[list[float]], SQLiteBackend], request: pytest.FixtureRequest
 ) -> None:
     from litetasks._runtime.execution import TaskRunner
     from litetasks._runtime.pool import WorkerPool
@@ -223,6 +224,7 @@ def test_a_worker_does_not_spin_on_due_tasks_it_leaves_to_other_workers(
         config=config,
         worker_id="w1",
     )
+    request.addfinalizer(pool.close)  # the interrupter's thread its first task started
     assert pool.run_once(backend.store)  # put back; the worker leaves that task to others
     insert(backend, "shop.tasks.send_receipt")  # due now, but not for this worker
 

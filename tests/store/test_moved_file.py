@@ -38,9 +38,15 @@ SUFFIXES = ("", "-wal", "-shm")
 
 
 @pytest.fixture(autouse=True)
-def no_refusals(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Each test starts with a process that refuses no queue file."""
+def no_refusals(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Each test starts with a process that refuses no queue file. The stores it abandons (a
+    real process keeps them open until it ends) are closed after the test."""
+    abandoned: list[Store] = []
     monkeypatch.setattr(producer, "_refused", {})
+    monkeypatch.setattr(producer, "_abandoned", abandoned)
+    yield
+    for store in abandoned:
+        store.close()
 
 
 @pytest.fixture
