@@ -5,6 +5,7 @@ from __future__ import annotations
 import atexit
 import collections
 import contextlib
+import logging
 import os
 import shutil
 import tempfile
@@ -59,6 +60,36 @@ def no_descriptor_leak() -> Iterator[None]:
         f"litetasks leaves connections, pipes or watchers open. Most common: "
         f"{targets.most_common(5)}"
     )
+
+
+@pytest.fixture(autouse=True)
+def _keep_logging() -> Iterator[None]:
+    """Give every logger back the handlers, level and switches it had before the test.
+
+    ``litetasks run`` in-process, runserver's task lines and a second ``django.setup()`` (which
+    applies Django's LOGGING again) add handlers that write to whatever ``sys.stderr`` was then:
+    a test runner's buffer, closed when the test ends. A later test's log line (from any thread)
+    then printed "--- Logging error ---" into that test's own captured stderr.
+    """
+    manager = logging.Logger.manager
+    loggers = [logging.getLogger()] + [
+        logger for logger in list(manager.loggerDict.values()) if isinstance(logger, logging.Logger)
+    ]
+    saved = [(lg, lg.handlers[:], lg.level, lg.propagate, lg.disabled) for lg in loggers]
+    yield
+    for logger, handlers, level, propagate, disabled in saved:
+        logger.handlers[:] = handlers
+        logger.setLevel(level)
+        logger.propagate = propagate
+        logger.disabled = disabled
+    closed = [
+        logger.name
+        for logger in [logging.getLogger(), *manager.loggerDict.values()]
+        if isinstance(logger, logging.Logger)
+        for handler in logger.handlers
+        if getattr(getattr(handler, "stream", None), "closed", False)
+    ]
+    assert not closed, f"loggers left writing to a closed stream: {closed}"
 
 
 @pytest.fixture

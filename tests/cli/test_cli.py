@@ -7,10 +7,8 @@ script in a subprocess; the rest call the typer app in-process with ``CliRunner`
 from __future__ import annotations
 
 import json
-import logging
 import re
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -26,18 +24,6 @@ from tests.harness import invoke, manage, run_cli, subprocess_env, write_project
 
 IMMEDIATE = f"{FRAMEWORK}.backends.immediate.ImmediateBackend"
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
-
-
-@pytest.fixture(autouse=True)
-def _keep_logging() -> Iterator[None]:
-    """``litetasks run`` configures logging (the root logger, Django's console handler, the
-    task loggers' levels); keep that from leaking into later tests."""
-    loggers = [logging.getLogger(name) for name in ("", "django", "litetasks", FRAMEWORK)]
-    saved = [(logger.handlers[:], logger.level) for logger in loggers]
-    yield
-    for logger, (handlers, level) in zip(loggers, saved, strict=True):
-        logger.handlers[:] = handlers
-        logger.setLevel(level)
 
 
 @pytest.fixture
