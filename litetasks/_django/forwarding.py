@@ -261,7 +261,10 @@ def forwarded_result(source: SQLiteBackend, job: JobRecord) -> TaskResult:
     ``TaskResultDoesNotExist`` when the target alias is gone from settings or has no such
     result (pruned there).
     """
-    where = source.store.forwarding.forwarded(job.job_id)
+    try:
+        where = source.store.forwarding.forwarded(job.job_id)
+    except ValueError as exc:  # a row another program wrote
+        raise InvalidTask(f"Result {job.job_id!r} cannot be loaded: {exc}") from None
     if where is None or where.target_id is None or where.forwarded_at_us is None:
         ready = dataclasses.replace(job, state=JobState.READY)
         return source.result_from_job(source.task_for_job(job), ready)

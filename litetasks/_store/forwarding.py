@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import sql, transfer
+from .clock import is_time
 from .handle import Handle
 from .records import JobRecord
 from .rows import bad_value, decode_job
@@ -96,8 +97,13 @@ def _both(statement: str) -> tuple[str, str]:
 _PENDING_ROWS, _CANDIDATE_ROWS, _READY_ROWS = _both(_PENDING), _both(_CANDIDATES), _both(_READY)
 _FORWARDED = """
 SELECT forwarded_to, forwarded_id, forwarded_at FROM jobs
-WHERE job_id = ? AND state = 'FORWARDED'
+WHERE job_id = :job_id AND state = 'FORWARDED'
 """
+_FORWARDED_RAW = (
+    "SELECT "
+    + sql.as_blobs(("forwarded_to", "forwarded_id"))
+    + ", forwarded_at FROM jobs WHERE job_id = :job_id AND state = 'FORWARDED'"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -227,12 +233,30 @@ def give_back(handle: Handle, job_id: str) -> bool:
 
 
 def forwarded(handle: Handle, job_id: str) -> Forwarded | None:
-    """Where ``job_id`` was forwarded to (None: it was not)."""
+    """Where ``job_id`` was forwarded to (None: it was not).
+
+    Raises ``ValueError`` naming the column when the row holds what litetasks did not write
+    there (text that is not UTF-8, a blob, a time that is not one).
+    """
     with handle.translated:
-        row = handle.db.execute(_FORWARDED, (job_id,)).fetchone()
-    if row is None or row[0] is None:
+        rows = read_rows(handle.db, _FORWARDED, _FORWARDED_RAW, {"job_id": job_id})
+    if not rows or rows[0][0] is None:
         return None
-    return Forwarded(str(row[0]), None if row[1] is None else str(row[1]), row[2])
+    target, target_id, at = rows[0]
+    problems = [
+        bad_value(column, value, "text")
+        for column, value in (("forwarded_to", target), ("forwarded_id", target_id))
+        if value is not None and type(value) is not str
+    ]
+    if at is not None and not is_time(at):
+        problems.append(bad_value("forwarded_at", at, "a time"))
+    if problems:
+        raise ValueError(
+            "its row holds values litetasks did not write and cannot read: "
+            + "; ".join(problems)
+            + ". Something other than litetasks wrote it: mend the row, or delete it."
+        )
+    return Forwarded(target, target_id, at)
 
 
 class Forwarding:

@@ -11,7 +11,13 @@ import pytest
 from django.test import override_settings
 from django.utils import timezone
 
-from litetasks._django.compat import FRAMEWORK, InvalidTaskBackend, TaskResultStatus, task_backends
+from litetasks._django.compat import (
+    FRAMEWORK,
+    InvalidTask,
+    InvalidTaskBackend,
+    TaskResultStatus,
+    task_backends,
+)
 from tests import feature_tasks, tasks
 from tests.corruption import corrupt, raw_row
 
@@ -205,3 +211,27 @@ def test_a_row_that_cannot_be_read_is_refused_untouched_and_the_others_move(
     assert sorted(tuple(r.args) for r in target.results) == [(1, 2), (5, 6)]
     assert raw_row(queue_path, seq) == before  # left as it was: READY, nothing lost
     assert source.forward("target").moved_count == 0
+
+
+@pytest.mark.parametrize(
+    ("column", "value"),
+    [
+        ("forwarded_to", "CAST(x'ff' AS TEXT)"),
+        ("forwarded_id", "CAST(x'ff' AS TEXT)"),
+        ("forwarded_to", "x'00'"),
+        ("forwarded_at", "'yesterday'"),
+    ],
+)
+def test_a_forwarded_row_that_cannot_be_read_is_a_clear_error_naming_the_column(
+    two_backends, queue_path, column, value
+):
+    source, _ = two_backends
+    result = tasks.add.enqueue(1, 2)
+    assert source.forward("target").moved_count == 1
+    corrupt(queue_path, result.id, column, value)
+
+    with pytest.raises(InvalidTask) as raised:
+        source.get_result(result.id)
+    assert str(raised.value).startswith(f"Result {result.id!r} cannot be loaded: ")
+    assert f"column {column!r} holds " in str(raised.value)
+    assert "Something other than litetasks wrote it" in str(raised.value)
