@@ -71,6 +71,7 @@ class Executors:
         self._on_failure = on_failure
         self._jobs: queue.SimpleQueue[JobRecord | None] = queue.SimpleQueue()
         self._threads: list[threading.Thread] = []
+        self._abandoned = threading.Event()
 
     def start(self) -> None:
         self._threads = [
@@ -94,6 +95,12 @@ class Executors:
             self._gate.open()
         for _ in range(self.threads):
             self._jobs.put(None)
+
+    def abandon(self) -> None:
+        """The pool has stopped: outcomes not recorded by now never will be (a forced stop put
+        their jobs back). An executor still running a task ends once it returns, sending no
+        ``task_finished`` for it, instead of waiting for ever with its connection open."""
+        self._abandoned.set()
 
     def take_queued(self) -> list[str]:
         """Take every job still queued; return their ids."""
@@ -134,11 +141,11 @@ class Executors:
                     done = unfinished.popleft()
                     done.finish(done.counted)
                 if gate is not None and turn is None:
-                    _finish_all(unfinished)  # before waiting: its finishes must not wait too
+                    self._finish_all(unfinished)  # before waiting: its finishes must not wait too
                     turn = gate.enter()
                 job = self._next_job(turn, unfinished)
                 if job is None:
-                    _finish_all(unfinished)
+                    self._finish_all(unfinished)
                     return
                 if self._is_stopping():
                     self._hand_off(returned=job.job_id)
@@ -157,6 +164,16 @@ class Executors:
             if gate is not None and turn is not None:
                 gate.leave(turn)
 
+    def _finish_all(self, unfinished: collections.deque[Done]) -> None:
+        """Send each outcome's ``task_finished`` once it is recorded, in order."""
+        while unfinished:
+            done = unfinished.popleft()
+            while not done.recorded.wait(_ABANDONED_CHECK_S):
+                if self._abandoned.is_set():
+                    done.counted = False
+                    break
+            done.finish(done.counted)
+
     def _next_job(self, turn: Turn | None, unfinished: collections.deque[Done]) -> JobRecord | None:
         """The next queued job, waiting for one if need be; None: the executor must stop."""
         job = _get_nowait(self._jobs)
@@ -165,7 +182,7 @@ class Executors:
             # exception in sys.exc_info() and take a success for a failure.
             if self._gate is not None and turn is not None:
                 self._gate.idle(turn)
-            _finish_all(unfinished)
+            self._finish_all(unfinished)
             job = self._jobs.get()
         assert job is None or isinstance(job, JobRecord)
         return job
@@ -184,6 +201,9 @@ class Executors:
 
 
 _NOTHING_QUEUED = object()
+# How often an executor waiting for outcomes to be recorded looks whether the pool abandoned
+# them (a forced stop): a recorded outcome ends the wait at once.
+_ABANDONED_CHECK_S = 0.1
 
 
 def _get_nowait(jobs: queue.SimpleQueue[JobRecord | None]) -> object:
@@ -193,8 +213,3 @@ def _get_nowait(jobs: queue.SimpleQueue[JobRecord | None]) -> object:
         return _NOTHING_QUEUED
 
 
-def _finish_all(unfinished: collections.deque[Done]) -> None:
-    while unfinished:
-        done = unfinished.popleft()
-        done.recorded.wait()
-        done.finish(done.counted)

@@ -249,12 +249,14 @@ class WorkerPool:
             # rest are recovered as lost once this process has exited.
             with contextlib.suppress(StoreError):
                 store.release(self.worker_id, unstarted)
+            self._executors.abandon()
             self.close()
             return
         if self._capacity.busy == 0:
             # Every outcome is recorded; let executors send their last task_finished before
             # this process may exit. (After the grace period, running tasks are abandoned.)
             self._executors.join(_FINISH_WAIT_S)
+        self._executors.abandon()
         self.close()
         _unregister(store, self.worker_id, self._tx)
 

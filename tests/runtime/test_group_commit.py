@@ -63,6 +63,35 @@ def test_outcomes_are_written_while_a_long_task_runs_behind_them(
         assert (stored.status, stored.attempts) == (TaskResultStatus.READY, 0)
 
 
+def test_an_executor_running_a_task_at_a_forced_stop_ends_once_the_task_returns(
+    backend: Any, tmp_path: Path
+) -> None:
+    # A forced stop abandons the running task (it goes back to READY); its executor thread
+    # must not then wait for ever for an outcome no one will record, holding its connection.
+    marker = tmp_path / "slow.started"
+    slow = tasks.write_pid_and_sleep.enqueue(str(marker), 1.0)
+    config = dataclasses.replace(backend.config.worker, threads=1, processes=1)
+    pool = build_pool(backend, config)
+    before = set(threading.enumerate())
+    runner = threading.Thread(target=pool.run, daemon=True)
+    runner.start()
+    wait_for(marker.exists, timeout_s=10, what="the slow task to start")
+    pool.stop(force=True)
+    runner.join(10)
+    assert not runner.is_alive()
+    executors = [
+        thread
+        for thread in threading.enumerate()
+        if thread not in before and thread.name.startswith("litetasks-executor")
+    ]
+    assert executors, "the executor is still running the task"
+    for thread in executors:
+        thread.join(5)
+    assert not [thread.name for thread in executors if thread.is_alive()]
+    stored = backend.get_result(slow.id)
+    assert (stored.status, stored.attempts) == (TaskResultStatus.READY, 0)
+
+
 # -- the group's rules, alone, on a fake clock ----------------------------------------------
 
 
