@@ -242,8 +242,9 @@ def test_a_task_that_ends_as_it_is_cancelled_is_settled_exactly_once(
     thread_pool(threads=2)
     results = []
     for n in range(10):
-        result = feature_tasks.spins_until_cancelled.enqueue(str(tmp_path / str(n)), 0.05 * n)
+        # The folder exists before the task is enqueued: a free thread may start it at once.
         (tmp_path / str(n)).mkdir()
+        result = feature_tasks.spins_until_cancelled.enqueue(str(tmp_path / str(n)), 0.05 * n)
         results.append(result)
     for result in results:
         time.sleep(0.03)
