@@ -17,8 +17,7 @@ CLASS_MAX = 300
 FUNCTION_MAX = 40
 
 # "path/relative/to/litetasks.py" or "path.py::Qualified.name" -> why it stays over.
-ALLOWED: dict[str, str] = {
-}
+ALLOWED: dict[str, str] = {}
 
 
 def _sizes() -> dict[str, tuple[str, int]]:

@@ -23,7 +23,7 @@ from .handle import Handle
 from .records import JobRecord
 from .rows import bad_value, decode_job
 from .transfer import Export
-from .unreadable import Unreadable, read_rows, unreadable
+from .unreadable import Unreadable, read_rows, reason, unreadable
 
 __all__ = [
     "Batch",
@@ -251,11 +251,7 @@ def forwarded(handle: Handle, job_id: str) -> Forwarded | None:
     if at is not None and not is_time(at):
         problems.append(bad_value("forwarded_at", at, "a time"))
     if problems:
-        raise ValueError(
-            "its row holds values litetasks did not write and cannot read: "
-            + "; ".join(problems)
-            + ". Something other than litetasks wrote it: mend the row, or delete it."
-        )
+        raise ValueError(reason(problems))
     return Forwarded(target, target_id, at)
 
 

@@ -19,7 +19,7 @@ import apsw
 from .records import JobRecord
 from .rows import bad_value, decode_rows, shown
 
-__all__ = ["Unreadable", "read_rows", "unreadable"]
+__all__ = ["Unreadable", "read_rows", "reason", "unreadable"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,11 +68,16 @@ def unreadable(
         seq=seq,
         job_id=job.job_id,
         task_path=_text(task_path),
-        reason=(
-            "its row holds values litetasks did not write and cannot read: "
-            + "; ".join(problems)
-            + ". Something other than litetasks wrote it: mend the row, or delete it."
-        ),
+        reason=reason(problems),
+    )
+
+
+def reason(problems: Sequence[str]) -> str:
+    """Why a row is left as it is, from its ``problems`` (each as ``rows.bad_value`` says it)."""
+    return (
+        "its row holds values litetasks did not write and cannot read: "
+        + "; ".join(problems)
+        + ". Something other than litetasks wrote it: mend the row, or delete it."
     )
 
 

@@ -275,8 +275,10 @@ class _Count(int):
 
 # Subclasses of the JSON types, which normalize_json passes through as they are (the fast path
 # for the built-in types themselves must leave them to it).
-subclassed = st.builds(_Label, text) | st.builds(_Count, st.integers()) | st.builds(
-    collections.UserDict, st.dictionaries(keys, scalars, max_size=2)
+subclassed = (
+    st.builds(_Label, text)
+    | st.builds(_Count, st.integers())
+    | st.builds(collections.UserDict, st.dictionaries(keys, scalars, max_size=2))
 )
 
 

@@ -33,14 +33,20 @@ def path_of(store: Store) -> Path:
     return Path(store._db.filename)
 
 
+def one_bad_among_three(store: Store, column: str, value: str) -> tuple[int, tuple[object, ...]]:
+    """Enqueue "first", "bad" and "last", corrupt ``column`` of "bad" with the SQL ``value``;
+    the bad row's seq and its raw row as stored."""
+    for name in ("first", "bad", "last"):
+        enqueue(store, name)
+    seq = corrupt(store, "bad", column, value)
+    return seq, raw_row(path_of(store), seq)
+
+
 @pytest.mark.parametrize(("column", "value"), CASES)
 def test_a_forward_leaves_a_row_it_cannot_read_as_it_was_and_takes_the_others(
     store: Store, column: str, value: str
 ) -> None:
-    for name in ("first", "bad", "last"):
-        enqueue(store, name)
-    seq = corrupt(store, "bad", column, value)
-    before = raw_row(path_of(store), seq)
+    seq, before = one_bad_among_three(store, column, value)
 
     batch = store.forwarding.take("target", limit=10)
 
@@ -63,10 +69,7 @@ def test_a_forward_leaves_a_row_it_cannot_read_as_it_was_and_takes_the_others(
 def test_an_export_leaves_a_row_it_cannot_read_as_it_was_and_writes_the_others(
     store: Store, column: str, value: str
 ) -> None:
-    for name in ("first", "bad", "last"):
-        enqueue(store, name)
-    seq = corrupt(store, "bad", column, value)
-    before = raw_row(path_of(store), seq)
+    seq, before = one_bad_among_three(store, column, value)
 
     export = store.forwarding.export()
 
