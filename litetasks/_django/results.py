@@ -10,6 +10,7 @@ they become what ``timezone.now()`` gives: aware with ``USE_TZ``, else naive in 
 from __future__ import annotations
 
 import dataclasses
+import types
 from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
@@ -266,6 +267,14 @@ _RESULT_FIELDS = frozenset(
 )
 _ALL_RESULT_FIELDS = tuple(f.name for f in dataclasses.fields(TaskResult))
 _CAN_SKIP_POST_INIT = set(_ALL_RESULT_FIELDS) == {*_RESULT_FIELDS, "_return_value"}
+# Each field's slot, set directly (half the cost of object.__setattr__, which looks the name up
+# on the class for every field of every result), when every field is a slot of TaskResult.
+_SLOTS = {name: getattr(TaskResult, name, None) for name in _ALL_RESULT_FIELDS}
+_SET_SLOT = (
+    {name: slot.__set__ for name, slot in _SLOTS.items()}
+    if all(isinstance(slot, types.MemberDescriptorType) for slot in _SLOTS.values())
+    else None
+)
 
 
 def task_result(**fields: Any) -> TaskResult:
@@ -278,9 +287,14 @@ def task_result(**fields: Any) -> TaskResult:
     if not _CAN_SKIP_POST_INIT or fields.keys() != _RESULT_FIELDS:
         return LiteTaskResult(**fields)
     result = object.__new__(LiteTaskResult)
+    if _SET_SLOT is None:
+        for name, value in fields.items():
+            object.__setattr__(result, name, value)
+        object.__setattr__(result, "_return_value", None)
+        return result
     for name, value in fields.items():
-        object.__setattr__(result, name, value)
-    object.__setattr__(result, "_return_value", None)
+        _SET_SLOT[name](result, value)
+    _SET_SLOT["_return_value"](result, None)
     return result
 
 

@@ -227,6 +227,8 @@ class Listening:
 
 
 def _wake_listeners(path: Path) -> None:
+    if not _registry:  # no waiter in this process (a web process): skip the lock
+        return
     with _registry_lock:
         listeners = tuple(_registry.get(path, ()))
     for listener in listeners:
