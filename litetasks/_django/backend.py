@@ -199,26 +199,24 @@ class SQLiteBackend(BaseTaskBackend):
         """Validate a call of ``task``; return its row (with a new id unless ``job_id`` is
         given) and its normalised arguments. Raises as ``enqueue`` does; writes nothing."""
         hooks = self._checked(task)
-        task_path = task.module_path
         if args == () and type(args) is tuple and kwargs == {} and type(kwargs) is dict:
             args, args_json, kwargs, kwargs_json = [], "[]", {}, "{}"  # Django passes *args
-        else:
-            args, kwargs = normalized_arguments(args, kwargs, task_path)
-            args_json = dump_json(args)
-            kwargs_json = dump_json(kwargs) if kwargs else "{}"  # most calls pass none
+        else:  # most calls pass no kwargs
+            args, kwargs = normalized_arguments(args, kwargs, task.module_path)
+            args_json, kwargs_json = dump_json(args), dump_json(kwargs) if kwargs else "{}"
         self._check_room(len(args_json) + len(kwargs_json))
         run_after = task.run_after
         return (
             NewJob(
                 job_id=new_job_id() if job_id is None else job_id,
-                task_path=task_path,
+                task_path=task.module_path,
                 queue_name=task.queue_name,
                 priority=task.priority,
                 args_json=args_json,
                 kwargs_json=kwargs_json,
                 run_after_us=None
                 if run_after is None
-                else results.stored_us(run_after, f"run_after of {task_path!r}"),
+                else results.stored_us(run_after, f"run_after of {task.module_path!r}"),
                 max_attempts=getattr(task, "max_attempts", 1),
                 unique_key=unique_key(task, args, kwargs),
                 hooks=hooks,

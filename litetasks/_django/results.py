@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import types
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Any
 
@@ -267,14 +267,24 @@ _RESULT_FIELDS = frozenset(
 )
 _ALL_RESULT_FIELDS = tuple(f.name for f in dataclasses.fields(TaskResult))
 _CAN_SKIP_POST_INIT = set(_ALL_RESULT_FIELDS) == {*_RESULT_FIELDS, "_return_value"}
-# Each field's slot, set directly (half the cost of object.__setattr__, which looks the name up
-# on the class for every field of every result), when every field is a slot of TaskResult.
-_SLOTS = {name: getattr(TaskResult, name, None) for name in _ALL_RESULT_FIELDS}
-_SET_SLOT = (
-    {name: slot.__set__ for name, slot in _SLOTS.items()}
-    if all(isinstance(slot, types.MemberDescriptorType) for slot in _SLOTS.values())
-    else None
-)
+
+
+def _slot_setters() -> dict[str, Callable[[object, Any], None]] | None:
+    """Per field, its slot's setter; None unless every field is a slot of ``TaskResult``.
+
+    Setting a slot directly costs half what ``object.__setattr__`` does (which looks the name
+    up on the class for every field of every result).
+    """
+    setters = {}
+    for name in _ALL_RESULT_FIELDS:
+        slot = getattr(TaskResult, name, None)
+        if not isinstance(slot, types.MemberDescriptorType):
+            return None
+        setters[name] = slot.__set__
+    return setters
+
+
+_SET_SLOT = _slot_setters()
 
 
 def task_result(**fields: Any) -> TaskResult:
