@@ -110,11 +110,21 @@ def enqueued_result(
 ) -> TaskResult:
     """The result of ``job``, just stored READY at ``enqueued_at_us`` (``args``, ``kwargs``:
     its arguments, JSON-normal)."""
+    enqueued_at = from_us(enqueued_at_us)
+    if _SETTERS is not None:  # task_result's work, without a dict of the fields: every enqueue
+        result = _new_result()
+        for set_slot, value in zip(
+            _SETTERS,
+            (task, job.job_id, _READY, enqueued_at, None, None, None, args, kwargs, alias, [], []),
+            strict=True,
+        ):
+            set_slot(result, value)
+        return result
     return task_result(
         task=task,
         id=job.job_id,
-        status=TaskResultStatus.READY,
-        enqueued_at=from_us(enqueued_at_us),
+        status=_READY,
+        enqueued_at=enqueued_at,
         started_at=None,
         last_attempted_at=None,
         finished_at=None,
@@ -285,6 +295,38 @@ def _slot_setters() -> dict[str, Callable[[object, Any], None]] | None:
 
 
 _SET_SLOT = _slot_setters()
+# The setters of the fields in the order enqueued_result passes them, when task_result would
+# skip __post_init__ too.
+_ORDER = (
+    "task",
+    "id",
+    "status",
+    "enqueued_at",
+    "started_at",
+    "last_attempted_at",
+    "finished_at",
+    "args",
+    "kwargs",
+    "backend",
+    "errors",
+    "worker_ids",
+)
+_SETTERS = (
+    tuple(_SET_SLOT[name] for name in _ORDER)
+    if _SET_SLOT is not None and _CAN_SKIP_POST_INIT and set(_ORDER) == _RESULT_FIELDS
+    else None
+)
+_READY = TaskResultStatus.READY
+
+
+def _new_result() -> TaskResult:
+    """A ``LiteTaskResult`` with no return value and its other fields yet to be set."""
+    result = object.__new__(LiteTaskResult)
+    if _SET_SLOT is not None:
+        _SET_SLOT["_return_value"](result, None)
+    else:
+        object.__setattr__(result, "_return_value", None)
+    return result
 
 
 def task_result(**fields: Any) -> TaskResult:
@@ -296,15 +338,13 @@ def task_result(**fields: Any) -> TaskResult:
     """
     if not _CAN_SKIP_POST_INIT or fields.keys() != _RESULT_FIELDS:
         return LiteTaskResult(**fields)
-    result = object.__new__(LiteTaskResult)
+    result = _new_result()
     if _SET_SLOT is None:
         for name, value in fields.items():
             object.__setattr__(result, name, value)
-        object.__setattr__(result, "_return_value", None)
         return result
     for name, value in fields.items():
         _SET_SLOT[name](result, value)
-    _SET_SLOT["_return_value"](result, None)
     return result
 
 
