@@ -24,14 +24,16 @@ unwritable): workers still poll slowly for missed rings and for due ``run_after`
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import logging
 import mmap
 import os
 import stat
 import threading
 import time
+import weakref
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 __all__ = [
     "DOORBELL_SUFFIX",
@@ -186,7 +188,8 @@ class Listening:
     mapped: set while a waiter that looked for work may sleep through commits made since,
     cleared by the ring that wakes it.
 
-    Writes through the mapping make no file events: only ``os.utime`` wakes the watchers.
+    Writes through the mapping make no file events: only ``os.utime`` wakes the watchers. The
+    mapping keeps no descriptor open (``mmap.mmap`` would keep a copy of one per store).
     Raises ``OSError`` when the file cannot be made or mapped (its folder must exist).
     """
 
@@ -198,19 +201,21 @@ class Listening:
             info = os.fstat(fd)
             if info.st_size < _LISTENING_BYTES:  # written, not truncated: see _LISTENING_BYTES
                 os.pwrite(fd, bytes(_LISTENING_BYTES - info.st_size), info.st_size)
-            self._map = mmap.mmap(fd, _LISTENING_BYTES)
+            address = _map_shared(fd, _LISTENING_BYTES)
         finally:
             os.close(fd)
+        self._byte = ctypes.c_ubyte.from_address(address)
+        self._unmap = weakref.finalize(self, _unmap, address, _LISTENING_BYTES)
         self._identity = (info.st_dev, info.st_ino)
 
     def set(self) -> None:
         """Say that a waiter is about to look for work: the next ring must touch the file."""
-        self._map[0] = 1
+        self._byte.value = 1
 
     def take(self) -> bool:
         """Clear the byte; return whether it was set."""
-        if self._map[0]:
-            self._map[0] = 0
+        if self._byte.value:
+            self._byte.value = 0
             return True
         return False
 
@@ -223,7 +228,49 @@ class Listening:
         return (info.st_dev, info.st_ino) == self._identity
 
     def close(self) -> None:
-        self._map.close()
+        """Unmap the byte; the object cannot be used afterwards."""
+        self._byte = ctypes.c_ubyte(0)  # no longer the mapping: a late use cannot fault
+        self._unmap()
+
+
+def _libc_mmap() -> tuple[Any, Any] | None:
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        mmap_, munmap = libc.mmap, libc.munmap
+    except (OSError, AttributeError, TypeError):  # no C library to call (not POSIX)
+        return None
+    mmap_.restype = ctypes.c_void_p
+    mmap_.argtypes = [
+        ctypes.c_void_p,
+        ctypes.c_size_t,
+        ctypes.c_int,
+        ctypes.c_int,
+        ctypes.c_int,
+        ctypes.c_ssize_t,
+    ]
+    munmap.restype = ctypes.c_int
+    munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+    return mmap_, munmap
+
+
+_LIBC_MMAP = _libc_mmap()
+_MAP_FAILED = ctypes.c_void_p(-1).value
+
+
+def _map_shared(fd: int, length: int) -> int:
+    """Map ``length`` bytes of ``fd`` shared, read and write; return the address."""
+    if _LIBC_MMAP is None:
+        raise OSError("no mmap() to call on this platform")
+    address = _LIBC_MMAP[0](None, length, mmap.PROT_READ | mmap.PROT_WRITE, mmap.MAP_SHARED, fd, 0)
+    if address is None or address == _MAP_FAILED:
+        errno = ctypes.get_errno()
+        raise OSError(errno, os.strerror(errno))
+    return int(address)
+
+
+def _unmap(address: int, length: int) -> None:
+    if _LIBC_MMAP is not None:
+        _LIBC_MMAP[1](address, length)
 
 
 def _wake_listeners(path: Path) -> None:
