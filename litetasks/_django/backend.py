@@ -201,9 +201,9 @@ class SQLiteBackend(BaseTaskBackend):
         hooks = self._checked(task)
         if args == () and type(args) is tuple and kwargs == {} and type(kwargs) is dict:
             args, args_json, kwargs, kwargs_json = [], "[]", {}, "{}"  # Django passes *args
-        else:
+        else:  # most calls pass no kwargs
             args, kwargs = normalized_arguments(args, kwargs, task.module_path)
-            args_json, kwargs_json = dump_json(args), dump_json(kwargs)
+            args_json, kwargs_json = dump_json(args), dump_json(kwargs) if kwargs else "{}"
         self._check_room(len(args_json) + len(kwargs_json))
         run_after = task.run_after
         return (

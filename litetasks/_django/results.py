@@ -10,7 +10,8 @@ they become what ``timezone.now()`` gives: aware with ``USE_TZ``, else naive in 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable
+import types
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Any
 
@@ -109,11 +110,21 @@ def enqueued_result(
 ) -> TaskResult:
     """The result of ``job``, just stored READY at ``enqueued_at_us`` (``args``, ``kwargs``:
     its arguments, JSON-normal)."""
+    enqueued_at = from_us(enqueued_at_us)
+    if _SETTERS is not None:  # task_result's work, without a dict of the fields: every enqueue
+        result = _new_result()
+        for set_slot, value in zip(
+            _SETTERS,
+            (task, job.job_id, _READY, enqueued_at, None, None, None, args, kwargs, alias, [], []),
+            strict=True,
+        ):
+            set_slot(result, value)
+        return result
     return task_result(
         task=task,
         id=job.job_id,
-        status=TaskResultStatus.READY,
-        enqueued_at=from_us(enqueued_at_us),
+        status=_READY,
+        enqueued_at=enqueued_at,
         started_at=None,
         last_attempted_at=None,
         finished_at=None,
@@ -268,6 +279,56 @@ _ALL_RESULT_FIELDS = tuple(f.name for f in dataclasses.fields(TaskResult))
 _CAN_SKIP_POST_INIT = set(_ALL_RESULT_FIELDS) == {*_RESULT_FIELDS, "_return_value"}
 
 
+def _slot_setters() -> dict[str, Callable[[object, Any], None]] | None:
+    """Per field, its slot's setter; None unless every field is a slot of ``TaskResult``.
+
+    Setting a slot directly costs half what ``object.__setattr__`` does (which looks the name
+    up on the class for every field of every result).
+    """
+    setters = {}
+    for name in _ALL_RESULT_FIELDS:
+        slot = getattr(TaskResult, name, None)
+        if not isinstance(slot, types.MemberDescriptorType):
+            return None
+        setters[name] = slot.__set__
+    return setters
+
+
+_SET_SLOT = _slot_setters()
+# The setters of the fields in the order enqueued_result passes them, when task_result would
+# skip __post_init__ too.
+_ORDER = (
+    "task",
+    "id",
+    "status",
+    "enqueued_at",
+    "started_at",
+    "last_attempted_at",
+    "finished_at",
+    "args",
+    "kwargs",
+    "backend",
+    "errors",
+    "worker_ids",
+)
+_SETTERS = (
+    tuple(_SET_SLOT[name] for name in _ORDER)
+    if _SET_SLOT is not None and _CAN_SKIP_POST_INIT and set(_ORDER) == _RESULT_FIELDS
+    else None
+)
+_READY = TaskResultStatus.READY
+
+
+def _new_result() -> TaskResult:
+    """A ``LiteTaskResult`` with no return value and its other fields yet to be set."""
+    result = object.__new__(LiteTaskResult)
+    if _SET_SLOT is not None:
+        _SET_SLOT["_return_value"](result, None)
+    else:
+        object.__setattr__(result, "_return_value", None)
+    return result
+
+
 def task_result(**fields: Any) -> TaskResult:
     """Build a ``TaskResult`` whose ``args`` and ``kwargs`` are already JSON-normal.
 
@@ -277,10 +338,13 @@ def task_result(**fields: Any) -> TaskResult:
     """
     if not _CAN_SKIP_POST_INIT or fields.keys() != _RESULT_FIELDS:
         return LiteTaskResult(**fields)
-    result = object.__new__(LiteTaskResult)
+    result = _new_result()
+    if _SET_SLOT is None:
+        for name, value in fields.items():
+            object.__setattr__(result, name, value)
+        return result
     for name, value in fields.items():
-        object.__setattr__(result, name, value)
-    object.__setattr__(result, "_return_value", None)
+        _SET_SLOT[name](result, value)
     return result
 
 

@@ -158,6 +158,10 @@ def normalized_arguments(args: Any, kwargs: Any, task_path: str) -> tuple[Any, A
     ``kwargs["items"][2]``) and what to pass instead: a model instance's pk, an ISO string for a
     date or time, ``str()`` of a ``Decimal`` or ``UUID``.
     """
+    try:  # what sites pass: normalized_json's first step, for both at once
+        return _plain(args, -1), _plain(kwargs, -1)
+    except _NotPlain:
+        pass
     normal = []
     for value, where, root in (
         (args, "the task's args", "args"),

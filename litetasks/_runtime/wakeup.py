@@ -6,6 +6,9 @@ process's ring. A ring is a hint, not a delivery guarantee (the kernel may drop 
 may be unwritable): workers still poll slowly for missed rings and for due ``run_after`` times.
 Nor is it exactly-once: a ring in a process that also waits reaches its waiters directly and
 then again through its own file event, so a waiter can wake once more and find nothing to claim.
+A ring touches the file only when a waiter set the shared listening byte since the last touch
+(``litetasks._store.doorbell.Listening``): ``clear()`` sets it, so every waiter must call it
+before it looks for work, as it must anyway to see rings of commits made after that look.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import math
 import os
 import select
 import threading
+import time
 import weakref
 from pathlib import Path
 from types import TracebackType
@@ -31,7 +35,7 @@ from watchdog.observers import Observer
 from watchdog.observers.api import BaseObserver
 from watchdog.observers.polling import PollingObserver
 
-from .._store.doorbell import create_doorbell, doorbell_path, listen, unlisten
+from .._store.doorbell import Listening, create_doorbell, doorbell_path, listen, unlisten
 
 __all__ = ["Bell", "Waiter"]
 
@@ -67,6 +71,9 @@ _RING_EVENTS: tuple[type[FileSystemEvent], ...] = (
 # FileCreatedEvent/FileMovedEvent keeps IN_MOVE out of the mask; an unpaired IN_MOVED_FROM (a file
 # moved out of the folder) holds back every later event of that observer for 0.5 s.
 _EVENT_FILTER: list[type[FileSystemEvent]] = [FileModifiedEvent, FileAttribEvent, FileClosedEvent]
+# How often clear() tries again to map a listening byte it could not map (its folder was
+# missing); until it can, producers in other processes may skip the rings this waiter needs.
+_LISTENING_RETRY_S = 1.0
 
 
 class Waiter:
@@ -83,6 +90,8 @@ class Waiter:
         self._observer: BaseObserver | None = None
         self._is_started = False
         self._pid = 0
+        self._listening: Listening | None = None
+        self._listening_retry_at = 0.0
 
     @property
     def is_watching(self) -> bool:
@@ -101,6 +110,8 @@ class Waiter:
             self._is_started = True
             self._pid = os.getpid()
             listen(self.path, self)
+            # Before the watch: opening the ring file to map it is a file event (IN_CLOSE_WRITE).
+            self._map_listening()
             self._observer = _watch(self.path, self._rung)
 
     def stop(self) -> None:
@@ -121,8 +132,28 @@ class Waiter:
             observer.join()
 
     def clear(self) -> None:
-        """Forget earlier rings; call before looking for work, then ``wait()`` if there is none."""
+        """Forget earlier rings; call before looking for work, then ``wait()`` if there is none.
+
+        Also sets the listening byte, so that the next commit in any process touches the
+        doorbell file: the look that follows sees every commit made before that.
+        """
         self._rung.clear()
+        listening = self._listening
+        if listening is None:
+            listening = self._map_listening()
+        if listening is not None:
+            listening.set()
+
+    def _map_listening(self) -> Listening | None:
+        now = time.monotonic()
+        if now < self._listening_retry_at:
+            return None
+        self._listening_retry_at = now + _LISTENING_RETRY_S
+        try:
+            self._listening = Listening(self.path)
+        except (OSError, ValueError) as exc:
+            _warn_once(self.path, f"its listening byte cannot be mapped: {exc}")
+        return self._listening
 
     def wait(self, timeout_s: float) -> bool:
         """Block until a ring since the last ``clear()`` or until ``timeout_s``; True if rung."""
