@@ -47,9 +47,10 @@ logger = logging.getLogger(__name__)
 _ROW_RESERVE_BYTES = 4096
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclasses.dataclass(slots=True)
 class _Started:
-    """A task whose ``task_started`` was sent, ready to be called."""
+    """A task whose ``task_started`` was sent, ready to be called. Read-only by convention:
+    not frozen, which would make building it (once a task) five times as slow."""
 
     job: JobRecord
     task: Any
