@@ -58,9 +58,11 @@ class LineHandler(_StreamHandler):
         try:
             data = (self.format(record) + "\n").encode("utf-8", "backslashreplace")
             self.stream.flush()  # what was printed to the stream before comes first
-            view = memoryview(data)
-            while view:  # one write() in practice; a short one only when the disk is full
-                view = view[os.write(self._fd, view) :]
+            written = os.write(self._fd, data)
+            if written < len(data):  # a short write, only when the disk is full: the rest
+                view = memoryview(data)[written:]
+                while view:
+                    view = view[os.write(self._fd, view) :]
         except Exception:
             self.handleError(record)
         return True

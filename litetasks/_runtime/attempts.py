@@ -12,7 +12,7 @@ from .._store.records import ErrorRecord, JobRecord, Outcome
 from ..exceptions import TaskInterrupted
 from .interrupts import Interrupter
 
-__all__ = ["AttemptRunner", "Attempts", "Done", "Finish", "interrupted", "reraise"]
+__all__ = ["AttemptRunner", "Attempts", "Done", "Finish", "Recorded", "interrupted", "reraise"]
 
 Finish = Callable[[bool], None]
 """Called with whether the outcome was recorded; sends ``task_finished`` if it was."""
@@ -30,13 +30,49 @@ class AttemptRunner(Protocol):
     def interrupted(self, job: JobRecord, exc: BaseException) -> tuple[Outcome, Finish]: ...
 
 
-@dataclass
+class Recorded:
+    """Whether a done's outcome is recorded: ``threading.Event``'s ``set``, ``is_set`` and
+    ``wait`` for an event set once, by the thread that writes the transaction.
+
+    One lock, held until ``set()``: an ``Event`` (a ``Condition`` and two locks) cost a
+    microsecond a task to build and set.
+    """
+
+    __slots__ = ("_flag", "_lock")
+
+    def __init__(self) -> None:
+        self._flag = False
+        self._lock = threading.Lock()
+        self._lock.acquire()
+
+    def is_set(self) -> bool:
+        return self._flag
+
+    def set(self) -> None:
+        if not self._flag:
+            self._flag = True
+            try:  # not contextlib.suppress: its object would cost as much as the rest
+                self._lock.release()
+            except RuntimeError:  # another thread set it at the same moment, and released it
+                return
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait until ``set()`` (at most ``timeout`` seconds); return whether it was."""
+        if self._flag:
+            return True
+        if self._lock.acquire(timeout=-1 if timeout is None else max(0.0, timeout)):
+            self._lock.release()  # for the next wait
+            return True
+        return self._flag
+
+
+@dataclass(slots=True)
 class Done:
     """A finished attempt, handed from an executor to the dispatcher to be recorded."""
 
     outcome: Outcome
     finish: Finish
-    recorded: threading.Event = field(default_factory=threading.Event)
+    recorded: Recorded = field(default_factory=Recorded)
     counted: bool = False
     on_recorded: Callable[[], None] | None = None  # for async tasks: wakes their event loop
 

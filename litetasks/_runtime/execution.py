@@ -29,7 +29,7 @@ from .._django.compat import (
 )
 from .._django.results import finished_result, running_result
 from .._django.task import DEFAULT_BACKOFF, LiteTask
-from .._django.values import dump_json, load_json, normalized_json
+from .._django.values import MAX_JSON_DEPTH, dump_json, load_json, normalized_json
 from .._store.clock import wall_clock_us
 from .._store.records import ErrorRecord, JobRecord, Outcome
 from .._store.rowlimits import ROW_MARGIN_BYTES
@@ -47,9 +47,10 @@ logger = logging.getLogger(__name__)
 _ROW_RESERVE_BYTES = 4096
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclasses.dataclass(slots=True)
 class _Started:
-    """A task whose ``task_started`` was sent, ready to be called."""
+    """A task whose ``task_started`` was sent, ready to be called. Read-only by convention:
+    not frozen, which would make building it (once a task) five times as slow."""
 
     job: JobRecord
     task: Any
@@ -430,14 +431,27 @@ def _load_arguments(job: JobRecord) -> tuple[list[Any], dict[str, Any]]:
     tampered row could otherwise run with arguments nobody enqueued.
     """
     args_json, kwargs_json = job.args_json, job.kwargs_json
-    args = [] if args_json == "[]" else load_json(args_json, "the stored args", depth=-1)
-    kwargs = {} if kwargs_json == "{}" else load_json(kwargs_json, "the stored kwargs", depth=-1)
+    args = [] if args_json == "[]" else _load_stored(args_json, "the stored args")
+    kwargs = {} if kwargs_json == "{}" else _load_stored(kwargs_json, "the stored kwargs")
     if not isinstance(args, list) or not isinstance(kwargs, dict):
         raise ValueError(
             "The stored arguments are malformed: args must be a JSON array and kwargs a JSON "
             f"object (got {type(args).__name__} and {type(kwargs).__name__})."
         )
     return args, kwargs
+
+
+def _load_stored(text: str, where: str) -> Any:
+    """``load_json(text, where, depth=-1)``, without its walk of the value when that cannot
+    refuse it.
+
+    Decoded JSON objects have only str keys, so the walk refuses only lists and dicts nested
+    more than ``MAX_JSON_DEPTH`` deep, which take more brackets than that: text with fewer
+    (counted in C, strings included) decodes to the same value, and fails the same way.
+    """
+    if text.count("[") + text.count("{") < MAX_JSON_DEPTH:
+        return json.loads(text)
+    return load_json(text, where, depth=-1)
 
 
 def _same(job_id: str, exc: BaseException) -> BaseException:

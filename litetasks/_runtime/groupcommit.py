@@ -34,6 +34,12 @@ class Handed:
     due: bool
 
 
+# The four answers of ``GroupCommit.add``, built once: it runs once per task.
+_HANDED = {
+    (first, due): Handed(first=first, due=due) for first in (False, True) for due in (False, True)
+}
+
+
 class GroupCommit:
     """Outcomes waiting to be written and claimed jobs waiting to go back; safe from any
     thread."""
@@ -63,7 +69,7 @@ class GroupCommit:
                 or len(self._done) >= GROUP_MAX
                 or (bool(self._done) and now - self._first_at >= GROUP_WINDOW_S)
             )
-        return Handed(first=first, due=due)
+        return _HANDED[first, due]
 
     def take(self) -> tuple[list[Done], list[str]]:
         """Everything waiting, to write now."""

@@ -38,7 +38,7 @@ logger = logging.getLogger(__name__)
 CANCEL_POLL_S = 0.5
 
 
-@dataclass
+@dataclass(slots=True)
 class _Attempt:
     job: JobRecord
     timeout_s: float | None

@@ -114,6 +114,8 @@ def _plain_job(row: Sequence[Any]) -> JobRecord | None:
     worker_ids = values[_WORKER_IDS]
     if worker_ids == "[]":
         values[_WORKER_IDS] = ()
+    elif (plain_ids := _plain_worker_ids(worker_ids)) is not None:
+        values[_WORKER_IDS] = plain_ids
     else:
         decoded = json.loads(worker_ids)
         if type(decoded) is not list:
@@ -127,6 +129,26 @@ def _plain_job(row: Sequence[Any]) -> JobRecord | None:
     values[_CANCEL_REQUESTED] = bool(values[_CANCEL_REQUESTED])
     values[_HOOKS] = () if hooks is None else _hooks(hooks)
     return JobRecord(*values)
+
+
+def _plain_worker_ids(text: str) -> tuple[str, ...] | None:
+    """The worker ids of a ``worker_ids`` list as SQLite's ``json_insert`` writes it (compact:
+    ``["a","b"]``), of ids without quotes, backslashes or unprintable characters, split
+    without the JSON decoder (a third of its cost); None for any other text, which the
+    decoder reads (or refuses) as before."""
+    if (
+        len(text) < 4
+        or text[:2] != '["'
+        or text[-2:] != '"]'
+        or "\\" in text
+        or not text.isprintable()
+    ):
+        return None
+    ids = text[2:-2].split('","')
+    for worker_id in ids:
+        if '"' in worker_id:
+            return None
+    return tuple(ids)
 
 
 def _is_plain(row: Sequence[Any], first: int = EARLIEST_US, last: int = LATEST_US) -> bool:
