@@ -36,6 +36,10 @@ from tests.harness import (
 CHROMIUM = Path("/usr/bin/chromium")
 PASSWORD = "pw"
 
+_MIGRATE = """
+from django.core.management import call_command
+call_command("migrate", run_syncdb=True, verbosity=0)
+"""
 _USERS = """
 from django.contrib.auth.models import Permission, User
 User.objects.create_superuser("admin", "admin@example.com", "pw")
@@ -103,15 +107,14 @@ class ConsoleSite:
 
     def start(self) -> None:
         self.write_settings()
-        self.manage("migrate", "--run-syncdb", "--verbosity", "0")
-        self.manage("shell", "--command", _USERS)
+        self.manage("shell", "--command", _MIGRATE + _USERS)  # one Django start for both
         argv = [sys.executable, "-m", "django", "runserver", f"127.0.0.1:{self.port}"]
         self.server = self.procs.start(
             [*argv, "--noreload", "--insecure"], env=self.env, cwd=self.root
         )
-        wait_for(self._serves, timeout_s=60, interval_s=0.2, what="runserver to answer")
         pool_argv = litetasks_argv("run", "--processes", "1", "--threads", "2")
-        self.pool = self.procs.start(pool_argv, env=self.env, cwd=self.root)
+        self.pool = self.procs.start(pool_argv, env=self.env, cwd=self.root)  # meanwhile
+        wait_for(self._serves, timeout_s=60, interval_s=0.2, what="runserver to answer")
         wait_for(
             self.backend.store.get_workers,
             timeout_s=60,

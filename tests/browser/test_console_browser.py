@@ -7,6 +7,7 @@ that fails: ``.ci/run`` installs both.
 
 from __future__ import annotations
 
+import datetime
 import os
 import re
 from collections.abc import Iterator
@@ -99,7 +100,8 @@ def test_a_bulk_retry_touches_the_failures_the_page_showed_not_those_after(
     late = [console_tasks.always_fails.enqueue(f"late-{i}").id for i in range(2)]
     for job_id in late:
         site.wait_state(job_id, JobState.FAILED)
-    page.wait_for_timeout(4_000)  # a live refresh shows the late failures meanwhile
+    for job_id in late:  # a live refresh shows the late failures
+        page.locator(f'#lt-live a[href*="/tasks/{job_id}/"]').first.wait_for()
 
     page.click('button[value="retry_matching"]')
     page.locator("h1", has_text="Retry 3 tasks?").wait_for()
@@ -199,20 +201,46 @@ def _set_visibility(page: Any, state: str) -> None:
 
 def test_live_pages_refresh_while_visible_and_stop_while_hidden(browser: Any, site: ConsoleSite):
     page = logged_in(browser, site, "admin")
+    # The page's timers run on Playwright's clock, paused: seconds pass when the test runs them,
+    # at once, and never on their own. Each refresh is a fetch(), counted where it is called.
+    page.clock.install(time=CLOCK_START)
+    page.clock.pause_at(CLOCK_START + datetime.timedelta(hours=1))
+    page.add_init_script(COUNT_FETCHES)
     page.goto(f"{site.url}/admin/litetasks/task/workers/")
     refreshes: list[str] = []
     page.on("request", lambda request: refreshes.append(request.url))
 
-    page.wait_for_timeout(7_000)
-    while_visible = len(refreshes)
+    with page.expect_request(_is_refresh):  # a request the server gets, not only a call
+        page.clock.run_for(7_000)
+    while_visible = _fetches(page)
     _set_visibility(page, "hidden")
-    page.wait_for_timeout(500)  # a refresh already under way may still land
-    before_hidden = len(refreshes)
-    page.wait_for_timeout(7_000)
-    while_hidden = len(refreshes) - before_hidden
+    before_hidden = _fetches(page)
+    page.clock.run_for(7_000)
+    while_hidden = _fetches(page) - before_hidden
     _set_visibility(page, "visible")
-    page.wait_for_timeout(4_500)
+    with page.expect_request(_is_refresh):
+        page.clock.run_for(4_500)
 
-    assert while_visible >= 1
+    assert while_visible >= 1 and refreshes
     assert while_hidden == 0
-    assert len(refreshes) > before_hidden
+    assert _fetches(page) > before_hidden
+
+
+CLOCK_START = datetime.datetime(2030, 1, 1, 12, 0, tzinfo=datetime.UTC)
+# Before the page's own scripts: count the calls of fetch() (live.js refreshes through it).
+COUNT_FETCHES = """
+    window.ltFetches = 0;
+    const fetchNow = window.fetch;
+    window.fetch = function (...args) {
+        window.ltFetches += 1;
+        return fetchNow.apply(this, args);
+    };
+"""
+
+
+def _is_refresh(request: Any) -> bool:
+    return request.headers.get("x-litetasks-live") == "1"
+
+
+def _fetches(page: Any) -> int:
+    return int(page.evaluate("window.ltFetches"))

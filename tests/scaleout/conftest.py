@@ -7,6 +7,7 @@ A missing service or package skips these tests with a message naming it, except 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -54,21 +55,39 @@ def require(target: str) -> None:
         unavailable(f"{name} is not reachable at {host}:{port} ({exc})")
 
 
-@pytest.fixture
-def pg_db() -> Iterator[str]:
-    """A new PostgreSQL database for this test, dropped afterwards."""
-    require("db")
+@contextlib.contextmanager
+def _pg_database(template: str | None = None) -> Iterator[str]:
+    """A new PostgreSQL database (a copy of ``template``, if given), dropped afterwards."""
     import psycopg
 
     name = f"litetasks_scaleout_{uuid.uuid4().hex[:12]}"
     admin = dict(host=PG[0], port=PG[1], user="postgres", dbname="test", autocommit=True)
+    copy = f' TEMPLATE "{template}"' if template else ""
     with psycopg.connect(**admin) as conn:  # type: ignore[arg-type]
-        conn.execute(f'CREATE DATABASE "{name}"')
+        conn.execute(f'CREATE DATABASE "{name}"{copy}')
     try:
         yield name
     finally:
         with psycopg.connect(**admin) as conn:  # type: ignore[arg-type]
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def pg_migrated(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A PostgreSQL database migrated once per run: each test's database is a copy of it (one
+    ``migrate`` subprocess instead of one per test)."""
+    require("db")
+    with _pg_database() as name:
+        site = Site(tmp_path_factory.mktemp("pg-migrated"), LITETASKS_SCALEOUT_PG_DB=name)
+        site.django("migrate", "--verbosity", "0")
+        yield name
+
+
+@pytest.fixture
+def pg_db(pg_migrated: str) -> Iterator[str]:
+    """A new PostgreSQL database for this test, migrated, dropped afterwards."""
+    with _pg_database(template=pg_migrated) as name:
+        yield name
 
 
 @pytest.fixture
@@ -164,11 +183,10 @@ class Site:
 
 @pytest.fixture(params=["db", "redis"])
 def target(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, Site]]:
-    """A site with litetasks as "default" and one real target, ready (migrated)."""
+    """A site with litetasks as "default" and one real target, ready (``pg_db`` is migrated)."""
     if request.param == "db":
         name = request.getfixturevalue("pg_db")
         site = Site(tmp_path, LITETASKS_SCALEOUT_PG_DB=name)
-        site.django("migrate", "--verbosity", "0")
     else:
         prefix = request.getfixturevalue("redis_prefix")
         site = Site(tmp_path, LITETASKS_SCALEOUT_REDIS=prefix)

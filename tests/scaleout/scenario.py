@@ -26,7 +26,8 @@ DEFER_S = 4
 
 def mix(folder: str, n: int) -> dict[str, Any]:
     """Enqueue on litetasks: one task waiting for a retry, deferred ones, several priorities
-    and queues, and one the targets refuse (queue "reports"). Returns old id -> run line."""
+    and queues, and one the targets refuse (queue "reports"). Returns old id -> run line, and
+    when the last of them is due (a Unix time)."""
     expected: dict[str, str] = {}
     waiting = t.charge.enqueue(folder, 1)
     assert drain() == 1  # its first attempt fails: READY again, due in 2 s
@@ -43,7 +44,8 @@ def mix(folder: str, n: int) -> dict[str, Any]:
     report = t.build_report.enqueue(folder, "2026-11", pages=3)
     expected[report.id] = 'build_report ["2026-11", 3]'
     refused = t.build_report.using(queue_name="reports").enqueue(folder, "2026-12")
-    return {"expected": expected, "refused": refused.id}
+    # The deferred task is due last (the retry is due 2 s after its first attempt).
+    return {"expected": expected, "refused": refused.id, "due_at": later.timestamp()}
 
 
 def bulk(folder: str, n: int) -> dict[str, Any]:

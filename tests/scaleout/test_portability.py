@@ -47,7 +47,6 @@ def test_the_tasks_module_runs_on_djangos_own_backends(kind: str, tmp_path: Path
 
 def test_the_tasks_module_runs_on_django_tasks_db_with_its_worker(pg_db: str, tmp_path: Path):
     site = Site(tmp_path, LITETASKS_SCALEOUT_DEFAULT="db", LITETASKS_SCALEOUT_PG_DB=pg_db)
-    site.django("migrate", "--verbosity", "0")
     found = _portable(site)
     site.run_target_worker("db", "default")
 
