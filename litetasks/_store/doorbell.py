@@ -207,6 +207,10 @@ class Listening:
             os.close(fd)
         self._byte = ctypes.c_ubyte.from_address(address)
         self._unmap = weakref.finalize(self, _unmap, address, _LISTENING_BYTES)
+        # Never at interpreter exit (a finalizer's default): a daemon thread still running then
+        # (a pool under runserver) would write to the unmapped page and crash the process with
+        # SIGSEGV. The process's end unmaps it.
+        self._unmap.atexit = False
         self._identity = (info.st_dev, info.st_ino)
 
     def set(self) -> None:

@@ -170,3 +170,42 @@ def test_a_waiter_wakes_for_each_look_from_rings_of_another_process(
             assert elsewhere.wait(5)
         producer.stdin.close()
         assert producer.wait(30) == 0
+
+
+def test_a_process_exits_cleanly_while_a_daemon_thread_keeps_looking_and_ringing(
+    tmp_path: Path,
+) -> None:
+    # A pool under runserver runs on daemon threads that still look for work (clear() sets the
+    # listening byte) and ring while the interpreter exits; the byte's page was unmapped by an
+    # exit-time finalizer first, and the process died of SIGSEGV at a reload or Ctrl-C.
+    script = f"""
+import threading
+from pathlib import Path
+from litetasks._runtime.wakeup import Waiter
+from litetasks._store.doorbell import Doorbell
+
+queue = Path({str(tmp_path / "tasks.sqlite3")!r})
+started = threading.Event()
+
+def keep_looking():
+    waiter = Waiter(queue)
+    waiter.start()
+    bell = Doorbell(queue)
+    while True:
+        waiter.clear()
+        bell.ring()
+        started.set()
+
+for _ in range(4):
+    threading.Thread(target=keep_looking, daemon=True).start()
+started.wait(10)
+"""
+    for _ in range(5):
+        done = subprocess.run(
+            [sys.executable, "-c", script],
+            env=subprocess_env(),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == 0, done.stderr
