@@ -211,5 +211,3 @@ def _get_nowait(jobs: queue.SimpleQueue[JobRecord | None]) -> object:
         return jobs.get_nowait()
     except queue.Empty:
         return _NOTHING_QUEUED
-
-
