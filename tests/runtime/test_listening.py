@@ -203,6 +203,7 @@ started.wait(10)
     for _ in range(5):
         done = subprocess.run(
             [sys.executable, "-c", script],
+            check=False,
             env=subprocess_env(),
             capture_output=True,
             text=True,
