@@ -28,12 +28,16 @@ PACKAGES = {"db": ("django_tasks_db", "psycopg"), "redis": ("django_tasks_redis"
 EXTRA = 'pip install -e ".[scaleout-test]" (Python >= 3.12)'
 
 
-@pytest.fixture(autouse=True)
-def _python_312() -> None:
+def _needs_python_312() -> None:
     """The scale-out tests run on Python >= 3.12 (CI's py312 job): django-tasks-redis needs it,
     and the Python 3.11 job runs Django 5.2, whose backport the Django 6 targets do not use."""
     if sys.version_info < (3, 12):
         pytest.skip("the scale-out tests run on Python >= 3.12 with Django 6 (the py312 job)")
+
+
+@pytest.fixture(autouse=True)
+def _python_312() -> None:
+    _needs_python_312()
 
 
 def unavailable(what: str) -> None:
@@ -76,6 +80,7 @@ def _pg_database(template: str | None = None) -> Iterator[str]:
 def pg_migrated(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A PostgreSQL database migrated once per run: each test's database is a copy of it (one
     ``migrate`` subprocess instead of one per test)."""
+    _needs_python_312()  # a session fixture is set up before the autouse check above
     require("db")
     with _pg_database() as name:
         site = Site(tmp_path_factory.mktemp("pg-migrated"), LITETASKS_SCALEOUT_PG_DB=name)
