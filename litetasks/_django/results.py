@@ -257,24 +257,24 @@ def set_return_value(result: TaskResult, value: Any) -> None:
     object.__setattr__(result, "_return_value", value)
 
 
-# The fields litetasks sets when it builds a TaskResult, and whether they are all there are
-# (besides the return value): then building one can skip TaskResult.__post_init__.
-_RESULT_FIELDS = frozenset(
-    {
-        "task",
-        "id",
-        "status",
-        "enqueued_at",
-        "started_at",
-        "last_attempted_at",
-        "finished_at",
-        "args",
-        "kwargs",
-        "backend",
-        "errors",
-        "worker_ids",
-    }
+# The fields litetasks sets when it builds a TaskResult, in the order enqueued_result passes
+# them, and whether they are all there are (besides the return value): then building one can
+# skip TaskResult.__post_init__.
+_ORDER = (
+    "task",
+    "id",
+    "status",
+    "enqueued_at",
+    "started_at",
+    "last_attempted_at",
+    "finished_at",
+    "args",
+    "kwargs",
+    "backend",
+    "errors",
+    "worker_ids",
 )
+_RESULT_FIELDS = frozenset(_ORDER)
 _ALL_RESULT_FIELDS = tuple(f.name for f in dataclasses.fields(TaskResult))
 _CAN_SKIP_POST_INIT = set(_ALL_RESULT_FIELDS) == {*_RESULT_FIELDS, "_return_value"}
 
@@ -295,25 +295,10 @@ def _slot_setters() -> dict[str, Callable[[object, Any], None]] | None:
 
 
 _SET_SLOT = _slot_setters()
-# The setters of the fields in the order enqueued_result passes them, when task_result would
-# skip __post_init__ too.
-_ORDER = (
-    "task",
-    "id",
-    "status",
-    "enqueued_at",
-    "started_at",
-    "last_attempted_at",
-    "finished_at",
-    "args",
-    "kwargs",
-    "backend",
-    "errors",
-    "worker_ids",
-)
+# The setters of the fields in _ORDER, when task_result would skip __post_init__ too.
 _SETTERS = (
     tuple(_SET_SLOT[name] for name in _ORDER)
-    if _SET_SLOT is not None and _CAN_SKIP_POST_INIT and set(_ORDER) == _RESULT_FIELDS
+    if _SET_SLOT is not None and _CAN_SKIP_POST_INIT
     else None
 )
 _READY = TaskResultStatus.READY

@@ -17,7 +17,6 @@ from pathlib import Path
 import pytest
 from watchdog.events import FileSystemEvent
 
-from litetasks._runtime import wakeup
 from litetasks._runtime.wakeup import Waiter
 from litetasks._store.doorbell import Doorbell, doorbell_path, unlisten
 from tests.harness import subprocess_env
@@ -30,20 +29,6 @@ def elsewhere(queue_path: Path) -> Iterator[Waiter]:
         assert waiter.is_watching
         unlisten(waiter.path, waiter)
         yield waiter
-
-
-@pytest.fixture
-def file_events(monkeypatch: pytest.MonkeyPatch) -> list[FileSystemEvent]:
-    """The events on the ring file that reach the watchers of this process, as they arrive."""
-    seen: list[FileSystemEvent] = []
-    original = wakeup._DoorbellHandler.dispatch
-
-    def spy(self: wakeup._DoorbellHandler, event: FileSystemEvent) -> None:
-        seen.append(event)
-        original(self, event)
-
-    monkeypatch.setattr(wakeup._DoorbellHandler, "dispatch", spy)
-    return seen
 
 
 def _quiet(waiter: Waiter) -> None:

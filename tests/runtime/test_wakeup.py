@@ -417,19 +417,12 @@ def test_wake_from_a_signal_handler_never_deadlocks_the_thread_it_interrupts(que
 
 
 def test_commits_beside_the_doorbell_reach_no_watcher_thread(
-    queue_path: Path, monkeypatch: pytest.MonkeyPatch
+    queue_path: Path, file_events: list[FileSystemEvent]
 ) -> None:
     # Every commit writes the queue file's -wal and -shm. Were they in the watched folder,
     # watchdog's threads would wake for each write (to drop the event), taking the GIL from a
     # draining worker thousands of times a second.
-    seen: list[FileSystemEvent] = []
-    original = wakeup._DoorbellHandler.dispatch
-
-    def spy(self: wakeup._DoorbellHandler, event: FileSystemEvent) -> None:
-        seen.append(event)
-        original(self, event)
-
-    monkeypatch.setattr(wakeup._DoorbellHandler, "dispatch", spy)
+    seen = file_events
     with Waiter(queue_path) as waiter:
         for suffix in ("", "-wal", "-shm"):
             with open(f"{queue_path}{suffix}", "ab") as handle:
