@@ -2,9 +2,10 @@
 
 Every ``heartbeat_s`` it heartbeats (registering again if the worker was declared lost),
 recovers the tasks of lost workers every quarter lease, prunes old results, and checkpoints the
-WAL fully once the pool is idle after work. Each second with new outcomes it also runs a
-passive checkpoint, so that commits do not have to. It stops the pool when the process that
-supervises it exits. A failing queue file pauses it with back-off (``Outage``).
+WAL fully once the pool is idle after work. Each second with new outcomes it also checkpoints
+while others write (``Store.checkpoint_restart``), so that commits do not have to. It stops the
+pool when the process that supervises it exits. A failing queue file pauses it with back-off
+(``Outage``).
 """
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ class Maintenance:
         self._outage = Outage(f"Heartbeat of worker id={worker_id}", clock=clock)
         # Guards _wrote, _dirty and _idle: the dispatcher sets them, this thread clears them.
         self._lock = threading.Lock()
-        self._wrote = False  # outcomes recorded since the last passive checkpoint
+        self._wrote = False  # outcomes recorded since the last checkpoint_restart()
         self._dirty = False  # outcomes recorded since the last full checkpoint
         self._idle = False  # the dispatcher found nothing to do since the last one
         # Read and written by the maintenance thread only.
@@ -91,7 +92,7 @@ class Maintenance:
         with self._lock:
             wrote, self._wrote = self._wrote, False
         if wrote:
-            self.checkpoint_passive(store)
+            self.checkpoint_restart(store)
         now = self._clock()
         if now < self._next_heartbeat:
             return True
@@ -120,12 +121,12 @@ class Maintenance:
         if due:
             self.checkpoint(store)
 
-    def checkpoint_passive(self, store: Store) -> None:
+    def checkpoint_restart(self, store: Store) -> None:
         """Checkpoint from this thread each second of work, so that commits do not have to."""
         try:
-            store.checkpoint_passive()
+            store.checkpoint_restart()
         except StoreError as exc:  # another checkpoint runs; a failing file is reported by
-            logger.debug("Passive checkpoint skipped: %s", exc)  # the dispatcher and heartbeat
+            logger.debug("Checkpoint skipped: %s", exc)  # the dispatcher and heartbeat
 
     def checkpoint(self, store: Store) -> None:
         """Copy the whole WAL into the file and truncate it; warn if a reader blocks that."""

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from .connection import (
+    checkpoint_and_restart,
     connection_busy_timeout,
     create_private_file,
     file_ids,
@@ -16,7 +17,7 @@ from .handle import Handle
 __all__ = [
     "abandon",
     "checkpoint",
-    "checkpoint_passive",
+    "checkpoint_restart",
     "copy_to",
     "integrity_check",
     "replaced_files",
@@ -42,10 +43,11 @@ def checkpoint(handle: Handle) -> tuple[int, int]:
     return int(log), int(done)
 
 
-def checkpoint_passive(handle: Handle) -> None:
-    """Copy what it can of the WAL into the queue file, without waiting for anyone."""
+def checkpoint_restart(handle: Handle) -> None:
+    """Copy the WAL into the queue file without holding anyone up, then let it start over
+    (``checkpoint_and_restart``: writers wait at most ``WAL_RESTART_WAIT_MS`` for that)."""
     with handle.translated:
-        handle.db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+        checkpoint_and_restart(handle.db, handle.busy_timeout_ms)
 
 
 def replaced_files(handle: Handle) -> list[str]:

@@ -309,9 +309,10 @@ class Store:
         """Checkpoint the WAL and truncate it, never waiting; see ``maintenance.checkpoint``."""
         return maintenance.checkpoint(self._handle)
 
-    def checkpoint_passive(self) -> None:
-        """Copy what it can of the WAL into the queue file, without waiting for anyone."""
-        maintenance.checkpoint_passive(self._handle)
+    def checkpoint_restart(self) -> None:
+        """Copy the WAL into the queue file and let it start over; see
+        ``maintenance.checkpoint_restart``."""
+        maintenance.checkpoint_restart(self._handle)
 
     def replaced_files(self) -> list[str]:
         """Name the files at the path that are not the ones this store opened.

@@ -30,7 +30,7 @@ class FakeStore:
         self.calls.append("checkpoint")
         return 10, 10
 
-    def checkpoint_passive(self) -> None:
+    def checkpoint_restart(self) -> None:
         self.calls.append("passive")
 
 
