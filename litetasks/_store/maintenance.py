@@ -6,13 +6,12 @@ from pathlib import Path
 from typing import Any
 
 from .connection import (
-    checkpoint_and_restart,
-    connection_busy_timeout,
     create_private_file,
     file_ids,
     no_checkpoint_on_close,
 )
 from .handle import Handle
+from .sharing import checkpoint_and_restart, connection_busy_timeout
 
 __all__ = [
     "abandon",

@@ -14,12 +14,12 @@ import apsw
 import pytest
 
 from litetasks._runtime.maintenance import Maintenance
-from litetasks._store.connection import (
+from litetasks._store.records import NewJob
+from litetasks._store.sharing import (
     WAL_CHECKPOINT_PAGES,
     WAL_CHECKPOINT_STEP,
     _WalCheckpoints,
 )
-from litetasks._store.records import NewJob
 from litetasks._store.store import Store
 
 
