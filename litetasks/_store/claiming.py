@@ -24,7 +24,7 @@ from .rowlimits import TooBigToClaim, claim_one_by_one
 from .rows import decode_job, decode_rows
 from .stats import count_finished
 
-__all__ = ["claim_due"]
+__all__ = ["anything_due", "claim_due"]
 
 
 def claim_due(
@@ -49,6 +49,29 @@ def claim_due(
         if len(claimed) == len(rows):  # none failed: nothing more is due, or enough
             break
     return jobs
+
+
+def anything_due(
+    handle: Handle, worker_id: str, queues: Collection[str] | None, skip: Collection[str]
+) -> bool:
+    """Whether a claim would find a due job now; read without taking the write lock.
+
+    A pool claims at every wake-up, and when several pools serve one file each ring wakes them
+    all, so most such claims find nothing: as write transactions they held off every producer
+    while they ran (under a sustained load 30 % of the pools' transactions changed nothing).
+    The read is the claim's own first statement (``sql.PICK``), limited to one job. A job
+    committed after it rings the doorbell again, so the pool looks again.
+    """
+    params: dict[str, Any] = {"worker_id": worker_id, "now": handle.now(), "limit": 1}
+    with handle.translated:
+        served = _served(handle, handle.db, queues, params)
+        if served is None:
+            return False
+        if skip:
+            params["skip"] = json.dumps(sorted(skip))
+        pick = sql.CLAIMS[served, bool(skip)][0]
+        row: Any = handle.db.execute(pick, params).fetchone()
+    return bool(row[0] != "[]")
 
 
 def _claimed(

@@ -13,7 +13,7 @@ from typing import Any
 import apsw
 
 from . import sql
-from .claiming import claim_due
+from .claiming import anything_due, claim_due
 from .enqueueing import enqueue_hooks
 from .faults import ACTIVE as FAULTS
 from .faults import fault
@@ -44,6 +44,8 @@ def record_and_claim(
     """
     if FAULTS and limit > 0:
         fault("claim.before_begin", handle.db)
+    if not outcomes and (limit <= 0 or not anything_due(handle, worker_id, queues, skip)):
+        return [], []  # nothing to write: no write transaction (see ``anything_due``)
     try:
         counted, jobs = _in_one_transaction(handle, outcomes, worker_id, queues, limit, skip)
     except TooBigToClaim:  # rolled back; once more, failing the rows that cannot grow

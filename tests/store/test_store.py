@@ -7,6 +7,7 @@ import json
 import os
 import re
 import stat
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -938,14 +939,53 @@ def test_a_write_lock_held_past_busy_timeout_raises_store_error(
             locked_out.enqueue(jobs)
         assert not isinstance(caught.value, apsw.Error)
         assert isinstance(caught.value.__cause__, apsw.BusyError)
-        with pytest.raises(StoreError, match="busy_timeout_ms=100"):
-            locked_out.claim("w1")
 
         write_lock.execute("ROLLBACK")
         assert row_count(db_path) == 0
         locked_out.enqueue(jobs)
 
     assert row_count(db_path) == size
+
+
+def test_a_claim_of_a_due_job_waits_for_the_write_lock_then_fails(
+    db_path: Path, clock: FakeClock
+) -> None:
+    with Store(db_path, clock=clock, busy_timeout_ms=100) as store:
+        store.enqueue([new_job("due")])
+        other = apsw.Connection(str(db_path))
+        other.execute("BEGIN IMMEDIATE")
+        try:
+            with pytest.raises(StoreError, match="busy_timeout_ms=100") as caught:
+                store.claim("w1")
+            assert isinstance(caught.value.__cause__, apsw.BusyError)
+        finally:
+            other.execute("ROLLBACK")
+            other.close()
+        assert [job.job_id for job in store.claim("w1")] == ["due"]
+
+
+@pytest.mark.parametrize("queued", ["nothing", "a deferred job", "a paused queue's job"])
+def test_a_claim_that_finds_nothing_due_takes_no_write_lock(
+    db_path: Path, clock: FakeClock, queued: str
+) -> None:
+    # A pool claims at every wake-up, and when several pools serve one file every ring wakes
+    # them all: most of those claims find nothing. Taking the write lock for them held off
+    # every producer meanwhile (30 % of a busy pool's transactions changed nothing).
+    with Store(db_path, clock=clock, busy_timeout_ms=2000) as store:
+        if queued == "a deferred job":
+            store.enqueue([new_job("later", run_after_us=clock() + 60 * SECOND_US)])
+        elif queued == "a paused queue's job":
+            store.enqueue([new_job("held", queue_name="held")])
+            store.pausing.pause_queue("held")
+        other = apsw.Connection(str(db_path))
+        other.execute("BEGIN IMMEDIATE")
+        try:
+            started = time.monotonic()
+            assert store.claim("w1") == []
+            assert time.monotonic() - started < 1.0  # not the 2 s busy timeout
+        finally:
+            other.execute("ROLLBACK")
+            other.close()
 
 
 @pytest.mark.parametrize("size", [1, 20])
@@ -985,11 +1025,19 @@ class FailingConnection:
         return getattr(self.real, name)
 
 
+_AN_OUTCOME = Outcome(
+    job_id="a",
+    worker_id="w1",
+    attempt=1,
+    started_at_us=START_US,
+    finished_at_us=START_US,
+    return_json="1",
+)  # recording nothing writes nothing: a claim without outcomes reads first (claiming.py)
 STORE_CALLS = {
     "enqueue": lambda s: s.enqueue([new_job("a")]),
     "claim": lambda s: s.claim("w1"),
-    "record": lambda s: s.record([]),
-    "record_and_claim": lambda s: s.record_and_claim([], "w1"),
+    "record": lambda s: s.record([_AN_OUTCOME]),
+    "record_and_claim": lambda s: s.record_and_claim([_AN_OUTCOME], "w1"),
     "release": lambda s: s.release("w1"),
     "register_worker": lambda s: s.register_worker(worker("w1", FakeClock())),
     "heartbeat": lambda s: s.heartbeat("w1"),
