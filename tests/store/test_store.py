@@ -964,7 +964,10 @@ def test_a_claim_of_a_due_job_waits_for_the_write_lock_then_fails(
         assert [job.job_id for job in store.claim("w1")] == ["due"]
 
 
-@pytest.mark.parametrize("queued", ["nothing", "a deferred job", "a paused queue's job"])
+@pytest.mark.parametrize(
+    "queued",
+    ["nothing", "a deferred job", "a paused queue's job", "another queue's job", "a skipped task"],
+)
 def test_a_claim_that_finds_nothing_due_takes_no_write_lock(
     db_path: Path, clock: FakeClock, queued: str
 ) -> None:
@@ -977,11 +980,18 @@ def test_a_claim_that_finds_nothing_due_takes_no_write_lock(
         elif queued == "a paused queue's job":
             store.enqueue([new_job("held", queue_name="held")])
             store.pausing.pause_queue("held")
+        elif queued == "another queue's job":
+            store.enqueue([new_job("elsewhere", queue_name="emails")])
+        elif queued == "a skipped task":
+            store.enqueue([new_job("skipped")])
         other = apsw.Connection(str(db_path))
         other.execute("BEGIN IMMEDIATE")
         try:
             started = time.monotonic()
-            assert store.claim("w1") == []
+            skip = ["tests.tasks.noop"] if queued == "a skipped task" else ()
+            assert store.claim("w1", queues=["default"], skip=skip) == []
+            if queued != "another queue's job":
+                assert store.claim("w1", skip=skip) == []  # every queue
             assert time.monotonic() - started < 1.0  # not the 2 s busy timeout
         finally:
             other.execute("ROLLBACK")
