@@ -43,8 +43,8 @@ def checkpoint(handle: Handle) -> tuple[int, int]:
 
 
 def checkpoint_restart(handle: Handle) -> None:
-    """Copy the WAL into the queue file without holding anyone up, then let it start over
-    (``checkpoint_and_restart``: writers wait at most ``WAL_RESTART_WAIT_MS`` for that)."""
+    """Copy the WAL into the queue file, then let it start over (``checkpoint_and_restart``:
+    writers wait only for the last frames and at most ``WAL_RESTART_WAIT_MS`` for readers)."""
     with handle.translated:
         checkpoint_and_restart(handle.db, handle.busy_timeout_ms)
 
