@@ -62,14 +62,11 @@ def anything_due(
     The read is the claim's own first statement (``sql.PICK``), limited to one job. A job
     committed after it rings the doorbell again, so the pool looks again.
     """
-    params: dict[str, Any] = {"worker_id": worker_id, "now": handle.now(), "limit": 1}
     with handle.translated:
-        served = _served(handle, handle.db, queues, params)
-        if served is None:
+        plan = _claim_plan(handle, handle.db, worker_id, queues, 1, skip)
+        if plan is None:
             return False
-        if skip:
-            params["skip"] = json.dumps(sorted(skip))
-        pick = sql.CLAIMS[served, bool(skip)][0]
+        (pick, _claim, _due), params = plan
         row: Any = handle.db.execute(pick, params).fetchone()
     return bool(row[0] != "[]")
 
@@ -107,13 +104,10 @@ def _claim_rows(
     one_by_one: bool,
     skip: Collection[str],
 ) -> list[Any]:
-    params: dict[str, Any] = {"worker_id": worker_id, "now": handle.now(), "limit": limit}
-    served = _served(handle, db, queues, params)
-    if served is None:
+    plan = _claim_plan(handle, db, worker_id, queues, limit, skip)
+    if plan is None:
         return []
-    if skip:
-        params["skip"] = json.dumps(sorted(skip))
-    pick, statement, due = sql.CLAIMS[served, bool(skip)]
+    (pick, statement, due), params = plan
     if not one_by_one:
         try:
             return _take(db, pick, params)
@@ -125,6 +119,25 @@ def _claim_rows(
             enqueue_hooks(handle, db, job_id, JobState.FAILED, hooks)
     count_finished(handle, db, [job_id for job_id, _ in failed])
     return rows
+
+
+def _claim_plan(
+    handle: Handle,
+    db: apsw.Connection,
+    worker_id: str,
+    queues: Collection[str] | None,
+    limit: int,
+    skip: Collection[str],
+) -> tuple[tuple[str, str, str], dict[str, Any]] | None:
+    """A claim's (PICK, CLAIM, DUE) statements (``sql.CLAIMS``) and their bindings; None when
+    every queue to serve is paused."""
+    params: dict[str, Any] = {"worker_id": worker_id, "now": handle.now(), "limit": limit}
+    served = _served(handle, db, queues, params)
+    if served is None:
+        return None
+    if skip:
+        params["skip"] = json.dumps(sorted(skip))
+    return sql.CLAIMS[served, bool(skip)], params
 
 
 def _served(

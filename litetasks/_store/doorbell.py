@@ -170,9 +170,10 @@ class Doorbell:
         """Whether this ring must touch the file: a waiter set the listening byte since the last
         touch, or the byte is newly mapped, or it cannot be mapped."""
         listening = self._listening
-        if time.monotonic() < self._check_at:
+        now = time.monotonic()
+        if now < self._check_at:
             return listening is None or listening.take()
-        self._check_at = time.monotonic() + LISTENING_CHECK_S
+        self._check_at = now + LISTENING_CHECK_S
         if listening is not None and listening.is_at_path():
             return listening.take()
         self._listening = None

@@ -11,7 +11,7 @@ from .connection import (
     no_checkpoint_on_close,
 )
 from .handle import Handle
-from .sharing import checkpoint_and_restart, connection_busy_timeout
+from .sharing import checkpoint_and_restart, waiting_at_most
 
 __all__ = [
     "abandon",
@@ -32,12 +32,8 @@ def checkpoint(handle: Handle) -> tuple[int, int]:
     than ``frames_checkpointed`` says so. It never waits: a TRUNCATE checkpoint that waited
     for readers would hold off every writer meanwhile.
     """
-    handle.db.set_busy_timeout(0)
-    try:
-        with handle.translated:
-            row: Any = handle.db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
-    finally:
-        connection_busy_timeout(handle.db, handle.busy_timeout_ms)
+    with handle.translated, waiting_at_most(handle.db, 0, handle.busy_timeout_ms) as db:
+        row: Any = db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
     _busy, log, done = row  # all copied but not truncated: the WAL is reused, not grown
     return int(log), int(done)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+from collections.abc import Iterator
 
 import apsw
 
@@ -15,6 +16,7 @@ __all__ = [
     "checkpoint_and_restart",
     "connection_bounded_wal",
     "connection_busy_timeout",
+    "waiting_at_most",
 ]
 
 
@@ -45,6 +47,19 @@ def connection_busy_timeout(connection: apsw.Connection, busy_timeout_ms: int) -
 
 _BUSY_MIN_S = 0.00005
 _BUSY_MAX_S = 0.005
+
+
+@contextlib.contextmanager
+def waiting_at_most(
+    connection: apsw.Connection, busy_timeout_ms: int, then_ms: int
+) -> Iterator[apsw.Connection]:
+    """Wait at most ``busy_timeout_ms`` for a lock inside the block, ``then_ms`` (the
+    connection's own timeout) again after it."""
+    connection_busy_timeout(connection, busy_timeout_ms)
+    try:
+        yield connection
+    finally:
+        connection_busy_timeout(connection, then_ms)
 
 
 # A commit that leaves the WAL this long (pages) checkpoints it (see below).
@@ -94,11 +109,8 @@ def checkpoint_and_restart(
     raises ``apsw.BusyError``, and nothing is lost: the next checkpoint tries again.
     """
     connection.wal_checkpoint(name, apsw.SQLITE_CHECKPOINT_PASSIVE)
-    connection_busy_timeout(connection, WAL_RESTART_WAIT_MS)
-    try:
+    with waiting_at_most(connection, WAL_RESTART_WAIT_MS, busy_timeout_ms):
         frames: tuple[int, int] = connection.wal_checkpoint(name, apsw.SQLITE_CHECKPOINT_RESTART)
-    finally:
-        connection_busy_timeout(connection, busy_timeout_ms)
     return frames
 
 

@@ -32,6 +32,16 @@ def _fill(store: Store, count: int) -> None:
     )
 
 
+def _wal_frames(path: Path) -> int:
+    """The WAL's length in frames since it last started over (a passive checkpoint says)."""
+    other = apsw.Connection(str(path))
+    try:
+        _busy, frames, _done = other.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+    finally:
+        other.close()
+    return int(frames)
+
+
 def _maintenance(backend: Any) -> Maintenance:
     return Maintenance(
         worker_id="w1",
@@ -87,11 +97,7 @@ def test_producers_alone_keep_the_wal_bounded(tmp_path: Path) -> None:
             ]
             store.enqueue(jobs)
         store.enqueue([NewJob(job_id="f" * 32, task_path="tests.tasks.noop")])
-        other = apsw.Connection(str(path))
-        try:
-            _busy, frames, _done = other.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-        finally:
-            other.close()
+        frames = _wal_frames(path)
 
     assert frames < WAL_CHECKPOINT_PAGES
 
@@ -110,11 +116,7 @@ def test_a_producer_leaves_checkpoints_to_the_workers_until_the_wal_is_long(
             name: store._db.execute(f"PRAGMA {name}").fetchone()[0]
             for name in ("journal_size_limit", "cache_size", "temp_store")
         }
-        other = apsw.Connection(str(path))
-        try:
-            _busy, frames, _done = other.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-        finally:
-            other.close()
+        frames = _wal_frames(path)
 
     assert settings == {
         "journal_size_limit": 64 * 1024 * 1024,
@@ -180,16 +182,6 @@ with Store(path) as store:
         for _ in range(1000):  # about 20 µs
             pass
 """
-
-
-def _wal_frames(path: Path) -> int:
-    """The WAL's length in frames since it last started over (a passive checkpoint says)."""
-    other = apsw.Connection(str(path))
-    try:
-        _busy, frames, _done = other.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-    finally:
-        other.close()
-    return int(frames)
 
 
 def _start_producers(path: Path, count: int, processes: int) -> list[subprocess.Popen[str]]:
