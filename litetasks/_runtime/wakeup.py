@@ -1,11 +1,14 @@
 """Let idle workers sleep until a queue file's doorbell rings, without polling the queue file.
 
 A ``Waiter`` wakes when a producer of this process rings (it listens in
-``litetasks._store.doorbell``) or when a watchdog observer sees the doorbell file of another
-process's ring. A ring is a hint, not a delivery guarantee (the kernel may drop events, the file
-may be unwritable): workers still poll slowly for missed rings and for due ``run_after`` times.
-Nor is it exactly-once: a ring in a process that also waits reaches its waiters directly and
-then again through its own file event, so a waiter can wake once more and find nothing to claim.
+``litetasks._store.doorbell``) or when the doorbell file of another process's ring changes: on
+Linux the waiting thread polls an inotify descriptor on the doorbell's folder itself
+(``inotify.py``), elsewhere a watchdog observer's threads pass the event on. A ring is a hint,
+not a delivery guarantee (the kernel may drop events, the file may be unwritable): workers
+still poll slowly for missed rings and for due ``run_after`` times. Nor is it exactly-once: a
+ring in a process that also waits reaches its waiters directly and then again through its own
+file event, so a waiter can wake once more and find nothing to claim. A doorbell folder removed
+under a waiter (a temp-file cleaner) is noticed within a second and watched anew.
 A ring touches the file only when a waiter set the shared listening byte since the last touch
 (``litetasks._store.doorbell.Listening``): ``clear()`` sets it, so every waiter must call it
 before it looks for work, as it must anyway to see rings of commits made after that look.
@@ -36,6 +39,8 @@ from watchdog.observers.api import BaseObserver
 from watchdog.observers.polling import PollingObserver
 
 from .._store.doorbell import Listening, create_doorbell, doorbell_path, listen, unlisten
+from . import inotify
+from .inotify import InotifyWatch
 
 __all__ = ["Bell", "Waiter"]
 
@@ -73,6 +78,7 @@ _RING_EVENTS: tuple[type[FileSystemEvent], ...] = (
 _EVENT_FILTER: list[type[FileSystemEvent]] = [FileModifiedEvent, FileAttribEvent, FileClosedEvent]
 # How often clear() tries again to map a listening byte it could not map (its folder was
 # missing); until it can, producers in other processes may skip the rings this waiter needs.
+# Also how often it tries to watch again a doorbell folder that was removed.
 _LISTENING_RETRY_S = 1.0
 
 
@@ -87,7 +93,12 @@ class Waiter:
         self.path = doorbell_path(queue_path)
         self._rung = Bell()
         self._lock = threading.Lock()
-        self._observer: BaseObserver | None = None
+        self._observer: BaseObserver | None = None  # where there is no inotify
+        self._inotify: InotifyWatch | None = None
+        self._poller: select.poll | None = None  # the bell's pipe and the inotify descriptor
+        self._heard = False  # the inotify watch heard a ring since clear(): the waiting thread's
+        self._rewatch_at = 0.0  # when clear() next checks the watched folder
+        self._rewatching = False  # the folder was removed and is not watched again yet
         self._is_started = False
         self._pid = 0
         self._listening: Listening | None = None
@@ -95,8 +106,9 @@ class Waiter:
 
     @property
     def is_watching(self) -> bool:
-        """True while rings from other processes can reach this Waiter (the observer runs)."""
-        return self._observer is not None
+        """True while rings from other processes can reach this Waiter."""
+        watch = self._inotify
+        return self._observer is not None or (watch is not None and not watch.gone)
 
     def start(self) -> None:
         """Register for rings in this process and start watching the doorbell file.
@@ -112,7 +124,10 @@ class Waiter:
             listen(self.path, self)
             # Before the watch: opening the ring file to map it is a file event (IN_CLOSE_WRITE).
             self._map_listening()
-            self._observer = _watch(self.path, self._rung)
+            if inotify.is_available():
+                self._set_inotify(_watch_natively(self.path))
+            else:
+                self._observer = _watch(self.path, self._rung)
 
     def stop(self) -> None:
         """Stop and join the observer, and stop receiving rings. Idempotent."""
@@ -121,6 +136,7 @@ class Waiter:
                 return
             self._is_started = False
             observer, self._observer = self._observer, None
+            self._set_inotify(None)
             unlisten(self.path, self)
         # In a forked child the observer's threads are gone and its locks may be held: drop it.
         if observer is not None and self._pid == os.getpid():
@@ -138,6 +154,12 @@ class Waiter:
         doorbell file: the look that follows sees every commit made before that.
         """
         self._rung.clear()
+        watch = self._inotify
+        if watch is not None:
+            self._heard = False
+            watch.read()  # rings before this look: it sees their commits
+        if watch is not None or self._rewatching:
+            self._check_watch(watch)
         listening = self._listening
         if listening is None:
             listening = self._map_listening()
@@ -157,11 +179,56 @@ class Waiter:
 
     def wait(self, timeout_s: float) -> bool:
         """Block until a ring since the last ``clear()`` or until ``timeout_s``; True if rung."""
-        return self._rung.wait(timeout_s)
+        watch, poller = self._inotify, self._poller
+        if watch is None or poller is None or watch.gone:
+            return self._rung.wait(timeout_s)
+        if self._heard:
+            return True
+        deadline = time.monotonic() + timeout_s
+        while True:
+            ready = poller.poll(math.ceil(max(0.0, deadline - time.monotonic()) * 1000))
+            if not ready:
+                return False
+            bell_rang = any(fd == self._rung.fileno() for fd, _ in ready)
+            if len(ready) > 1 or not bell_rang:  # inotify events wait: read them
+                self._heard = watch.read()
+            if bell_rang or self._heard:
+                return True  # a ring of this process or wake(), or one of another process
+            if time.monotonic() >= deadline:  # only other files' events came
+                return False
 
     def wake(self) -> None:
         """End the current (or next) ``wait()`` now, as a ring would; for shutdown."""
         self._rung.set()
+
+    def _set_inotify(self, watch: InotifyWatch | None) -> None:
+        old, self._inotify = self._inotify, watch
+        if old is not None:
+            old.close()  # in a forked child, the child's copy of the descriptor only
+        self._heard = False
+        self._poller = None
+        if watch is not None:
+            poller = select.poll()
+            poller.register(self._rung.fileno(), select.POLLIN)
+            poller.register(watch.fileno(), select.POLLIN)
+            self._poller = poller
+
+    def _check_watch(self, watch: InotifyWatch | None) -> None:
+        """Once a second: if the doorbell's folder was removed (a temp-file cleaner), watch the
+        one made anew, and map its listening byte."""
+        now = time.monotonic()
+        if now < self._rewatch_at and not (watch is not None and watch.gone):
+            return
+        self._rewatch_at = now + _LISTENING_RETRY_S
+        if watch is not None and not watch.gone and watch.is_at_path():
+            return
+        with self._lock:
+            if self._is_started:
+                watch = _watch_natively(self.path)
+                self._set_inotify(watch)
+                self._rewatching = watch is None
+        self._listening = None  # the byte's file went with the folder: map the new one
+        self._listening_retry_at = 0.0
 
     def __enter__(self) -> Waiter:
         self.start()
@@ -192,6 +259,10 @@ class Bell:
         # Closed when the Bell is collected, never at interpreter exit (the default for a
         # finalizer): atexit handlers that stop a pool still ring it then.
         weakref.finalize(self, _close_pipe, self._read, self._write).atexit = False
+
+    def fileno(self) -> int:
+        """The pipe's end that is readable while the flag is set."""
+        return self._read
 
     def set(self) -> None:
         with contextlib.suppress(BlockingIOError):  # full of earlier rings: set already
@@ -227,6 +298,16 @@ class _DoorbellHandler(FileSystemEventHandler):
         # Moves are not in _RING_EVENTS (see _EVENT_FILTER), so src_path is the file that changed.
         if isinstance(event, _RING_EVENTS) and os.fsdecode(event.src_path) == self._path:
             self._rung.set()
+
+
+def _watch_natively(path: Path) -> InotifyWatch | None:
+    """Watch the doorbell's folder with inotify; None if watching fails (warned once)."""
+    try:
+        create_doorbell(path)
+        return InotifyWatch(path.parent, path.name)
+    except OSError as exc:  # the folder is missing or refused, or an inotify limit is reached
+        _warn_once(path, str(exc))
+        return None
 
 
 def _watch(path: Path, rung: Bell) -> BaseObserver | None:

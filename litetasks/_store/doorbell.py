@@ -51,10 +51,10 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-# The doorbell is a file alone in a folder of its own beside the queue file: watchdog watches a
-# file's folder (inotify on the folder, filtered in Python), and the queue file's folder also
-# holds its -wal and -shm, which change on every commit. Four watchdog threads woke for each
-# such change, taking the GIL from a draining worker's executors a thousand times a second.
+# The doorbell is a file alone in a folder of its own beside the queue file: inotify watches a
+# file's folder, and the queue file's folder also holds its -wal and -shm, which change on
+# every commit. The watcher would wake for each such change (four watchdog threads did, when
+# watchdog read it), taking the GIL from a draining worker's executors.
 DOORBELL_SUFFIX = "-doorbell.d"
 _BELL_NAME = "ring"
 # Bytes of the ring file, mapped (``Listening``): the first is the listening byte. Written, not

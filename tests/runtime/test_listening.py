@@ -7,6 +7,7 @@ reach them, as they reach a worker in another process.
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -15,11 +16,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from watchdog.events import FileSystemEvent
 
+from litetasks._runtime.inotify import InotifyWatch, parse_events
 from litetasks._runtime.wakeup import Waiter
 from litetasks._store.doorbell import Doorbell, doorbell_path, unlisten
 from tests.harness import subprocess_env
+
+# Every test runs with each way rings of other processes reach a waiter (conftest.watcher).
+pytestmark = pytest.mark.usefixtures("watcher")
 
 
 @pytest.fixture
@@ -53,24 +57,38 @@ def test_a_waiter_that_looked_again_wakes_for_a_commit_right_after_the_one_that_
         assert elsewhere.wait(5)
 
 
+def _touches(watch: InotifyWatch) -> int:
+    """How many changes to the ring file ``watch`` saw since the last call."""
+    count = 0
+    while True:
+        try:
+            data = os.read(watch.fileno(), 65536)
+        except BlockingIOError:
+            return count
+        count += sum(1 for _, name in parse_events(data) if name == b"ring")
+
+
 def test_rings_while_no_waiter_looked_again_do_not_touch_the_file(
-    queue_path: Path, elsewhere: Waiter, file_events: list[FileSystemEvent]
+    queue_path: Path, elsewhere: Waiter
 ) -> None:
     bell = Doorbell(queue_path)
-    elsewhere.clear()
-    bell.ring()
-    assert elsewhere.wait(5)
-    _quiet(elsewhere)  # which clears: a look for work
-    bell.ring()  # answers that look
-    time.sleep(0.3)  # its event arrives
-    before = len(file_events)
-    for _ in range(50):  # the waiter is busy: it has not looked for work since
+    touches = InotifyWatch(doorbell_path(queue_path).parent, "ring")  # counts, wakes no one
+    try:
+        elsewhere.clear()
         bell.ring()
-    time.sleep(0.3)
-    assert len(file_events) == before
-    elsewhere.clear()
-    bell.ring()
-    assert elsewhere.wait(5)
+        assert elsewhere.wait(5)
+        _quiet(elsewhere)  # which clears: a look for work
+        bell.ring()  # answers that look
+        assert _touches(touches) > 0
+        for _ in range(50):  # the waiter is busy: it has not looked for work since
+            bell.ring()
+        assert _touches(touches) == 0
+        elsewhere.clear()
+        bell.ring()
+        assert elsewhere.wait(5)
+        assert _touches(touches) == 1
+    finally:
+        touches.close()
 
 
 def test_every_waiter_that_looked_wakes_on_one_ring(queue_path: Path) -> None:
