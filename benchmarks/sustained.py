@@ -12,7 +12,8 @@ p50/p99, and whether the backlog stayed bounded (every task started within 1 s o
 the producers' last call and enqueue-to-start p99 under 1 s). After the listed rates the rate
 rises by ``--rise`` until the backlog grows; the maximum sustainable rate is the highest rate
 actually enqueued (producers on a busy machine may fall behind the offered one) that stayed
-bounded. When the producers cannot reach the offered rate any more, that is a lower bound.
+bounded. When the producers cannot reach the offered rate any more, that is a lower bound;
+so it is with ``--rise 1`` (or less), which offers the listed rates only.
 """
 
 from __future__ import annotations
@@ -134,6 +135,14 @@ def _offer(
     }
 
 
+def next_rate(left: list[float], rate: float, rise: float) -> float | None:
+    """The rate after ``rate``: the next listed one, else ``rate`` times ``rise``; None when
+    the listed rates are done and ``rise`` is 1 or less (no rising)."""
+    if left:
+        return left[0]
+    return rate * rise if rise > 1 else None
+
+
 def measure(
     system: System, rates: list[float], rise: float, seconds: float, producers: int
 ) -> list[dict[str, Any]]:
@@ -157,7 +166,11 @@ def measure(
                 row["producers_saturated"] = True
                 break
             queue = queue[1:]
-            rate = queue[0] if queue else rate * rise
+            following = next_rate(queue, rate, rise)
+            if following is None:
+                row["rates_ended"] = True
+                break
+            rate = following
     finally:
         os.killpg(worker.pid, signal.SIGTERM)
         try:
@@ -185,11 +198,11 @@ def print_table(results: dict[str, Any]) -> None:
             )
     for label, best in results["max_sustainable"].items():
         rows = results["systems"][label]
-        more = (
-            " (at least: the producers could send no more)"
-            if rows[-1].get("producers_saturated")
-            else ""
-        )
+        more = ""
+        if rows[-1].get("producers_saturated"):
+            more = " (at least: the producers could send no more)"
+        elif rows[-1].get("rates_ended"):
+            more = " (at least: only the listed rates were offered, --rise 1 or less)"
         print(f"max sustainable, {label}: {best:,.0f} tasks/s{more}")
 
 

@@ -17,6 +17,7 @@ from benchmarks.guard import checks, verdict
 from benchmarks.measure import percentile, wait_for_all
 from benchmarks.report import build_table, ratio
 from benchmarks.suite import _merge
+from benchmarks.sustained import next_rate
 from benchmarks.systems import SYSTEMS, select
 
 
@@ -218,3 +219,10 @@ def test_producers_summary_has_aggregate_percentiles_and_fairness() -> None:
     assert (figures["p50_ms"], figures["max_ms"]) == (1.0, 9.0)
     assert figures["fair"] == 0.0  # 25/s against a mean of 62.5/s: below half
     assert summarise([fast, fast])["fair"] == 1.0
+
+
+def test_sustained_rates_rise_after_the_listed_ones_unless_rise_is_1_or_less() -> None:
+    assert next_rate([2000.0, 5000.0], 1000.0, 1.5) == 2000.0
+    assert next_rate([], 5000.0, 1.5) == 7500.0
+    assert next_rate([], 5000.0, 1.0) is None  # before: 5,000/s again, for ever
+    assert next_rate([], 5000.0, 0.0) is None  # before: 0/s, reported as a backlog ("NO")
