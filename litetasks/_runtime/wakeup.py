@@ -189,6 +189,8 @@ class Waiter:
             ready = poller.poll(math.ceil(max(0.0, deadline - time.monotonic()) * 1000))
             if not ready:
                 return False
+            if self._inotify is not watch:  # stopped meanwhile, from another thread
+                return self._rung.wait(max(0.0, deadline - time.monotonic()))
             bell_rang = any(fd == self._rung.fileno() for fd, _ in ready)
             if len(ready) > 1 or not bell_rang:  # inotify events wait: read them
                 self._heard = watch.read()

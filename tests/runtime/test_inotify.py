@@ -113,3 +113,27 @@ def test_a_waiter_watches_its_doorbell_folder_again_after_it_was_removed(
         assert waiter.is_watching
         assert os.stat(doorbell_path(queue_path).parent).st_ino != old_folder
         assert time.monotonic() - started < 2.5  # checked about once a second
+
+
+def test_stopping_a_waiter_while_another_thread_waits_does_not_make_that_wait_spin(
+    queue_path: Path,
+) -> None:
+    waiter = Waiter(queue_path)
+    waiter.start()
+    unlisten(waiter.path, waiter)
+    waiter.clear()
+    result: list[float] = []
+
+    def wait() -> None:
+        started = time.thread_time()
+        waiter.wait(1.0)
+        result.append(time.thread_time() - started)
+
+    sleeper = threading.Thread(target=wait)
+    sleeper.start()
+    time.sleep(0.1)
+    waiter.stop()  # closes the inotify descriptor the sleeper polls
+    os.utime(doorbell_path(queue_path))  # its poll, still on the old descriptor, returns
+    sleeper.join(5)
+    assert not sleeper.is_alive()
+    assert result[0] < 0.2  # it did not poll the closed descriptor over and over
