@@ -17,6 +17,8 @@ import struct
 from pathlib import Path
 from typing import Any
 
+from .._store.doorbell import is_still
+
 __all__ = ["InotifyWatch", "is_available", "parse_events"]
 
 # <sys/inotify.h>
@@ -115,11 +117,7 @@ class InotifyWatch:
     def is_at_path(self) -> bool:
         """Whether the folder at the path is still the one watched. A removed folder whose
         files are still open or mapped (the waiters' listening byte) sends no event."""
-        try:
-            info = os.stat(self.folder, follow_symlinks=False)
-        except OSError:
-            return False
-        return (info.st_dev, info.st_ino) == self._identity
+        return is_still(self.folder, self._identity)
 
     def close(self) -> None:
         """Close the descriptor (idempotent); in a forked child, the child's copy only."""

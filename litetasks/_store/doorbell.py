@@ -44,6 +44,7 @@ __all__ = [
     "create_doorbell",
     "doorbell_folder_problem",
     "doorbell_path",
+    "is_still",
     "listen",
     "share",
     "unlisten",
@@ -227,16 +228,22 @@ class Listening:
 
     def is_at_path(self) -> bool:
         """Whether the file at the path is still the one mapped."""
-        try:
-            info = os.stat(self.path, follow_symlinks=False)
-        except OSError:
-            return False
-        return (info.st_dev, info.st_ino) == self._identity
+        return is_still(self.path, self._identity)
 
     def close(self) -> None:
         """Unmap the byte; the object cannot be used afterwards."""
         self._byte = ctypes.c_ubyte(0)  # no longer the mapping: a late use cannot fault
         self._unmap()
+
+
+def is_still(path: Path, identity: tuple[int, int]) -> bool:
+    """Whether ``path`` (not following a symlink) is still the file or folder whose
+    ``(st_dev, st_ino)`` is ``identity``; False if nothing is there."""
+    try:
+        info = os.stat(path, follow_symlinks=False)
+    except OSError:
+        return False
+    return (info.st_dev, info.st_ino) == identity
 
 
 def _libc_mmap() -> tuple[Any, Any] | None:
