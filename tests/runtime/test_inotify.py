@@ -18,6 +18,10 @@ from litetasks._runtime.inotify import InotifyWatch, parse_events
 from litetasks._runtime.wakeup import Waiter
 from litetasks._store.doorbell import Doorbell, doorbell_path, unlisten
 
+pytestmark = pytest.mark.skipif(
+    not inotify.is_available(), reason="Linux only: elsewhere waiters use watchdog"
+)
+
 
 def _event(mask: int, name: bytes, padded_to: int = 16) -> bytes:
     length = -(-(len(name) + 1) // padded_to) * padded_to if name else 0
